@@ -1,0 +1,108 @@
+//! VMID allocation with generations (`update_vttbr`), and the last check before guest entry.
+//!
+//! VMIDs are handed out in order from 1; VMID 0 is never used for a guest. When the space is
+//! exhausted the generation is bumped, every guest TLB entry is invalidated, and VMs take
+//! fresh VMIDs as they next run. A VM whose generation is not the current one has no VMID.
+
+use crate::addr::{Vmid, Vttbr};
+use crate::defects::Defects;
+use crate::error::Error;
+use crate::kvm::Kvm;
+use crate::platform::Platform;
+
+/// The global allocator (`kvm_vmid_gen`, `kvm_next_vmid`, `kvm_vmid_bits`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmidAllocator {
+    generation: u64,
+    next: u16,
+    bits: u8,
+}
+
+impl VmidAllocator {
+    /// An allocator for VMIDs of `bits` bits (1 to 8). The first generation is 1.
+    pub fn new(bits: u8) -> Result<Self, Error> {
+        if !(1..=8).contains(&bits) {
+            return Err(Error::OutOfRange);
+        }
+        Ok(VmidAllocator {
+            generation: 1,
+            next: 1,
+            bits,
+        })
+    }
+    /// The current generation.
+    pub const fn generation(&self) -> u64 {
+        self.generation
+    }
+    /// The VMID width.
+    pub const fn bits(&self) -> u8 {
+        self.bits
+    }
+}
+
+/// A VM's VMID, the generation it belongs to, and the VTTBR built from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VmidState {
+    /// Generation of the VMID; 0 until the VM first runs.
+    pub generation: u64,
+    /// The VMID.
+    pub vmid: Vmid,
+    /// Root | VMID << 48.
+    pub vttbr: Vttbr,
+}
+
+impl Kvm {
+    /// `need_new_vmid_gen`: the VM's VMID is not of the current generation.
+    pub fn need_new_vmid_gen(&self, alloc: &VmidAllocator) -> bool {
+        self.vmid.generation != alloc.generation
+    }
+
+    /// `update_vttbr`: gives the VM a VMID of the current generation if it lacks one,
+    /// rolling the generation over (and flushing every guest TLB entry) when none is left.
+    pub fn update_vttbr<P: Platform>(
+        &mut self,
+        alloc: &mut VmidAllocator,
+        p: &mut P,
+    ) -> Result<Vttbr, Error> {
+        let root = self.root.ok_or(Error::NoRoot)?;
+        if !self.need_new_vmid_gen(alloc) {
+            return Ok(self.vmid.vttbr);
+        }
+        if alloc.next == 0 {
+            alloc.generation += 1;
+            alloc.next = 1;
+            p.tlb_flush_all();
+        }
+        let vmid = Vmid(alloc.next as u8);
+        alloc.next = (alloc.next + 1) & ((1u16 << alloc.bits) - 1);
+        assert!(
+            root.0 & !Vttbr::BADDR_MASK == 0,
+            "BUG: stage-2 root {root} is not 8 KiB aligned for VTTBR"
+        );
+        self.vmid = VmidState {
+            generation: alloc.generation,
+            vmid,
+            vttbr: Vttbr::new(root, vmid),
+        };
+        Ok(self.vmid.vttbr)
+    }
+
+    /// The last step of `kvm_arch_vcpu_ioctl_run` before the world switch: with interrupts
+    /// off, later kernels re-check the generation and take a new VMID if a rollover happened
+    /// since `update_vttbr`. Returns the VTTBR the guest runs with.
+    pub fn vcpu_enter<P: Platform>(
+        &mut self,
+        alloc: &mut VmidAllocator,
+        p: &mut P,
+    ) -> Result<Vttbr, Error> {
+        if self.root.is_none() {
+            return Err(Error::NoRoot);
+        }
+        if !self.defects.contains(Defects::VMID_STALE_CHECK) {
+            while self.need_new_vmid_gen(alloc) {
+                self.update_vttbr(alloc, p)?;
+            }
+        }
+        Ok(self.vmid.vttbr)
+    }
+}
