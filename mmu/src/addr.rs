@@ -46,6 +46,7 @@ pub const fn entries_at(level: u8) -> usize {
 macro_rules! address_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub u64);
 
@@ -114,6 +115,7 @@ impl Pa {
 }
 
 /// A virtual machine identifier as it appears in VTTBR bits 55:48.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 pub struct Vmid(pub u8);
 
@@ -124,6 +126,7 @@ impl fmt::Display for Vmid {
 }
 
 /// The stage-2 translation table base register value: root PA | VMID << 48.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Vttbr(pub u64);
 

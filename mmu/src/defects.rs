@@ -4,6 +4,7 @@
 use core::fmt;
 
 /// A set of seed defects to re-enable.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Defects(u16);
 

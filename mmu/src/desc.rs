@@ -4,6 +4,7 @@ use crate::addr::{Pa, LEAF_LEVEL};
 use core::fmt;
 
 /// Memory type of a stage-2 leaf (MemAttr[3:0], bits 5:2).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum MemType {
     /// Normal memory, outer and inner write-back cacheable (MemAttr 0b1111): guest RAM.
@@ -30,6 +31,7 @@ impl MemType {
 }
 
 /// Stage-2 access permissions (HAP[1:0], bits 7:6).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Hap {
     /// No access.
@@ -63,6 +65,7 @@ impl Hap {
 }
 
 /// What a leaf maps: memory type, permissions and execute-never.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct S2Attrs {
     /// Memory type.
@@ -95,6 +98,7 @@ impl S2Attrs {
 }
 
 /// A 64-bit LPAE stage-2 descriptor.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Descriptor(pub u64);
 

@@ -4,6 +4,7 @@ use core::fmt;
 
 /// Why an entry point failed. `BUG_ON` cases are panics, `WARN_ON` cases go to
 /// [`crate::Platform::warn`]; everything here is a recoverable error.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Error {
     /// `-ENOMEM`: a page allocation failed.

@@ -21,6 +21,13 @@ pub struct Memslot {
 }
 
 impl Memslot {
+    /// A slot of `npages` guest pages at `gpa`, backed by `hva`; `gpa` must be page aligned.
+    pub const fn new(id: u16, gpa: Ipa, npages: u64, hva: Hva) -> Result<Memslot, Error> {
+        if !gpa.is_page_aligned() {
+            return Err(Error::Misaligned);
+        }
+        Ok(Memslot { id, base_gfn: gpa.0 >> PAGE_SHIFT, npages, userspace_addr: hva })
+    }
     /// First guest physical address.
     pub const fn gpa_start(&self) -> u64 {
         self.base_gfn << PAGE_SHIFT

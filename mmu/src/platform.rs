@@ -4,6 +4,7 @@ use crate::addr::{Pa, Vmid};
 use crate::desc::Descriptor;
 
 /// A `WARN_ON` of the seed: something is wrong but execution goes on.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Warning {
     /// A table page about to be freed at teardown does not hold exactly its own reference.

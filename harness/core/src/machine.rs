@@ -1,0 +1,139 @@
+//! The hardware seam: what differs between the simulator and real Hyp mode. Everything
+//! above it (allocation, refcounts, events, oracles, the executor) is shared code.
+
+use crate::op::Config;
+use core::fmt;
+use mmu::{Ipa, Pa, Vmid, Vttbr};
+use serde::{Deserialize, Serialize};
+
+/// A guest memory access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessKind {
+    /// Load a 32-bit word.
+    Read,
+    /// Store a 32-bit word.
+    Write(u32),
+}
+
+/// Which translation of a guest access took the stage-2 abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AbortOn {
+    /// The guest's stage-1 walk reading its own table in the stub page (HSR.S1PTW).
+    S1Walk,
+    /// Fetching the stub's instructions (EC 0x20).
+    Fetch,
+    /// The load or store itself (EC 0x24).
+    Data,
+}
+
+/// Architectural fault class (the DFSC/IFSC of the HSR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// No valid descriptor.
+    Translation,
+    /// A leaf with AF clear.
+    AccessFlag,
+    /// HAP or XN forbids the access.
+    Permission,
+}
+
+/// A stage-2 fault as the walker reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Fault {
+    /// Class.
+    pub kind: FaultKind,
+    /// Level of the descriptor that caused it.
+    pub level: u8,
+}
+
+/// A stage-2 abort taken by a guest access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Abort {
+    /// Which translation aborted.
+    pub on: AbortOn,
+    /// Class and level.
+    pub fault: Fault,
+    /// The faulting IPA, page aligned (HPFAR).
+    pub ipa: Ipa,
+}
+
+/// What a guest access did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessOutcome {
+    /// The load returned this word.
+    Read(u32),
+    /// The store completed.
+    Written,
+    /// A stage-2 abort was taken to Hyp mode.
+    Abort(Abort),
+    /// The guest took an exception of its own (vector offset); never expected.
+    GuestException(u32),
+    /// The guest never trapped back within the watchdog budget.
+    Timeout,
+    /// Hyp mode itself took an exception (HSR) while running the access.
+    HypException(u32),
+}
+
+/// The machine below the shared platform layer.
+pub trait Machine {
+    /// Reads a 64-bit word of table memory as the CPU sees it (no checks, no events).
+    fn read(&mut self, pa: Pa) -> u64;
+    /// Writes a 64-bit word of table memory (through the data cache).
+    fn write(&mut self, pa: Pa, value: u64);
+    /// Fills a whole page with `value` (zeroing at allocation, poisoning at free).
+    fn fill_page(&mut self, pa: Pa, value: u64);
+    /// Cleans `[pa, pa + len)` to the point of coherency.
+    fn clean(&mut self, pa: Pa, len: u64);
+    /// Invalidates the guest TLB entries of `vmid`.
+    fn tlbi_vmid(&mut self, vmid: Vmid);
+    /// Invalidates every guest TLB entry.
+    fn tlbi_all(&mut self);
+    /// A data synchronization barrier.
+    fn dsb(&mut self);
+    /// Runs the guest stub once under `vttbr` to perform `kind` at `ipa` (word aligned).
+    /// `fresh` is what a walk of the current tables gives when the machine answered from a
+    /// stale TLB entry (only a model can know it; hardware returns `None`).
+    fn guest_access(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind) -> (AccessOutcome, Option<AccessOutcome>);
+    /// Back to the state of a fresh boot between sequences, for `config`: poisons the first
+    /// `pool_pages_used` pool pages, restores every guest frame's signature, empties the TLB.
+    fn reset(&mut self, config: &Config, pool_pages_used: usize);
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::Translation => "translation",
+            FaultKind::AccessFlag => "access-flag",
+            FaultKind::Permission => "permission",
+        })
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} fault, level {}", self.kind, self.level)
+    }
+}
+
+impl fmt::Display for AbortOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AbortOn::S1Walk => "stage-1 walk",
+            AbortOn::Fetch => "fetch",
+            AbortOn::Data => "data",
+        })
+    }
+}
+
+impl fmt::Display for AccessOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessOutcome::Read(v) => write!(f, "read {v:#010x}"),
+            AccessOutcome::Written => write!(f, "written"),
+            AccessOutcome::Abort(a) => write!(f, "{} abort at {}: {}", a.on, a.ipa, a.fault),
+            AccessOutcome::GuestException(v) => write!(f, "guest exception (vector {v:#x})"),
+            AccessOutcome::Timeout => write!(f, "timeout: the guest never trapped back"),
+            AccessOutcome::HypException(hsr) => write!(f, "Hyp exception (HSR {hsr:#010x})"),
+        }
+    }
+}

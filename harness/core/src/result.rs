@@ -1,0 +1,137 @@
+//! What an op returned, and the sets of results the reference model allows.
+
+use crate::machine::AccessOutcome;
+use core::fmt;
+use mmu::{Error, Vttbr};
+use serde::{Deserialize, Serialize};
+
+/// Why the executor refused an op before it reached `mmu`. Decided by shared code, so the
+/// simulator and the hardware refuse the same ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Reject {
+    /// The VM does not exist.
+    NoVm,
+    /// `create_vm` of a VM that exists.
+    VmExists,
+    /// The op would touch the guest stub's page or memslot range.
+    ReservedIpa,
+    /// A frame outside the guest (or, for `ioremap`, device) window.
+    PaOutsideWindow,
+    /// A guest access to an address that is not word aligned or beyond 40 bits.
+    BadAccessAddress,
+}
+
+/// The result of one op.
+#[allow(missing_docs)] // variant docs name the fields
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// Success.
+    Ok,
+    /// `mmu` returned an error.
+    Err(Error),
+    /// The VTTBR after `update_vmid` or `enter`.
+    Vttbr(Vttbr),
+    /// A guest access; `fresh` is set when a model answered from a stale TLB entry and a
+    /// walk of the current tables would have given something else.
+    Access { outcome: AccessOutcome, fresh: Option<AccessOutcome> },
+    /// The executor refused the op.
+    Rejected(Reject),
+    /// `mmu` panicked; the sequence ends here.
+    Panic,
+}
+
+/// A set of allowed results: `Ok` and any subset of `mmu` errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResultSet(pub u16);
+
+impl ResultSet {
+    /// Only success.
+    pub const OK: ResultSet = ResultSet(1);
+
+    /// Only this error.
+    pub const fn err(e: Error) -> ResultSet {
+        ResultSet(0).or_err(e)
+    }
+    /// This set plus the error `e`.
+    pub const fn or_err(self, e: Error) -> ResultSet {
+        let mut i = 0;
+        while i < Error::ALL.len() {
+            if Error::ALL[i] as u8 == e as u8 {
+                return ResultSet(self.0 | 1 << (i + 1));
+            }
+            i += 1;
+        }
+        self
+    }
+    /// True when `r` is allowed.
+    pub fn allows(self, r: &OpResult) -> bool {
+        match r {
+            OpResult::Ok => self.0 & 1 != 0,
+            OpResult::Err(e) => self == self.or_err(*e) && self.0 != 0,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reject::NoVm => "no-vm",
+            Reject::VmExists => "vm-exists",
+            Reject::ReservedIpa => "reserved-ipa",
+            Reject::PaOutsideWindow => "pa-outside-window",
+            Reject::BadAccessAddress => "bad-access-address",
+        })
+    }
+}
+
+impl fmt::Display for OpResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpResult::Ok => f.write_str("ok"),
+            OpResult::Err(e) => write!(f, "error {e}"),
+            OpResult::Vttbr(v) => write!(f, "vttbr {v}"),
+            OpResult::Access { outcome, fresh: None } => write!(f, "{outcome}"),
+            OpResult::Access { outcome, fresh: Some(fresh) } => write!(f, "{outcome} (stale TLB; tables say {fresh})"),
+            OpResult::Rejected(r) => write!(f, "rejected: {r}"),
+            OpResult::Panic => f.write_str("panic"),
+        }
+    }
+}
+
+impl fmt::Display for ResultSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut sep = |f: &mut fmt::Formatter<'_>| {
+            let s = if first { "" } else { " or " };
+            first = false;
+            f.write_str(s)
+        };
+        if self.0 & 1 != 0 {
+            sep(f)?;
+            f.write_str("ok")?;
+        }
+        for (i, e) in Error::ALL.iter().enumerate() {
+            if self.0 & 1 << (i + 1) != 0 {
+                sep(f)?;
+                write!(f, "error {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_sets() {
+        let s = ResultSet::OK.or_err(Error::NoMemory);
+        assert!(s.allows(&OpResult::Ok));
+        assert!(s.allows(&OpResult::Err(Error::NoMemory)));
+        assert!(!s.allows(&OpResult::Err(Error::Fault)));
+        assert!(!ResultSet::err(Error::Fault).allows(&OpResult::Ok));
+        assert!(!ResultSet::OK.allows(&OpResult::Panic));
+    }
+}

@@ -1,0 +1,12 @@
+//! Stagehand's host harness: the simulated machine, the `.s2` text format, native runs,
+//! rendering, minimization and the `stagehand` CLI. The shared, `no_std` part lives in
+//! `harness-core`.
+
+pub mod files;
+pub mod minimize;
+pub mod render;
+pub mod run;
+pub mod sim;
+pub mod text;
+
+pub use harness_core as core;

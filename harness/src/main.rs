@@ -1,0 +1,526 @@
+//! `stagehand`: check, record, replay, diff, show, convert and minimize stage-2 op sequences.
+//!
+//! Exit codes are a contract: 0 when everything met its expectation (or agreed), 1 when
+//! something did not (a violation, a divergence), 2 on bad input.
+
+use clap::{Args, Parser, Subcommand};
+use harness::files::{self, Input, InputError};
+use harness::minimize::minimize;
+use harness::render;
+use harness::run::{self, kinds, meets};
+use harness::text::{self, format_op, Sequence};
+use harness_core::op::{Config, Expect, Walker};
+use harness_core::trace::{first_divergence, Divergence, Trace};
+use harness_core::violation::{Kind, Violation};
+use mmu::Defects;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "stagehand", version, about = "Deterministic record/replay harness and fuzzer for ARM stage-2 MMU code")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct Global {
+    /// Defect switches to turn on, replacing the header's set (`none` turns all off).
+    #[arg(long, global = true, value_parser = text::parse_defects)]
+    defects: Option<Defects>,
+    /// VMID width in bits (1..=8), replacing the header's.
+    #[arg(long, global = true, value_parser = text::parse_vmid_bits)]
+    vmid_bits: Option<u8>,
+    /// Table walker coherency: `coherent` or `non-coherent`.
+    #[arg(long, global = true, value_parser = text::parse_walker)]
+    walker: Option<Walker>,
+    /// Flag valid-to-valid output address changes (break-before-make).
+    #[arg(long, global = true)]
+    strict_bbm: bool,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Global {
+    fn apply(&self, mut c: Config) -> Config {
+        if let Some(d) = self.defects {
+            c.defects = d;
+        }
+        if let Some(b) = self.vmid_bits {
+            c.vmid_bits = b;
+        }
+        if let Some(w) = self.walker {
+            c.walker = w;
+        }
+        c.strict_bbm |= self.strict_bbm;
+        c
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check sequences with every oracle (files or directories of .s2 files).
+    Run {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Treat every violation as a failure, whatever the header expects.
+        #[arg(long)]
+        ignore_expect: bool,
+    },
+    /// Run a sequence and write its binary trace.
+    Record {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Re-execute a trace and compare event by event (exit 1 on divergence).
+    Replay { trace: PathBuf },
+    /// Show where two traces first differ.
+    Diff { a: PathBuf, b: PathBuf },
+    /// Show the ops, the events and the final tables of a sequence, trace or artifact.
+    Show { input: PathBuf },
+    /// Convert between the text format and fuzzer bytes (by extension: .s2 is text).
+    Convert {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Output format, overriding the extension.
+        #[arg(long, value_parser = ["text", "bytes"])]
+        to: Option<String>,
+    },
+    /// Shrink a failing sequence, keeping its violation kind.
+    Minimize {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The violation kind to keep (default: the header's expectation, else the first found).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// List the seed defect switches.
+    Defects,
+}
+
+/// A failure that decides the exit code.
+enum Failure {
+    /// Bad input (exit 2).
+    Input(String),
+    /// Something did not meet its expectation (exit 1); already reported.
+    Found,
+}
+
+impl From<InputError> for Failure {
+    fn from(e: InputError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
+/// `print!` that ends the process quietly when stdout is a closed pipe (`stagehand show | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = write!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let g = cli.global;
+    let result = match cli.command {
+        Command::Run { paths, ignore_expect } => cmd_run(&g, &paths, ignore_expect),
+        Command::Record { file, output } => cmd_record(&g, &file, &output),
+        Command::Replay { trace } => cmd_replay(&trace),
+        Command::Diff { a, b } => cmd_diff(&a, &b),
+        Command::Show { input } => cmd_show(&g, &input),
+        Command::Convert { input, output, to } => cmd_convert(&g, &input, &output, to.as_deref()),
+        Command::Minimize { input, output, kind } => cmd_minimize(&g, &input, &output, kind.as_deref()),
+        Command::Defects => {
+            cmd_defects(&g);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Found) => ExitCode::from(1),
+        Err(Failure::Input(msg)) => {
+            eprintln!("stagehand: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads a sequence (text or bytes) with the global overrides applied.
+fn load_sequence(g: &Global, path: &Path) -> Result<Sequence, Failure> {
+    match files::load(path, g.apply(Config::default()))? {
+        Input::Text(mut s) => {
+            s.config = g.apply(s.config);
+            Ok(s)
+        }
+        Input::Bytes(s) => Ok(s),
+        Input::Trace(t) => {
+            let ops = t.steps.iter().map(|s| s.op).collect();
+            Ok(Sequence { config: g.apply(t.config), expect: Expect::Clean, ops })
+        }
+    }
+}
+
+fn load_trace(path: &Path) -> Result<Trace, Failure> {
+    match files::load(path, Config::default())? {
+        Input::Trace(t) => Ok(t),
+        _ => Err(Failure::Input(format!("{}: not a stagehand trace (record one with `stagehand record`)", path.display()))),
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    files::write_atomic(path, bytes).map_err(|e| Failure::Input(format!("{}: cannot write: {e}", path.display())))
+}
+
+struct FileResult {
+    path: PathBuf,
+    ops: usize,
+    expect: Expect,
+    ok: bool,
+    violations: Vec<Violation>,
+}
+
+fn cmd_run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Failure> {
+    let mut files = Vec::new();
+    let mut any_dir = false;
+    for p in paths {
+        any_dir |= p.is_dir();
+        files.extend(files::collect(p)?);
+    }
+    // Parse everything first: bad input is reported before any run, with exit 2.
+    let mut seqs = Vec::new();
+    for f in &files {
+        seqs.push((f.clone(), load_sequence(g, f)?));
+    }
+    let bar = (any_dir && !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(seqs.len() as u64);
+        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("static template"));
+        bar
+    });
+    let start = Instant::now();
+    let mut results = Vec::new();
+    let mut total_ops = 0;
+    for (path, seq) in &seqs {
+        if let Some(bar) = &bar {
+            bar.set_message(path.display().to_string());
+        }
+        let exec = run::run(seq.config, &seq.ops, true);
+        let expect = if ignore_expect { Expect::Clean } else { seq.expect };
+        let ok = meets(&expect, exec.violations());
+        total_ops += seq.ops.len();
+        if !ok && !g.json {
+            let report = failure_report(path, seq, expect, &exec);
+            match &bar {
+                Some(bar) => bar.println(report),
+                None => eprint!("{report}"),
+            }
+        }
+        results.push(FileResult { path: path.clone(), ops: seq.ops.len(), expect, ok, violations: exec.violations().to_vec() });
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if g.json {
+        print_json(&results);
+    } else {
+        print_summary(&results, total_ops, elapsed);
+    }
+    if results.iter().all(|r| r.ok) {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
+}
+
+fn expect_name(e: &Expect) -> String {
+    match e {
+        Expect::Clean => "clean".into(),
+        Expect::Violation(k) => k.name().into(),
+    }
+}
+
+fn failure_report(path: &Path, seq: &Sequence, expect: Expect, exec: &run::NativeExecutor) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let v = exec.violations();
+    let found = if v.is_empty() { "no violation".to_string() } else { format!("{} violation(s)", v.len()) };
+    let _ = writeln!(out, "FAIL {}: expected {}, found {found}", path.display(), expect_name(&expect));
+    let Some(first) = v.first() else {
+        let _ = writeln!(out, "  the sequence ran clean; the defect it targets may be off (config: {})\n", render::config_line(&seq.config));
+        return out;
+    };
+    for v in v.iter().take(12) {
+        let op = seq.ops.get(v.op as usize).map_or_else(|| "(end of sequence)".to_string(), format_op);
+        let _ = writeln!(out, "  op #{} `{op}`\n    {}", v.op, render::violation_line(v));
+    }
+    if v.len() > 12 {
+        let _ = writeln!(out, "  … and {} more", v.len() - 12);
+    }
+    let _ = writeln!(out, "  ops leading to op #{}:", first.op);
+    let from = (first.op as usize).saturating_sub(8);
+    for (i, s) in exec.steps().iter().enumerate().take(first.op as usize + 1).skip(from) {
+        let _ = writeln!(out, "    #{i} {} => {}", format_op(&s.op), s.result);
+    }
+    let _ = writeln!(out, "  tables after the run:");
+    let mut dump = String::new();
+    let roots: Vec<_> = exec.roots().collect();
+    let mut exec_host = exec_host_reader(exec);
+    for (vm, root) in roots {
+        render::tables(&mut dump, &mut exec_host, vm, root);
+    }
+    for line in dump.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+    out.push('\n');
+    out
+}
+
+/// Reads table memory of a finished run (from the recorded events, so no mutable borrow).
+fn exec_host_reader(exec: &run::NativeExecutor) -> impl FnMut(mmu::Pa) -> u64 + '_ {
+    let replayed = render::Replayed::from_trace(&Trace::new(*exec.config(), exec.steps().to_vec()));
+    move |pa| replayed.read(pa)
+}
+
+fn print_summary(results: &[FileResult], ops: usize, secs: f64) {
+    let width = results.iter().map(|r| r.path.display().to_string().len()).max().unwrap_or(4).max(4);
+    outln!("{:<6} {:<width$} {:>5}  {:<20} violations", "result", "file", "ops", "expect");
+    for r in results {
+        let status = if r.ok { "ok" } else { "FAIL" };
+        let found: Vec<&str> = kinds(&r.violations).iter().map(|k| k.name()).collect();
+        let found = if found.is_empty() { "-".to_string() } else { found.join(", ") };
+        outln!("{status:<6} {:<width$} {:>5}  {:<20} {found}", r.path.display(), r.ops, expect_name(&r.expect));
+    }
+    let passed = results.iter().filter(|r| r.ok).count();
+    let rate = if secs > 0.0 { ops as f64 / secs } else { 0.0 };
+    outln!(
+        "\n{} file(s): {passed} met their expectation, {} did not; {ops} ops in {:.3} s ({:.0} ops/s)",
+        results.len(),
+        results.len() - passed,
+        secs,
+        rate
+    );
+    let mut by_kind: Vec<(Kind, usize)> = Vec::new();
+    for r in results {
+        for k in kinds(&r.violations) {
+            match by_kind.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push((k, 1)),
+            }
+        }
+    }
+    if !by_kind.is_empty() {
+        by_kind.sort();
+        let list: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} ({n} file(s))")).collect();
+        outln!("violations found: {}", list.join(", "));
+    }
+}
+
+fn print_json(results: &[FileResult]) {
+    let files: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let violations: Vec<serde_json::Value> = r
+                .violations
+                .iter()
+                .map(|v| serde_json::json!({"op": v.op, "kind": v.kind().name(), "title": v.kind().title(), "detail": v.detail.to_string()}))
+                .collect();
+            serde_json::json!({"file": r.path.display().to_string(), "ok": r.ok, "expect": expect_name(&r.expect), "ops": r.ops, "violations": violations})
+        })
+        .collect();
+    let ok = results.iter().all(|r| r.ok);
+    outln!("{}", serde_json::json!({"ok": ok, "files": files}));
+}
+
+fn cmd_record(g: &Global, file: &Path, output: &Path) -> Result<(), Failure> {
+    let seq = load_sequence(g, file)?;
+    let exec = run::run(seq.config, &seq.ops, true);
+    let trace = exec.trace();
+    let bytes = trace.to_bytes();
+    write(output, &bytes)?;
+    let events: usize = trace.steps.iter().map(|s| s.events.len()).sum();
+    eprintln!(
+        "recorded {} op(s), {events} event(s), {} violation(s) -> {} ({} bytes)",
+        trace.steps.len(),
+        exec.violations().len(),
+        output.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+fn cmd_replay(path: &Path) -> Result<(), Failure> {
+    let recorded = load_trace(path)?;
+    let ops: Vec<_> = recorded.steps.iter().map(|s| s.op).collect();
+    let replayed = run::run(recorded.config, &ops, true).trace();
+    match first_divergence(&recorded, &replayed) {
+        None => {
+            outln!("replay of {}: {} step(s) identical", path.display(), recorded.steps.len());
+            Ok(())
+        }
+        Some(d) => {
+            out!("{}", divergence_report(&d, ("recorded", &recorded), ("replayed", &replayed)));
+            Err(Failure::Found)
+        }
+    }
+}
+
+fn cmd_diff(a: &Path, b: &Path) -> Result<(), Failure> {
+    let (ta, tb) = (load_trace(a)?, load_trace(b)?);
+    match first_divergence(&ta, &tb) {
+        None => {
+            outln!("{} and {} agree ({} step(s))", a.display(), b.display(), ta.steps.len());
+            Ok(())
+        }
+        Some(d) => {
+            let (na, nb) = (a.display().to_string(), b.display().to_string());
+            out!("{}", divergence_report(&d, (&na, &ta), (&nb, &tb)));
+            Err(Failure::Found)
+        }
+    }
+}
+
+/// The first divergence, with the ops before it and both sides' versions of the step.
+fn divergence_report(d: &Divergence, (na, a): (&str, &Trace), (nb, b): (&str, &Trace)) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let step = match *d {
+        Divergence::Config => {
+            let _ = writeln!(out, "configurations differ:\n  {na}: {}\n  {nb}: {}", render::config_line(&a.config), render::config_line(&b.config));
+            return out;
+        }
+        Divergence::Op { step } | Divergence::Result { step } | Divergence::Event { step, .. } | Divergence::Violations { step } | Divergence::Length { step } => step,
+    };
+    let what = match d {
+        Divergence::Op { .. } => "a different op".to_string(),
+        Divergence::Result { .. } => "a different result".to_string(),
+        Divergence::Event { event, .. } => format!("event {event}"),
+        Divergence::Violations { .. } => "different violations".to_string(),
+        Divergence::Length { .. } => "one trace ends here".to_string(),
+        Divergence::Config => unreachable!(),
+    };
+    let _ = writeln!(out, "first divergence at step #{step}: {what}");
+    for i in step.saturating_sub(3)..step {
+        if let Some(s) = a.steps.get(i) {
+            let _ = writeln!(out, "  #{i} {} => {}", format_op(&s.op), s.result);
+        }
+    }
+    for (name, t) in [(na, a), (nb, b)] {
+        let _ = writeln!(out, "--- {name}:");
+        match t.steps.get(step) {
+            Some(s) => render::step(&mut out, step, s, true),
+            None => {
+                let _ = writeln!(out, "(ends after {} step(s))", t.steps.len());
+            }
+        }
+    }
+    if let Divergence::Event { step, event } = *d {
+        let ea = a.steps[step].events.get(event).map_or("(none)".into(), |e| e.to_string());
+        let eb = b.steps[step].events.get(event).map_or("(none)".into(), |e| e.to_string());
+        let _ = writeln!(out, "event {event}:\n  {na}: {ea}\n  {nb}: {eb}");
+    }
+    out
+}
+
+fn cmd_show(g: &Global, input: &Path) -> Result<(), Failure> {
+    let trace = match files::load(input, g.apply(Config::default()))? {
+        Input::Trace(t) => t,
+        Input::Text(s) | Input::Bytes(s) => {
+            let config = g.apply(s.config);
+            outln!("{}", text::format_header(&config, &s.expect).trim_end());
+            run::run(config, &s.ops, true).trace()
+        }
+    };
+    out!("{}", render::trace(&trace));
+    outln!("final tables:");
+    out!("{}", render::Replayed::from_trace(&trace).dump());
+    Ok(())
+}
+
+fn cmd_convert(g: &Global, input: &Path, output: &Path, to: Option<&str>) -> Result<(), Failure> {
+    let seq = load_sequence(g, input)?;
+    let as_text = match to {
+        Some(t) => t == "text",
+        None => output.extension().is_some_and(|e| e == "s2"),
+    };
+    let bytes = if as_text {
+        let mut s = format!("# converted from {}\n", input.display());
+        s.push_str(&text::print(&seq));
+        s.into_bytes()
+    } else {
+        harness_core::bytes::encode(&seq.ops, &seq.config.layout)
+    };
+    write(output, &bytes)?;
+    eprintln!("{} op(s) -> {} ({})", seq.ops.len(), output.display(), if as_text { "text" } else { "bytes" });
+    Ok(())
+}
+
+fn cmd_minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> Result<(), Failure> {
+    let seq = load_sequence(g, input)?;
+    let kind = match kind {
+        Some(k) => Kind::from_name(k).ok_or_else(|| Failure::Input(format!("unknown violation kind `{k}`")))?,
+        None => match seq.expect {
+            Expect::Violation(k) => k,
+            Expect::Clean => {
+                let exec = run::run(seq.config, &seq.ops, false);
+                match exec.violations().first() {
+                    Some(v) => v.kind(),
+                    None => {
+                        eprintln!("{}: runs clean, nothing to minimize", input.display());
+                        return Err(Failure::Found);
+                    }
+                }
+            }
+        },
+    };
+    let small = minimize(seq.config, &seq.ops, kind);
+    let min = Sequence { config: seq.config, expect: Expect::Violation(kind), ops: small };
+    if !meets(&min.expect, run::run(min.config, &min.ops, false).violations()) {
+        eprintln!("{}: the sequence does not produce `{kind}`", input.display());
+        return Err(Failure::Found);
+    }
+    let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
+    out.push_str(&text::print(&min));
+    write(output, out.as_bytes())?;
+    eprintln!("minimized {} -> {} op(s), keeping `{kind}` -> {}", seq.ops.len(), min.ops.len(), output.display());
+    Ok(())
+}
+
+fn cmd_defects(g: &Global) {
+    if g.json {
+        let list: Vec<_> = Defects::ALL.iter().map(|(_, n, d)| serde_json::json!({"name": n, "description": d})).collect();
+        outln!("{}", serde_json::Value::Array(list));
+        return;
+    }
+    for (_, name, line) in Defects::ALL {
+        outln!("{name:<20} {line}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Human-readable output: the trace render (what snapshots hold), the folded table dump, and
+//! failure reports.
+
+use crate::text::{format_op, hex};
+use harness_core::op::{Config, Walker};
+use harness_core::trace::{Step, Trace};
+use harness_core::violation::Violation;
+use harness_core::walker::{self, Visit};
+use harness_core::Event;
+use mmu::addr::{level_size, PAGE_SIZE};
+use mmu::Pa;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One line describing a configuration.
+pub fn config_line(c: &Config) -> String {
+    let walker = match c.walker {
+        Walker::Coherent => "coherent",
+        Walker::NonCoherent => "non-coherent",
+    };
+    let bbm = if c.strict_bbm { "strict" } else { "relaxed" };
+    format!("vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}", c.vmid_bits, c.defects, hex(c.layout.ram_base))
+}
+
+/// A violation as `kind: title` plus its details.
+pub fn violation_line(v: &Violation) -> String {
+    format!("{}: {}: {}", v.kind(), v.kind().title(), v.detail)
+}
+
+/// Renders one step: the op and result, its events indented, its violations marked `!`.
+pub fn step(out: &mut String, index: usize, s: &Step, events: bool) {
+    let _ = writeln!(out, "#{index} {} => {}", format_op(&s.op), s.result);
+    if events {
+        for e in &s.events {
+            let _ = writeln!(out, "    {e}");
+        }
+    }
+    for v in &s.violations {
+        let _ = writeln!(out, "    ! {}", violation_line(v));
+    }
+}
+
+/// Renders a whole trace.
+pub fn trace(t: &Trace) -> String {
+    let mut out = format!("trace v{}: {}\n", harness_core::trace::VERSION, config_line(&t.config));
+    for (i, s) in t.steps.iter().enumerate() {
+        step(&mut out, i, s, true);
+    }
+    out
+}
+
+/// Dumps the tables under `root`, folding runs of empty entries and indenting subtables,
+/// in the manner of `aarch64-paging`'s `Debug` output.
+pub fn tables(out: &mut String, read: &mut impl FnMut(Pa) -> u64, vm: u8, root: Pa) {
+    let _ = writeln!(out, "vm {vm}: root {root}");
+    walker::visit(read, root, &mut |v| {
+        let (level, ptr) = match v {
+            Visit::Table { level, ptr, .. } | Visit::Leaf { level, ptr, .. } | Visit::Empty { level, ptr, .. } | Visit::Alias { level, ptr, .. } => {
+                (level, ptr)
+            }
+        };
+        let index = if level == 1 { (ptr.0 - root.0) / 8 } else { (ptr.0 % PAGE_SIZE) / 8 };
+        let pad = "  ".repeat(level as usize);
+        let _ = match v {
+            Visit::Empty { count: 1, .. } => writeln!(out, "{pad}{index}: 0"),
+            Visit::Empty { count, .. } => writeln!(out, "{pad}{index}-{}: 0", index + count as u64 - 1),
+            Visit::Table { desc, ipa, .. } => writeln!(out, "{pad}{index}: table {}  (ipa {})", desc.output_address(), hex(ipa.0)),
+            Visit::Alias { desc, ipa, .. } => {
+                writeln!(out, "{pad}{index}: table {}  (ipa {}) ALIAS: already linked above", desc.output_address(), hex(ipa.0))
+            }
+            Visit::Leaf { desc, ipa, level, .. } => {
+                let kind = if level < 3 { format!("block of {} ", hex(level_size(level))) } else { String::new() };
+                writeln!(out, "{pad}{index}: {kind}{desc}  (ipa {})", hex(ipa.0))
+            }
+        };
+    });
+}
+
+/// Table memory rebuilt from a trace's events: allocations zero pages, writes set entries,
+/// frees drop pages. Lets `show` dump the final tables of a recorded trace.
+#[derive(Default)]
+pub struct Replayed {
+    pages: BTreeMap<u64, Box<[u64; 512]>>,
+    /// Live roots by VM.
+    pub roots: BTreeMap<u8, Pa>,
+}
+
+impl Replayed {
+    /// Folds the events of `t`.
+    pub fn from_trace(t: &Trace) -> Self {
+        let mut r = Replayed::default();
+        for s in &t.steps {
+            for e in &s.events {
+                match *e {
+                    Event::Alloc { pa, order } => {
+                        for i in 0..1u64 << order {
+                            r.pages.insert(pa.0 + i * PAGE_SIZE, Box::new([0; 512]));
+                        }
+                        if order == 1 {
+                            if let harness_core::Op::CreateVm { vm } = s.op {
+                                r.roots.insert(vm, pa);
+                            }
+                        }
+                    }
+                    Event::Free { pa, order } => {
+                        for i in 0..1u64 << order {
+                            r.pages.remove(&(pa.0 + i * PAGE_SIZE));
+                        }
+                    }
+                    Event::Write { pa, new, .. } => {
+                        if let Some(p) = r.pages.get_mut(&pa.page().0) {
+                            p[(pa.page_offset() / 8) as usize] = new.0;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let harness_core::Op::DestroyVm { vm } = s.op {
+                r.roots.remove(&vm);
+            }
+            if let (harness_core::Op::CreateVm { vm }, harness_core::OpResult::Err(_)) = (s.op, s.result) {
+                r.roots.remove(&vm);
+            }
+        }
+        r
+    }
+
+    /// Reads a word (poison where nothing is known).
+    pub fn read(&self, pa: Pa) -> u64 {
+        self.pages.get(&pa.page().0).map_or(harness_core::layout::POISON, |p| p[(pa.page_offset() / 8) as usize])
+    }
+
+    /// Dumps every live VM's tables.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (&vm, &root) in &self.roots {
+            tables(&mut out, &mut |pa| self.read(pa), vm, root);
+        }
+        if out.is_empty() {
+            out.push_str("(no live VM)\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,421 @@
+//! The `.s2` text format: what people read, write by hand, attach to bug reports and keep in
+//! `corpus/`. One op per line, `#` comments, and a header:
+//!
+//! ```text
+//! stagehand-s2 1          # format version, first non-comment line
+//! vmid-bits 8             # 1..=8
+//! defects none            # or a comma-separated list of switches
+//! walker coherent         # or non-coherent
+//! bbm relaxed             # or strict
+//! ram 0x4000_0000         # optional: RAM base of the memory layout
+//! expect clean            # or the kind of violation the sequence must produce
+//! create_vm 0
+//! map 0 0x20_0000 0x4400_0000 rw
+//! ```
+//!
+//! Header lines may come in any order, each at most once, all before the first op.
+
+use harness_core::op::{Config, Expect, Op, Walker};
+use harness_core::violation::Kind;
+use harness_core::Layout;
+use mmu::Defects;
+use std::fmt::{self, Write as _};
+
+/// Version of the text format.
+pub const VERSION: u32 = 1;
+
+/// The first word of every `.s2` file.
+pub const MAGIC: &str = "stagehand-s2";
+
+/// A parsed `.s2` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// Configuration from the header.
+    pub config: Config,
+    /// What the sequence must produce.
+    pub expect: Expect,
+    /// The ops.
+    pub ops: Vec<Op>,
+}
+
+/// A parse error at a line (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Line number, from 1.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.line, self.message)
+    }
+}
+
+/// Parses a number: decimal, or `0x` hex; `_` separators allowed.
+pub fn parse_number(s: &str) -> Option<u64> {
+    let clean: String = s.chars().filter(|&c| c != '_').collect();
+    match clean.strip_prefix("0x").or_else(|| clean.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None if !clean.is_empty() => clean.parse().ok(),
+        None => None,
+    }
+}
+
+/// Parses the value of `--defects` or a `defects` header line.
+pub fn parse_defects(s: &str) -> Result<Defects, String> {
+    if s == "none" {
+        return Ok(Defects::NONE);
+    }
+    let mut set = Defects::NONE;
+    for name in s.split(',').map(str::trim) {
+        let d = Defects::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = Defects::ALL.iter().map(|(_, n, _)| *n).collect();
+            format!("unknown defect `{name}` (known: {})", known.join(", "))
+        })?;
+        set = set.with(d);
+    }
+    Ok(set)
+}
+
+/// Parses `coherent` / `non-coherent`.
+pub fn parse_walker(s: &str) -> Result<Walker, String> {
+    match s {
+        "coherent" => Ok(Walker::Coherent),
+        "non-coherent" => Ok(Walker::NonCoherent),
+        _ => Err(format!("walker must be `coherent` or `non-coherent`, not `{s}`")),
+    }
+}
+
+/// Parses a VMID width.
+pub fn parse_vmid_bits(s: &str) -> Result<u8, String> {
+    match parse_number(s) {
+        Some(n @ 1..=8) => Ok(n as u8),
+        _ => Err(format!("vmid-bits must be 1 to 8, not `{s}`")),
+    }
+}
+
+fn parse_expect(s: &str) -> Result<Expect, String> {
+    if s == "clean" {
+        return Ok(Expect::Clean);
+    }
+    Kind::from_name(s).map(Expect::Violation).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("expect must be `clean` or a violation kind ({}), not `{s}`", known.join(", "))
+    })
+}
+
+/// The fields of each op, in order; parsing and printing both follow this table.
+fn fields(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "create_vm" | "destroy_vm" | "update_vmid" | "enter" => &["vm"],
+        "add_memslot" => &["vm", "slot", "gpa", "pages", "hva"],
+        "remove_memslot" => &["vm", "slot"],
+        "topup" => &["vm", "min", "max"],
+        "map" => &["vm", "ipa", "pa", "perm"],
+        "clear" | "read" => &["vm", "ipa"],
+        "ioremap" => &["vm", "ipa", "pa", "size"],
+        "unmap_hva" => &["vm", "hva"],
+        "unmap_hva_range" => &["vm", "start", "end"],
+        "set_spte_hva" => &["vm", "hva", "pa"],
+        "write" => &["vm", "ipa", "value"],
+        "fail_alloc" => &["nth"],
+        _ => return None,
+    })
+}
+
+const OP_NAMES: &[&str] = &[
+    "create_vm",
+    "destroy_vm",
+    "add_memslot",
+    "remove_memslot",
+    "topup",
+    "map",
+    "clear",
+    "ioremap",
+    "unmap_hva",
+    "unmap_hva_range",
+    "set_spte_hva",
+    "update_vmid",
+    "enter",
+    "read",
+    "write",
+    "fail_alloc",
+];
+
+fn parse_op(words: &[&str]) -> Result<Op, String> {
+    let name = words[0];
+    let Some(names) = fields(name) else {
+        return Err(format!("unknown op `{name}` (ops: {})", OP_NAMES.join(", ")));
+    };
+    let args = &words[1..];
+    if args.len() != names.len() {
+        return Err(format!("{name} takes {} argument(s) ({}), got {}", names.len(), names.join(" "), args.len()));
+    }
+    let num = |i: usize, max: u64| -> Result<u64, String> {
+        let v = parse_number(args[i]).ok_or_else(|| format!("{name}: field `{}`: `{}` is not a number", names[i], args[i]))?;
+        if v > max {
+            return Err(format!("{name}: field `{}`: {v} is larger than {max}", names[i]));
+        }
+        Ok(v)
+    };
+    let vm = |i| num(i, 255).map(|v| v as u8);
+    Ok(match name {
+        "create_vm" => Op::CreateVm { vm: vm(0)? },
+        "destroy_vm" => Op::DestroyVm { vm: vm(0)? },
+        "update_vmid" => Op::UpdateVmid { vm: vm(0)? },
+        "enter" => Op::Enter { vm: vm(0)? },
+        "add_memslot" => Op::AddMemslot {
+            vm: vm(0)?,
+            slot: num(1, u64::from(u16::MAX))? as u16,
+            gpa: num(2, u64::MAX)?,
+            pages: num(3, u64::MAX)?,
+            hva: num(4, u64::MAX)?,
+        },
+        "remove_memslot" => Op::RemoveMemslot { vm: vm(0)?, slot: num(1, u64::from(u16::MAX))? as u16 },
+        "topup" => Op::Topup { vm: vm(0)?, min: num(1, 255)? as u8, max: num(2, 255)? as u8 },
+        "map" => {
+            let writable = match args[3] {
+                "rw" => true,
+                "ro" => false,
+                other => return Err(format!("map: field `perm`: must be `rw` or `ro`, not `{other}`")),
+            };
+            Op::Map { vm: vm(0)?, ipa: num(1, u64::MAX)?, pa: num(2, u64::MAX)?, writable }
+        }
+        "clear" => Op::Clear { vm: vm(0)?, ipa: num(1, u64::MAX)? },
+        "read" => Op::Read { vm: vm(0)?, ipa: num(1, u64::MAX)? },
+        "ioremap" => Op::Ioremap { vm: vm(0)?, ipa: num(1, u64::MAX)?, pa: num(2, u64::MAX)?, size: num(3, u64::MAX)? },
+        "unmap_hva" => Op::UnmapHva { vm: vm(0)?, hva: num(1, u64::MAX)? },
+        "unmap_hva_range" => Op::UnmapHvaRange { vm: vm(0)?, start: num(1, u64::MAX)?, end: num(2, u64::MAX)? },
+        "set_spte_hva" => Op::SetSpteHva { vm: vm(0)?, hva: num(1, u64::MAX)?, pa: num(2, u64::MAX)? },
+        "write" => Op::Write { vm: vm(0)?, ipa: num(1, u64::MAX)?, value: num(2, u64::from(u32::MAX))? as u32 },
+        "fail_alloc" => Op::FailAlloc { nth: num(0, u64::from(u32::MAX))? as u32 },
+        _ => unreachable!("fields() knows every name"),
+    })
+}
+
+/// Parses a whole `.s2` file.
+pub fn parse(text: &str) -> Result<Sequence, ParseError> {
+    let mut seq = Sequence { config: Config::default(), expect: Expect::Clean, ops: Vec::new() };
+    let mut version_seen = false;
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let err = |message: String| ParseError { line, message };
+        let code = raw.split('#').next().unwrap_or("").trim();
+        if code.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = code.split_whitespace().collect();
+        if !version_seen {
+            if words[0] != MAGIC {
+                return Err(err(format!("expected the header `{MAGIC} {VERSION}` before anything else, found `{}`", words[0])));
+            }
+            match words.get(1).and_then(|v| parse_number(v)) {
+                Some(v) if v == u64::from(VERSION) && words.len() == 2 => {}
+                Some(v) => return Err(err(format!("format version {v} is not supported (this build reads version {VERSION})"))),
+                None => return Err(err(format!("`{MAGIC}` must be followed by the format version ({VERSION})"))),
+            }
+            version_seen = true;
+            continue;
+        }
+        let key = words[0];
+        let header = matches!(key, "vmid-bits" | "defects" | "walker" | "bbm" | "ram" | "expect");
+        if !header {
+            let op = parse_op(&words).map_err(err)?;
+            seq.ops.push(op);
+            continue;
+        }
+        if !seq.ops.is_empty() {
+            return Err(err(format!("header line `{key}` after the first op; the header comes first")));
+        }
+        if seen.contains(&key) {
+            return Err(err(format!("header line `{key}` appears twice")));
+        }
+        seen.push(key);
+        let [_, value] = words[..] else {
+            return Err(err(format!("header line `{key}` takes exactly one value")));
+        };
+        let c = &mut seq.config;
+        match key {
+            "vmid-bits" => c.vmid_bits = parse_vmid_bits(value).map_err(err)?,
+            "defects" => c.defects = parse_defects(value).map_err(err)?,
+            "walker" => c.walker = parse_walker(value).map_err(err)?,
+            "bbm" => {
+                c.strict_bbm = match value {
+                    "strict" => true,
+                    "relaxed" => false,
+                    _ => return Err(err(format!("bbm must be `strict` or `relaxed`, not `{value}`"))),
+                }
+            }
+            "ram" => {
+                let base = parse_number(value).filter(|b| b % 0x0100_0000 == 0 && *b < 1 << 40);
+                let base = base.ok_or_else(|| err(format!("ram must be a 16 MiB-aligned address below 2^40, not `{value}`")))?;
+                c.layout = Layout { ram_base: base };
+            }
+            _ => seq.expect = parse_expect(value).map_err(err)?,
+        }
+    }
+    if !version_seen {
+        return Err(ParseError { line: text.lines().count().max(1), message: format!("empty file: no `{MAGIC} {VERSION}` header") });
+    }
+    Ok(seq)
+}
+
+/// Formats an address in hex with `_` every four digits: `0x7f_ffff_f000`.
+pub fn hex(v: u64) -> String {
+    let digits = format!("{v:x}");
+    let mut out = String::from("0x");
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 4 == 0 {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Formats one op as a line of the text format.
+pub fn format_op(op: &Op) -> String {
+    let mut s = String::from(op.name());
+    let mut push = |v: String| {
+        s.push(' ');
+        s.push_str(&v);
+    };
+    match *op {
+        Op::CreateVm { vm } | Op::DestroyVm { vm } | Op::UpdateVmid { vm } | Op::Enter { vm } => push(vm.to_string()),
+        Op::AddMemslot { vm, slot, gpa, pages, hva } => {
+            for v in [vm.to_string(), slot.to_string(), hex(gpa), hex(pages), hex(hva)] {
+                push(v);
+            }
+        }
+        Op::RemoveMemslot { vm, slot } => {
+            push(vm.to_string());
+            push(slot.to_string());
+        }
+        Op::Topup { vm, min, max } => {
+            for v in [vm, min, max] {
+                push(v.to_string());
+            }
+        }
+        Op::Map { vm, ipa, pa, writable } => {
+            for v in [vm.to_string(), hex(ipa), hex(pa), (if writable { "rw" } else { "ro" }).into()] {
+                push(v);
+            }
+        }
+        Op::Clear { vm, ipa } | Op::Read { vm, ipa } => {
+            push(vm.to_string());
+            push(hex(ipa));
+        }
+        Op::Ioremap { vm, ipa, pa, size } => {
+            for v in [vm.to_string(), hex(ipa), hex(pa), hex(size)] {
+                push(v);
+            }
+        }
+        Op::UnmapHva { vm, hva } => {
+            push(vm.to_string());
+            push(hex(hva));
+        }
+        Op::UnmapHvaRange { vm, start, end } => {
+            for v in [vm.to_string(), hex(start), hex(end)] {
+                push(v);
+            }
+        }
+        Op::SetSpteHva { vm, hva, pa } => {
+            for v in [vm.to_string(), hex(hva), hex(pa)] {
+                push(v);
+            }
+        }
+        Op::Write { vm, ipa, value } => {
+            for v in [vm.to_string(), hex(ipa), hex(u64::from(value))] {
+                push(v);
+            }
+        }
+        Op::FailAlloc { nth } => push(nth.to_string()),
+    }
+    s
+}
+
+/// Prints the header lines of a configuration and expectation.
+pub fn format_header(config: &Config, expect: &Expect) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{MAGIC} {VERSION}");
+    let _ = writeln!(s, "vmid-bits {}", config.vmid_bits);
+    let _ = writeln!(s, "defects {}", config.defects);
+    let walker = match config.walker {
+        Walker::Coherent => "coherent",
+        Walker::NonCoherent => "non-coherent",
+    };
+    let _ = writeln!(s, "walker {walker}");
+    let _ = writeln!(s, "bbm {}", if config.strict_bbm { "strict" } else { "relaxed" });
+    if config.layout != Layout::default() {
+        let _ = writeln!(s, "ram {}", hex(config.layout.ram_base));
+    }
+    let expect = match expect {
+        Expect::Clean => "clean".to_string(),
+        Expect::Violation(k) => k.name().to_string(),
+    };
+    let _ = writeln!(s, "expect {expect}");
+    s
+}
+
+/// Prints a whole sequence; `parse(&print(s)) == s`.
+pub fn print(seq: &Sequence) -> String {
+    let mut s = format_header(&seq.config, &seq.expect);
+    for op in &seq.ops {
+        s.push_str(&format_op(op));
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("0x7f_ffff_f000"), Some(0x7f_ffff_f000));
+        assert_eq!(parse_number("42"), Some(42));
+        assert_eq!(parse_number("0x"), None);
+        assert_eq!(parse_number("0xzz"), None);
+        assert_eq!(parse_number(""), None);
+        assert_eq!(parse_number("0xffffffffffffffff0"), None);
+        assert_eq!(hex(0x7f_ffff_f000), "0x7f_ffff_f000");
+        assert_eq!(hex(0), "0x0");
+        assert_eq!(hex(0x1000), "0x1000");
+    }
+
+    #[test]
+    fn header_and_ops() {
+        let seq = parse(
+            "# a comment\nstagehand-s2 1\nvmid-bits 2\ndefects tlb-flush-stub,no-bbm\nwalker non-coherent\nbbm strict\nexpect missing-tlbi\n\ncreate_vm 0 # trailing\nmap 0 0x1000 0x4400_0000 ro\n",
+        )
+        .unwrap();
+        assert_eq!(seq.config.vmid_bits, 2);
+        assert!(seq.config.defects.contains(Defects::NO_BBM) && seq.config.defects.contains(Defects::TLB_FLUSH_STUB));
+        assert_eq!(seq.config.walker, Walker::NonCoherent);
+        assert!(seq.config.strict_bbm);
+        assert_eq!(seq.expect, Expect::Violation(Kind::MissingTlbi));
+        assert_eq!(seq.ops, [Op::CreateVm { vm: 0 }, Op::Map { vm: 0, ipa: 0x1000, pa: 0x4400_0000, writable: false }]);
+        assert_eq!(parse(&print(&seq)).unwrap(), seq);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = |t: &str| parse(t).unwrap_err().to_string();
+        assert_eq!(e("create_vm 0"), "1: expected the header `stagehand-s2 1` before anything else, found `create_vm`");
+        assert!(e("stagehand-s2 2\n").starts_with("1: format version 2 is not supported"));
+        assert!(e("stagehand-s2 1\ncreate_vm 0\nfrobnicate 1\n").starts_with("3: unknown op `frobnicate`"));
+        assert_eq!(e("stagehand-s2 1\nmap 0 0x1000 0xzz rw\n"), "2: map: field `pa`: `0xzz` is not a number");
+        assert_eq!(e("stagehand-s2 1\nmap 0 0x1000\n"), "2: map takes 4 argument(s) (vm ipa pa perm), got 2");
+        assert!(e("stagehand-s2 1\ncreate_vm 0\nvmid-bits 2\n").starts_with("3: header line `vmid-bits` after the first op"));
+        assert!(e("stagehand-s2 1\nvmid-bits 9\n").starts_with("2: vmid-bits must be 1 to 8"));
+        assert!(e("stagehand-s2 1\ndefects bogus\n").starts_with("2: unknown defect `bogus`"));
+        assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect must be"));
+        assert_eq!(e("stagehand-s2 1\ncreate_vm 256\n"), "2: create_vm: field `vm`: 256 is larger than 255");
+        assert_eq!(e(""), "1: empty file: no `stagehand-s2 1` header");
+    }
+}
