@@ -2,6 +2,7 @@
 //! failure reports.
 
 use crate::text::{format_op, hex};
+use harness_core::layout::POISON;
 use harness_core::op::{Config, Walker};
 use harness_core::trace::{Step, Trace};
 use harness_core::violation::Violation;
@@ -31,13 +32,42 @@ pub fn violation_line(v: &Violation) -> String {
 pub fn step(out: &mut String, index: usize, s: &Step, events: bool) {
     let _ = writeln!(out, "#{index} {} => {}", format_op(&s.op), s.result);
     if events {
-        for e in &s.events {
-            let _ = writeln!(out, "    {e}");
+        for line in fold_events(&s.events) {
+            let _ = writeln!(out, "    {line}");
         }
     }
     for v in &s.violations {
         let _ = writeln!(out, "    ! {}", violation_line(v));
     }
+}
+
+/// Event lines, with runs of single-page allocations (or frees) of consecutive pages folded
+/// into one line: a 40-page cache topup reads as one allocation.
+pub fn fold_events(events: &[Event]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < events.len() {
+        let run = |e: &Event| match *e {
+            Event::Alloc { pa, order: 0 } => Some((true, pa)),
+            Event::Free { pa, order: 0 } => Some((false, pa)),
+            _ => None,
+        };
+        let mut n = 1;
+        if let Some((alloc, first)) = run(&events[i]) {
+            while events.get(i + n).and_then(run) == Some((alloc, first.add(n as u64 * PAGE_SIZE))) {
+                n += 1;
+            }
+            if n > 1 {
+                let last = first.add((n as u64 - 1) * PAGE_SIZE);
+                lines.push(format!("{} {first}..={last} order 0 ({n} pages)", if alloc { "alloc" } else { "free" }));
+                i += n;
+                continue;
+            }
+        }
+        lines.push(events[i].to_string());
+        i += 1;
+    }
+    lines
 }
 
 /// Renders a whole trace.
@@ -76,8 +106,9 @@ pub fn tables(out: &mut String, read: &mut impl FnMut(Pa) -> u64, vm: u8, root: 
     });
 }
 
-/// Table memory rebuilt from a trace's events: allocations zero pages, writes set entries,
-/// frees drop pages. Lets `show` dump the final tables of a recorded trace.
+/// Table memory rebuilt from a trace's events with the machine's semantics: allocations zero
+/// pages, frees poison them, writes land even in freed pages. Lets `show` dump the final
+/// tables of a recorded trace.
 #[derive(Default)]
 pub struct Replayed {
     pages: BTreeMap<u64, Box<[u64; 512]>>,
@@ -104,13 +135,12 @@ impl Replayed {
                     }
                     Event::Free { pa, order } => {
                         for i in 0..1u64 << order {
-                            r.pages.remove(&(pa.0 + i * PAGE_SIZE));
+                            r.pages.insert(pa.0 + i * PAGE_SIZE, Box::new([POISON; 512]));
                         }
                     }
                     Event::Write { pa, new, .. } => {
-                        if let Some(p) = r.pages.get_mut(&pa.page().0) {
-                            p[(pa.page_offset() / 8) as usize] = new.0;
-                        }
+                        let page = r.pages.entry(pa.page().0).or_insert_with(|| Box::new([POISON; 512]));
+                        page[(pa.page_offset() / 8) as usize] = new.0;
                     }
                     _ => {}
                 }
@@ -127,7 +157,7 @@ impl Replayed {
 
     /// Reads a word (poison where nothing is known).
     pub fn read(&self, pa: Pa) -> u64 {
-        self.pages.get(&pa.page().0).map_or(harness_core::layout::POISON, |p| p[(pa.page_offset() / 8) as usize])
+        self.pages.get(&pa.page().0).map_or(POISON, |p| p[(pa.page_offset() / 8) as usize])
     }
 
     /// Dumps every live VM's tables.

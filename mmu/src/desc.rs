@@ -222,7 +222,11 @@ impl fmt::Display for Descriptor {
         if self.0 & 0b11 == 0b01 {
             return write!(f, "block/reserved {:#018x}", self.0);
         }
-        // Callers that know the level use the predicates; rendering shows both readings.
+        // The level is unknown here. Pages always carry AF, so type 0b11 without any attribute
+        // bit reads as a table; callers that know the level use the predicates.
+        if self.0 & Self::TABLE_RES0 == 0 {
+            return write!(f, "table {}", self.output_address());
+        }
         match self.attrs() {
             Some(a) if self.af() => {
                 let mem = match a.mem {

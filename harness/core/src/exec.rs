@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use mmu::addr::{level_size, IPA_LIMIT, PAGE_SIZE};
 use mmu::cache::CACHE_CAPACITY;
 use mmu::memslot::MAX_MEMSLOTS;
-use mmu::{Error, Hva, Ipa, Kvm, Memslot, Pa, S2Attrs, VmidAllocator, Vmid, Vttbr};
+use mmu::{Error, Hva, Ipa, Kvm, Memslot, Pa, S2Attrs, VmidAllocator, VmidState, Vmid, Vttbr};
 
 /// The `mmu` VM `vm`, borrowing only the `vms` field so `host` stays free.
 macro_rules! kvm {
@@ -249,7 +249,7 @@ impl<M: Machine> Executor<M> {
             Op::SetSpteHva { vm, hva, pa } => self.set_spte_hva(vm, hva, pa),
             Op::UpdateVmid { vm } => {
                 let rollovers = self.host.rollovers;
-                let old = kvm!(self, vm).vttbr();
+                let old = kvm!(self, vm).vmid_state();
                 let r = kvm!(self, vm).update_vttbr(&mut self.vmids, &mut self.host);
                 self.after_vmid_call(vm, old, rollovers);
                 self.vms[vm as usize].as_mut().expect("live").entered = None;
@@ -453,16 +453,17 @@ impl<M: Machine> Executor<M> {
 
     /// Bookkeeping after `update_vttbr` or the entry re-check: a rollover forces every vCPU
     /// out of its guest (`force_vm_exit`); a new VMID goes to the VMID oracle.
-    fn after_vmid_call(&mut self, vm: u8, old: Vttbr, rollovers: u32) {
+    fn after_vmid_call(&mut self, vm: u8, old: VmidState, rollovers: u32) {
         if self.host.rollovers != rollovers {
             for v in self.vms.iter_mut().flatten() {
                 v.entered = None;
             }
         }
-        let vttbr = kvm!(self, vm).vttbr();
-        if vttbr == old {
+        // A (re)assignment, even of the same number in a new generation.
+        if kvm!(self, vm).vmid_state() == old {
             return;
         }
+        let vttbr = kvm!(self, vm).vttbr();
         self.host.event(Event::Vttbr { vm, vttbr });
         self.host.set_vmid(vm, vttbr.vmid());
         let (vmid, now) = (vttbr.vmid(), self.host.rollovers);
@@ -490,8 +491,8 @@ impl<M: Machine> Executor<M> {
     /// VMID, then the last check, then the oracles that guard guest entry.
     fn enter(&mut self, vm: u8) -> OpResult {
         let rollovers = self.host.rollovers;
-        let old = kvm!(self, vm).vttbr();
-        if kvm!(self, vm).vmid_state().generation == 0 {
+        let old = kvm!(self, vm).vmid_state();
+        if old.generation == 0 {
             let _ = kvm!(self, vm).update_vttbr(&mut self.vmids, &mut self.host);
         }
         let r = kvm!(self, vm).vcpu_enter(&mut self.vmids, &mut self.host);
