@@ -44,7 +44,9 @@ fn error(path: &Path, line: Option<usize>, message: impl Into<String>) -> InputE
 
 /// True when `bytes` look like an `.s2` text file (the magic is the first word).
 fn looks_like_text(bytes: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(bytes) else { return false };
+    let Ok(s) = std::str::from_utf8(bytes) else {
+        return false;
+    };
     let first = s.lines().map(|l| l.split('#').next().unwrap_or("").trim()).find(|l| !l.is_empty());
     first.is_some_and(|l| l.split_whitespace().next() == Some(text::MAGIC))
 }

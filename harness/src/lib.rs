@@ -10,3 +10,4 @@ pub mod sim;
 pub mod text;
 
 pub use harness_core as core;
+pub mod bare;

@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "stagehand", version, about = "Deterministic record/replay harness and fuzzer for ARM stage-2 MMU code")]
+#[command(
+    name = "stagehand",
+    version,
+    about = "Deterministic record/replay harness and fuzzer for ARM stage-2 MMU code"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -189,12 +193,16 @@ fn load_sequence(g: &Global, path: &Path) -> Result<Sequence, Failure> {
 fn load_trace(path: &Path) -> Result<Trace, Failure> {
     match files::load(path, Config::default())? {
         Input::Trace(t) => Ok(t),
-        _ => Err(Failure::Input(format!("{}: not a stagehand trace (record one with `stagehand record`)", path.display()))),
+        _ => Err(Failure::Input(format!(
+            "{}: not a stagehand trace (record one with `stagehand record`)",
+            path.display()
+        ))),
     }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    files::write_atomic(path, bytes).map_err(|e| Failure::Input(format!("{}: cannot write: {e}", path.display())))
+    files::write_atomic(path, bytes)
+        .map_err(|e| Failure::Input(format!("{}: cannot write: {e}", path.display())))
 }
 
 struct FileResult {
@@ -219,7 +227,9 @@ fn cmd_run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
     }
     let bar = (any_dir && !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let bar = indicatif::ProgressBar::new(seqs.len() as u64);
-        bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("static template"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("static template"),
+        );
         bar
     });
     let start = Instant::now();
@@ -240,7 +250,13 @@ fn cmd_run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
                 None => eprint!("{report}"),
             }
         }
-        results.push(FileResult { path: path.clone(), ops: seq.ops.len(), expect, ok, violations: exec.violations().to_vec() });
+        results.push(FileResult {
+            path: path.clone(),
+            ops: seq.ops.len(),
+            expect,
+            ok,
+            violations: exec.violations().to_vec(),
+        });
         if let Some(bar) = &bar {
             bar.inc(1);
         }
@@ -275,7 +291,11 @@ fn failure_report(path: &Path, seq: &Sequence, expect: Expect, exec: &run::Nativ
     let found = if v.is_empty() { "no violation".to_string() } else { format!("{} violation(s)", v.len()) };
     let _ = writeln!(out, "FAIL {}: expected {}, found {found}", path.display(), expect_name(&expect));
     let Some(first) = v.first() else {
-        let _ = writeln!(out, "  the sequence ran clean; the defect it targets may be off (config: {})\n", render::config_line(&seq.config));
+        let _ = writeln!(
+            out,
+            "  the sequence ran clean; the defect it targets may be off (config: {})\n",
+            render::config_line(&seq.config)
+        );
         return out;
     };
     for v in v.iter().take(12) {
@@ -317,7 +337,12 @@ fn print_summary(results: &[FileResult], ops: usize, secs: f64) {
         let status = if r.ok { "ok" } else { "FAIL" };
         let found: Vec<&str> = kinds(&r.violations).iter().map(|k| k.name()).collect();
         let found = if found.is_empty() { "-".to_string() } else { found.join(", ") };
-        outln!("{status:<6} {:<width$} {:>5}  {:<20} {found}", r.path.display(), r.ops, expect_name(&r.expect));
+        outln!(
+            "{status:<6} {:<width$} {:>5}  {:<20} {found}",
+            r.path.display(),
+            r.ops,
+            expect_name(&r.expect)
+        );
     }
     let passed = results.iter().filter(|r| r.ok).count();
     let rate = if secs > 0.0 { ops as f64 / secs } else { 0.0 };
@@ -414,10 +439,19 @@ fn divergence_report(d: &Divergence, (na, a): (&str, &Trace), (nb, b): (&str, &T
     let mut out = String::new();
     let step = match *d {
         Divergence::Config => {
-            let _ = writeln!(out, "configurations differ:\n  {na}: {}\n  {nb}: {}", render::config_line(&a.config), render::config_line(&b.config));
+            let _ = writeln!(
+                out,
+                "configurations differ:\n  {na}: {}\n  {nb}: {}",
+                render::config_line(&a.config),
+                render::config_line(&b.config)
+            );
             return out;
         }
-        Divergence::Op { step } | Divergence::Result { step } | Divergence::Event { step, .. } | Divergence::Violations { step } | Divergence::Length { step } => step,
+        Divergence::Op { step }
+        | Divergence::Result { step }
+        | Divergence::Event { step, .. }
+        | Divergence::Violations { step }
+        | Divergence::Length { step } => step,
     };
     let what = match d {
         Divergence::Op { .. } => "a different op".to_string(),
@@ -486,7 +520,9 @@ fn cmd_convert(g: &Global, input: &Path, output: &Path, to: Option<&str>) -> Res
 fn cmd_minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> Result<(), Failure> {
     let seq = load_sequence(g, input)?;
     let kind = match kind {
-        Some(k) => Kind::from_name(k).ok_or_else(|| Failure::Input(format!("unknown violation kind `{k}`")))?,
+        Some(k) => {
+            Kind::from_name(k).ok_or_else(|| Failure::Input(format!("unknown violation kind `{k}`")))?
+        }
         None => match seq.expect {
             Expect::Violation(k) => k,
             Expect::Clean => {
@@ -510,13 +546,19 @@ fn cmd_minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
     let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
     out.push_str(&text::print(&min));
     write(output, out.as_bytes())?;
-    eprintln!("minimized {} -> {} op(s), keeping `{kind}` -> {}", seq.ops.len(), min.ops.len(), output.display());
+    eprintln!(
+        "minimized {} -> {} op(s), keeping `{kind}` -> {}",
+        seq.ops.len(),
+        min.ops.len(),
+        output.display()
+    );
     Ok(())
 }
 
 fn cmd_defects(g: &Global) {
     if g.json {
-        let list: Vec<_> = Defects::ALL.iter().map(|(_, n, d)| serde_json::json!({"name": n, "description": d})).collect();
+        let list: Vec<_> =
+            Defects::ALL.iter().map(|(_, n, d)| serde_json::json!({"name": n, "description": d})).collect();
         outln!("{}", serde_json::Value::Array(list));
         return;
     }

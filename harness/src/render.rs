@@ -20,7 +20,12 @@ pub fn config_line(c: &Config) -> String {
         Walker::NonCoherent => "non-coherent",
     };
     let bbm = if c.strict_bbm { "strict" } else { "relaxed" };
-    format!("vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}", c.vmid_bits, c.defects, hex(c.layout.ram_base))
+    format!(
+        "vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}",
+        c.vmid_bits,
+        c.defects,
+        hex(c.layout.ram_base)
+    )
 }
 
 /// A violation as `kind: title` plus its details.
@@ -59,7 +64,10 @@ pub fn fold_events(events: &[Event]) -> Vec<String> {
             }
             if n > 1 {
                 let last = first.add((n as u64 - 1) * PAGE_SIZE);
-                lines.push(format!("{} {first}..={last} order 0 ({n} pages)", if alloc { "alloc" } else { "free" }));
+                lines.push(format!(
+                    "{} {first}..={last} order 0 ({n} pages)",
+                    if alloc { "alloc" } else { "free" }
+                ));
                 i += n;
                 continue;
             }
@@ -85,21 +93,32 @@ pub fn tables(out: &mut String, read: &mut impl FnMut(Pa) -> u64, vm: u8, root: 
     let _ = writeln!(out, "vm {vm}: root {root}");
     walker::visit(read, root, &mut |v| {
         let (level, ptr) = match v {
-            Visit::Table { level, ptr, .. } | Visit::Leaf { level, ptr, .. } | Visit::Empty { level, ptr, .. } | Visit::Alias { level, ptr, .. } => {
-                (level, ptr)
-            }
+            Visit::Table { level, ptr, .. }
+            | Visit::Leaf { level, ptr, .. }
+            | Visit::Empty { level, ptr, .. }
+            | Visit::Alias { level, ptr, .. } => (level, ptr),
         };
         let index = if level == 1 { (ptr.0 - root.0) / 8 } else { (ptr.0 % PAGE_SIZE) / 8 };
         let pad = "  ".repeat(level as usize);
         let _ = match v {
             Visit::Empty { count: 1, .. } => writeln!(out, "{pad}{index}: 0"),
-            Visit::Empty { count, .. } => writeln!(out, "{pad}{index}-{}: 0", index + count as u64 - 1),
-            Visit::Table { desc, ipa, .. } => writeln!(out, "{pad}{index}: table {}  (ipa {})", desc.output_address(), hex(ipa.0)),
+            Visit::Empty { count, .. } => {
+                writeln!(out, "{pad}{index}-{}: 0", index + count as u64 - 1)
+            }
+            Visit::Table { desc, ipa, .. } => {
+                writeln!(out, "{pad}{index}: table {}  (ipa {})", desc.output_address(), hex(ipa.0))
+            }
             Visit::Alias { desc, ipa, .. } => {
-                writeln!(out, "{pad}{index}: table {}  (ipa {}) ALIAS: already linked above", desc.output_address(), hex(ipa.0))
+                writeln!(
+                    out,
+                    "{pad}{index}: table {}  (ipa {}) ALIAS: already linked above",
+                    desc.output_address(),
+                    hex(ipa.0)
+                )
             }
             Visit::Leaf { desc, ipa, level, .. } => {
-                let kind = if level < 3 { format!("block of {} ", hex(level_size(level))) } else { String::new() };
+                let kind =
+                    if level < 3 { format!("block of {} ", hex(level_size(level))) } else { String::new() };
                 writeln!(out, "{pad}{index}: {kind}{desc}  (ipa {})", hex(ipa.0))
             }
         };

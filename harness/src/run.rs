@@ -27,7 +27,9 @@ fn install_hook() {
             if CAPTURING.with(Cell::get) {
                 let msg = match info.payload().downcast_ref::<&str>() {
                     Some(s) => (*s).to_string(),
-                    None => info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "panic".into()),
+                    None => {
+                        info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "panic".into())
+                    }
                 };
                 MESSAGE.with(|m| *m.borrow_mut() = msg);
             } else {

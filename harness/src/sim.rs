@@ -11,16 +11,52 @@ use mmu::addr::PAGE_SIZE;
 use mmu::{Ipa, Pa, Vmid, Vttbr};
 use std::collections::BTreeMap;
 
-type Page = Box<[u64; 512]>;
+/// Pool memory: a page is either uniformly filled (a fresh allocation, a freed page) or
+/// materialised in a flat array on its first partial write. Allocation, free and reset cost
+/// O(1) per page, and nothing is allocated after construction.
+struct View {
+    data: Vec<u64>,
+    fill: Vec<u64>,
+    dense: Vec<bool>,
+}
+
+impl View {
+    fn new() -> Self {
+        View {
+            data: vec![0; POOL_PAGES * 512],
+            fill: vec![POISON; POOL_PAGES],
+            dense: vec![false; POOL_PAGES],
+        }
+    }
+    fn read(&self, p: usize, w: usize) -> u64 {
+        if self.dense[p] {
+            self.data[p * 512 + w]
+        } else {
+            self.fill[p]
+        }
+    }
+    fn page_mut(&mut self, p: usize) -> &mut [u64] {
+        let page = &mut self.data[p * 512..(p + 1) * 512];
+        if !self.dense[p] {
+            page.fill(self.fill[p]);
+            self.dense[p] = true;
+        }
+        page
+    }
+    fn fill(&mut self, p: usize, value: u64) {
+        self.dense[p] = false;
+        self.fill[p] = value;
+    }
+}
 
 /// The simulated machine.
 pub struct SimMachine {
     layout: Layout,
     non_coherent: bool,
-    /// Table memory as the CPU sees it; `None` reads as poison.
-    cpu: Vec<Option<Page>>,
+    /// Table memory as the CPU sees it.
+    cpu: View,
     /// Table memory at the point of coherency (non-coherent mode only).
-    poc: Vec<Option<Page>>,
+    poc: View,
     /// Cached stage-2 translations by (VMID, IPA page).
     tlb: BTreeMap<(u8, u64), Leaf>,
     /// Guest words stored so far (others hold their signature).
@@ -33,8 +69,8 @@ impl SimMachine {
         let mut m = SimMachine {
             layout: config.layout,
             non_coherent: false,
-            cpu: (0..POOL_PAGES).map(|_| None).collect(),
-            poc: (0..POOL_PAGES).map(|_| None).collect(),
+            cpu: View::new(),
+            poc: View::new(),
             tlb: BTreeMap::new(),
             stored: BTreeMap::new(),
         };
@@ -49,10 +85,16 @@ impl SimMachine {
     /// What the table walker reads at `pa`.
     fn walker_read(&self, pa: Pa) -> u64 {
         let view = if self.non_coherent { &self.poc } else { &self.cpu };
-        self.slot(pa).and_then(|(p, w)| view[p].as_ref().map(|page| page[w])).unwrap_or(POISON)
+        self.slot(pa).map_or(POISON, |(p, w)| view.read(p, w))
     }
 
-    fn translate(&mut self, vmid: Vmid, root: Pa, ipa: u64, use_tlb: bool) -> Result<Leaf, harness_core::machine::Fault> {
+    fn translate(
+        &mut self,
+        vmid: Vmid,
+        root: Pa,
+        ipa: u64,
+        use_tlb: bool,
+    ) -> Result<Leaf, harness_core::machine::Fault> {
         let key = (vmid.0, ipa & !(PAGE_SIZE - 1));
         if use_tlb {
             if let Some(leaf) = self.tlb.get(&key) {
@@ -70,7 +112,11 @@ impl SimMachine {
     /// access. With `use_tlb` false, every translation walks the current tables.
     fn run_stub(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind, use_tlb: bool) -> Result<Pa, Abort> {
         let need_data = if matches!(kind, AccessKind::Write(_)) { Need::Write } else { Need::Read };
-        let steps = [(STUB_IPA, AbortOn::S1Walk, Need::Read), (STUB_IPA, AbortOn::Fetch, Need::Execute), (ipa, AbortOn::Data, need_data)];
+        let steps = [
+            (STUB_IPA, AbortOn::S1Walk, Need::Read),
+            (STUB_IPA, AbortOn::Fetch, Need::Execute),
+            (ipa, AbortOn::Data, need_data),
+        ];
         let mut pa = Pa(0);
         for (at, on, need) in steps {
             let leaf = self
@@ -85,7 +131,9 @@ impl SimMachine {
     fn outcome(&self, r: Result<Pa, Abort>, kind: AccessKind) -> AccessOutcome {
         match (r, kind) {
             (Err(abort), _) => AccessOutcome::Abort(abort),
-            (Ok(pa), AccessKind::Read) => AccessOutcome::Read(self.stored.get(&pa.0).copied().unwrap_or(Layout::signature(pa))),
+            (Ok(pa), AccessKind::Read) => {
+                AccessOutcome::Read(self.stored.get(&pa.0).copied().unwrap_or(Layout::signature(pa)))
+            }
             (Ok(_), AccessKind::Write(_)) => AccessOutcome::Written,
         }
     }
@@ -93,22 +141,18 @@ impl SimMachine {
 
 impl Machine for SimMachine {
     fn read(&mut self, pa: Pa) -> u64 {
-        self.slot(pa).and_then(|(p, w)| self.cpu[p].as_ref().map(|page| page[w])).unwrap_or(POISON)
+        self.slot(pa).map_or(POISON, |(p, w)| self.cpu.read(p, w))
     }
 
     fn write(&mut self, pa: Pa, value: u64) {
         if let Some((p, w)) = self.slot(pa) {
-            self.cpu[p].get_or_insert_with(|| Box::new([POISON; 512]))[w] = value;
+            self.cpu.page_mut(p)[w] = value;
         }
     }
 
     fn fill_page(&mut self, pa: Pa, value: u64) {
         if let Some((p, _)) = self.slot(pa) {
-            match &mut self.cpu[p] {
-                Some(page) => page.fill(value),
-                None if value == POISON => {}
-                slot => *slot = Some(Box::new([value; 512])),
-            }
+            self.cpu.fill(p, value);
         }
     }
 
@@ -120,11 +164,14 @@ impl Machine for SimMachine {
         let mut line = start;
         while line < end {
             if let Some((p, w)) = self.slot(Pa(line)) {
-                let src: [u64; 8] = match &self.cpu[p] {
-                    Some(page) => page[w..w + 8].try_into().unwrap_or([POISON; 8]),
-                    None => [POISON; 8],
-                };
-                self.poc[p].get_or_insert_with(|| Box::new([POISON; 512]))[w..w + 8].copy_from_slice(&src);
+                // A whole uniform page cleans as a fill: no need to materialise it.
+                if !self.cpu.dense[p] && w == 0 && end - line >= PAGE_SIZE {
+                    self.poc.fill(p, self.cpu.fill[p]);
+                    line += PAGE_SIZE;
+                    continue;
+                }
+                let src: [u64; 8] = core::array::from_fn(|i| self.cpu.read(p, w + i));
+                self.poc.page_mut(p)[w..w + 8].copy_from_slice(&src);
             }
             line += 64;
         }
@@ -140,7 +187,12 @@ impl Machine for SimMachine {
 
     fn dsb(&mut self) {}
 
-    fn guest_access(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind) -> (AccessOutcome, Option<AccessOutcome>) {
+    fn guest_access(
+        &mut self,
+        vttbr: Vttbr,
+        ipa: Ipa,
+        kind: AccessKind,
+    ) -> (AccessOutcome, Option<AccessOutcome>) {
         let fresh = self.run_stub(vttbr, ipa, kind, false);
         let cached = self.run_stub(vttbr, ipa, kind, true);
         let (fresh, outcome) = (self.outcome(fresh, kind), self.outcome(cached, kind));
@@ -154,8 +206,8 @@ impl Machine for SimMachine {
         self.layout = config.layout;
         self.non_coherent = config.walker == Walker::NonCoherent;
         for p in 0..pool_pages_used.min(POOL_PAGES) {
-            self.cpu[p] = None;
-            self.poc[p] = None;
+            self.cpu.fill(p, POISON);
+            self.poc.fill(p, POISON);
         }
         self.tlb.clear();
         self.stored.clear();

@@ -152,10 +152,16 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
     };
     let args = &words[1..];
     if args.len() != names.len() {
-        return Err(format!("{name} takes {} argument(s) ({}), got {}", names.len(), names.join(" "), args.len()));
+        return Err(format!(
+            "{name} takes {} argument(s) ({}), got {}",
+            names.len(),
+            names.join(" "),
+            args.len()
+        ));
     }
     let num = |i: usize, max: u64| -> Result<u64, String> {
-        let v = parse_number(args[i]).ok_or_else(|| format!("{name}: field `{}`: `{}` is not a number", names[i], args[i]))?;
+        let v = parse_number(args[i])
+            .ok_or_else(|| format!("{name}: field `{}`: `{}` is not a number", names[i], args[i]))?;
         if v > max {
             return Err(format!("{name}: field `{}`: {v} is larger than {max}", names[i]));
         }
@@ -186,11 +192,17 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
         }
         "clear" => Op::Clear { vm: vm(0)?, ipa: num(1, u64::MAX)? },
         "read" => Op::Read { vm: vm(0)?, ipa: num(1, u64::MAX)? },
-        "ioremap" => Op::Ioremap { vm: vm(0)?, ipa: num(1, u64::MAX)?, pa: num(2, u64::MAX)?, size: num(3, u64::MAX)? },
+        "ioremap" => {
+            Op::Ioremap { vm: vm(0)?, ipa: num(1, u64::MAX)?, pa: num(2, u64::MAX)?, size: num(3, u64::MAX)? }
+        }
         "unmap_hva" => Op::UnmapHva { vm: vm(0)?, hva: num(1, u64::MAX)? },
-        "unmap_hva_range" => Op::UnmapHvaRange { vm: vm(0)?, start: num(1, u64::MAX)?, end: num(2, u64::MAX)? },
+        "unmap_hva_range" => {
+            Op::UnmapHvaRange { vm: vm(0)?, start: num(1, u64::MAX)?, end: num(2, u64::MAX)? }
+        }
         "set_spte_hva" => Op::SetSpteHva { vm: vm(0)?, hva: num(1, u64::MAX)?, pa: num(2, u64::MAX)? },
-        "write" => Op::Write { vm: vm(0)?, ipa: num(1, u64::MAX)?, value: num(2, u64::from(u32::MAX))? as u32 },
+        "write" => {
+            Op::Write { vm: vm(0)?, ipa: num(1, u64::MAX)?, value: num(2, u64::from(u32::MAX))? as u32 }
+        }
         "fail_alloc" => Op::FailAlloc { nth: num(0, u64::from(u32::MAX))? as u32 },
         _ => unreachable!("fields() knows every name"),
     })
@@ -211,12 +223,21 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
         let words: Vec<&str> = code.split_whitespace().collect();
         if !version_seen {
             if words[0] != MAGIC {
-                return Err(err(format!("expected the header `{MAGIC} {VERSION}` before anything else, found `{}`", words[0])));
+                return Err(err(format!(
+                    "expected the header `{MAGIC} {VERSION}` before anything else, found `{}`",
+                    words[0]
+                )));
             }
             match words.get(1).and_then(|v| parse_number(v)) {
                 Some(v) if v == u64::from(VERSION) && words.len() == 2 => {}
-                Some(v) => return Err(err(format!("format version {v} is not supported (this build reads version {VERSION})"))),
-                None => return Err(err(format!("`{MAGIC}` must be followed by the format version ({VERSION})"))),
+                Some(v) => {
+                    return Err(err(format!(
+                        "format version {v} is not supported (this build reads version {VERSION})"
+                    )))
+                }
+                None => {
+                    return Err(err(format!("`{MAGIC}` must be followed by the format version ({VERSION})")))
+                }
             }
             version_seen = true;
             continue;
@@ -252,14 +273,19 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             }
             "ram" => {
                 let base = parse_number(value).filter(|b| b % 0x0100_0000 == 0 && *b < 1 << 40);
-                let base = base.ok_or_else(|| err(format!("ram must be a 16 MiB-aligned address below 2^40, not `{value}`")))?;
+                let base = base.ok_or_else(|| {
+                    err(format!("ram must be a 16 MiB-aligned address below 2^40, not `{value}`"))
+                })?;
                 c.layout = Layout { ram_base: base };
             }
             _ => seq.expect = parse_expect(value).map_err(err)?,
         }
     }
     if !version_seen {
-        return Err(ParseError { line: text.lines().count().max(1), message: format!("empty file: no `{MAGIC} {VERSION}` header") });
+        return Err(ParseError {
+            line: text.lines().count().max(1),
+            message: format!("empty file: no `{MAGIC} {VERSION}` header"),
+        });
     }
     Ok(seq)
 }
@@ -285,7 +311,9 @@ pub fn format_op(op: &Op) -> String {
         s.push_str(&v);
     };
     match *op {
-        Op::CreateVm { vm } | Op::DestroyVm { vm } | Op::UpdateVmid { vm } | Op::Enter { vm } => push(vm.to_string()),
+        Op::CreateVm { vm } | Op::DestroyVm { vm } | Op::UpdateVmid { vm } | Op::Enter { vm } => {
+            push(vm.to_string())
+        }
         Op::AddMemslot { vm, slot, gpa, pages, hva } => {
             for v in [vm.to_string(), slot.to_string(), hex(gpa), hex(pages), hex(hva)] {
                 push(v);
@@ -395,23 +423,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seq.config.vmid_bits, 2);
-        assert!(seq.config.defects.contains(Defects::NO_BBM) && seq.config.defects.contains(Defects::TLB_FLUSH_STUB));
+        assert!(
+            seq.config.defects.contains(Defects::NO_BBM)
+                && seq.config.defects.contains(Defects::TLB_FLUSH_STUB)
+        );
         assert_eq!(seq.config.walker, Walker::NonCoherent);
         assert!(seq.config.strict_bbm);
         assert_eq!(seq.expect, Expect::Violation(Kind::MissingTlbi));
-        assert_eq!(seq.ops, [Op::CreateVm { vm: 0 }, Op::Map { vm: 0, ipa: 0x1000, pa: 0x4400_0000, writable: false }]);
+        assert_eq!(
+            seq.ops,
+            [Op::CreateVm { vm: 0 }, Op::Map { vm: 0, ipa: 0x1000, pa: 0x4400_0000, writable: false }]
+        );
         assert_eq!(parse(&print(&seq)).unwrap(), seq);
     }
 
     #[test]
     fn errors_name_line_and_field() {
         let e = |t: &str| parse(t).unwrap_err().to_string();
-        assert_eq!(e("create_vm 0"), "1: expected the header `stagehand-s2 1` before anything else, found `create_vm`");
+        assert_eq!(
+            e("create_vm 0"),
+            "1: expected the header `stagehand-s2 1` before anything else, found `create_vm`"
+        );
         assert!(e("stagehand-s2 2\n").starts_with("1: format version 2 is not supported"));
         assert!(e("stagehand-s2 1\ncreate_vm 0\nfrobnicate 1\n").starts_with("3: unknown op `frobnicate`"));
         assert_eq!(e("stagehand-s2 1\nmap 0 0x1000 0xzz rw\n"), "2: map: field `pa`: `0xzz` is not a number");
         assert_eq!(e("stagehand-s2 1\nmap 0 0x1000\n"), "2: map takes 4 argument(s) (vm ipa pa perm), got 2");
-        assert!(e("stagehand-s2 1\ncreate_vm 0\nvmid-bits 2\n").starts_with("3: header line `vmid-bits` after the first op"));
+        assert!(e("stagehand-s2 1\ncreate_vm 0\nvmid-bits 2\n")
+            .starts_with("3: header line `vmid-bits` after the first op"));
         assert!(e("stagehand-s2 1\nvmid-bits 9\n").starts_with("2: vmid-bits must be 1 to 8"));
         assert!(e("stagehand-s2 1\ndefects bogus\n").starts_with("2: unknown defect `bogus`"));
         assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect must be"));

@@ -30,7 +30,12 @@ fn corpus() {
             let trace = exec.trace();
             let replayed = render::Replayed::from_trace(&trace).dump();
             // The trace alone must rebuild the final tables exactly.
-            assert_eq!(replayed, dump_from_memory(&mut exec), "{}: trace events do not rebuild the tables", path.display());
+            assert_eq!(
+                replayed,
+                dump_from_memory(&mut exec),
+                "{}: trace events do not rebuild the tables",
+                path.display()
+            );
             let mut out = render::trace(&trace);
             out.push_str("final tables:\n");
             out.push_str(&replayed);

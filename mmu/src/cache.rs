@@ -24,10 +24,7 @@ impl Default for MemoryCache {
 impl MemoryCache {
     /// An empty cache.
     pub const fn new() -> Self {
-        MemoryCache {
-            objects: [Pa(0); CACHE_CAPACITY],
-            nobjs: 0,
-        }
+        MemoryCache { objects: [Pa(0); CACHE_CAPACITY], nobjs: 0 }
     }
 
     /// `mmu_topup_memory_cache`: when fewer than `min` pages are held, allocates up to `max`.
@@ -53,10 +50,7 @@ impl MemoryCache {
     /// # Panics
     /// When the cache is empty: the caller forgot to top it up (a `BUG_ON` in the seed).
     pub fn alloc(&mut self) -> Pa {
-        assert!(
-            self.nobjs > 0,
-            "BUG: memory cache empty: table allocation without a prior topup"
-        );
+        assert!(self.nobjs > 0, "BUG: memory cache empty: table allocation without a prior topup");
         self.nobjs -= 1;
         self.objects[self.nobjs]
     }

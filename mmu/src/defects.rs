@@ -79,17 +79,11 @@ impl Defects {
     }
     /// Looks a switch up by its command-line name.
     pub fn from_name(name: &str) -> Option<Defects> {
-        Self::ALL
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(d, _, _)| *d)
+        Self::ALL.iter().find(|(_, n, _)| *n == name).map(|(d, _, _)| *d)
     }
     /// Iterates over the switches that are on, in table order.
     pub fn iter(self) -> impl Iterator<Item = (Defects, &'static str, &'static str)> {
-        Self::ALL
-            .iter()
-            .copied()
-            .filter(move |(d, _, _)| self.contains(*d))
+        Self::ALL.iter().copied().filter(move |(d, _, _)| self.contains(*d))
     }
 }
 
@@ -130,9 +124,6 @@ mod tests {
         assert!(!Defects::NONE.contains(Defects::NONE));
         let two = Defects::NO_BBM.with(Defects::TLB_FLUSH_STUB);
         assert!(two.contains(Defects::NO_BBM) && !two.contains(Defects::CLEAR_NONPRESENT));
-        assert_eq!(
-            Defects::from_bits_truncate(0xffff).iter().count(),
-            Defects::ALL.len()
-        );
+        assert_eq!(Defects::from_bits_truncate(0xffff).iter().count(), Defects::ALL.len());
     }
 }

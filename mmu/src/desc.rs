@@ -78,23 +78,11 @@ pub struct S2Attrs {
 
 impl S2Attrs {
     /// Guest RAM, read-write (`PAGE_KVM_GUEST`).
-    pub const GUEST_RW: S2Attrs = S2Attrs {
-        mem: MemType::Normal,
-        hap: Hap::ReadWrite,
-        xn: false,
-    };
+    pub const GUEST_RW: S2Attrs = S2Attrs { mem: MemType::Normal, hap: Hap::ReadWrite, xn: false };
     /// Guest RAM, read-only (`PAGE_S2`, what later kernels use for `kvm_set_spte_hva`).
-    pub const GUEST_RO: S2Attrs = S2Attrs {
-        mem: MemType::Normal,
-        hap: Hap::ReadOnly,
-        xn: false,
-    };
+    pub const GUEST_RO: S2Attrs = S2Attrs { mem: MemType::Normal, hap: Hap::ReadOnly, xn: false };
     /// A device, read-write, never executable (`MT_DEVICE | L_PTE2_READ | L_PTE2_WRITE`).
-    pub const DEVICE_RW: S2Attrs = S2Attrs {
-        mem: MemType::Device,
-        hap: Hap::ReadWrite,
-        xn: true,
-    };
+    pub const DEVICE_RW: S2Attrs = S2Attrs { mem: MemType::Device, hap: Hap::ReadWrite, xn: true };
 }
 
 /// A 64-bit LPAE stage-2 descriptor.
@@ -189,11 +177,7 @@ impl Descriptor {
     /// The leaf attributes, when MemAttr is one this port produces.
     pub const fn attrs(self) -> Option<S2Attrs> {
         match MemType::from_memattr(self.memattr()) {
-            Some(mem) => Some(S2Attrs {
-                mem,
-                hap: self.hap(),
-                xn: self.xn(),
-            }),
+            Some(mem) => Some(S2Attrs { mem, hap: self.hap(), xn: self.xn() }),
             None => None,
         }
     }
@@ -213,11 +197,7 @@ impl fmt::Display for Descriptor {
     /// `table 0x0041000000`, `page 0x0044001000 normal rw`, `0` or `raw 0x…`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.is_valid() {
-            return if self.0 == 0 {
-                write!(f, "0")
-            } else {
-                write!(f, "invalid {:#x}", self.0)
-            };
+            return if self.0 == 0 { write!(f, "0") } else { write!(f, "invalid {:#x}", self.0) };
         }
         if self.0 & 0b11 == 0b01 {
             return write!(f, "block/reserved {:#018x}", self.0);
@@ -239,14 +219,7 @@ impl fmt::Display for Descriptor {
                     Hap::WriteOnly => "wo",
                     Hap::ReadWrite => "rw",
                 };
-                write!(
-                    f,
-                    "{} {} {}{}",
-                    self.output_address(),
-                    mem,
-                    hap,
-                    if a.xn { " xn" } else { "" }
-                )
+                write!(f, "{} {} {}{}", self.output_address(), mem, hap, if a.xn { " xn" } else { "" })
             }
             _ => write!(f, "{} ({:#018x})", self.output_address(), self.0),
         }
@@ -261,10 +234,7 @@ mod tests {
     fn guest_page_encoding() {
         let d = Descriptor::page(Pa(0x4400_1000), S2Attrs::GUEST_RW);
         // OA | AF | SH=11 | HAP=11 | MemAttr=1111 | page | valid
-        assert_eq!(
-            d.0,
-            0x4400_1000 | 1 << 10 | 0b11 << 8 | 0b11 << 6 | 0b1111 << 2 | 0b11
-        );
+        assert_eq!(d.0, 0x4400_1000 | 1 << 10 | 0b11 << 8 | 0b11 << 6 | 0b1111 << 2 | 0b11);
         assert!(d.is_page(3) && !d.is_table(3) && d.is_table(2));
         assert_eq!(d.attrs(), Some(S2Attrs::GUEST_RW));
         assert_eq!(d.0 & Descriptor::LEAF_RES0, 0);

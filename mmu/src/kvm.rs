@@ -88,19 +88,10 @@ impl Kvm {
         check_ipa(ipa)?;
         check_frame(pa)?;
         self.cache.topup(p, 2, CACHE_CAPACITY)?;
-        let attrs = if writable {
-            S2Attrs::GUEST_RW
-        } else {
-            S2Attrs::GUEST_RO
-        };
+        let attrs = if writable { S2Attrs::GUEST_RW } else { S2Attrs::GUEST_RO };
         let mut cache = core::mem::take(&mut self.cache);
-        let ret = self.stage2_set_pte(
-            p,
-            Some(&mut cache),
-            ipa,
-            Descriptor::page(pa, attrs),
-            Overwrite::Replace,
-        );
+        let ret =
+            self.stage2_set_pte(p, Some(&mut cache), ipa, Descriptor::page(pa, attrs), Overwrite::Replace);
         self.cache = cache;
         ret
     }
@@ -133,12 +124,7 @@ impl Kvm {
     /// `kvm_unmap_hva_range`: `kvm_unmap_hva` for every page of `[start, end)`, which must be
     /// page aligned. Walks slot by slot and skips regions without tables, so the cost follows
     /// the tables present, not the length of the range.
-    pub fn unmap_hva_range<P: Platform>(
-        &mut self,
-        p: &mut P,
-        start: Hva,
-        end: Hva,
-    ) -> Result<(), Error> {
+    pub fn unmap_hva_range<P: Platform>(&mut self, p: &mut P, start: Hva, end: Hva) -> Result<(), Error> {
         if !start.is_page_aligned() || !end.is_page_aligned() {
             return Err(Error::Misaligned);
         }
@@ -165,11 +151,8 @@ impl Kvm {
         if self.root.is_none() {
             return Ok(());
         }
-        let attrs = if self.defects.contains(Defects::SPTE_WRITABLE) {
-            S2Attrs::GUEST_RW
-        } else {
-            S2Attrs::GUEST_RO
-        };
+        let attrs =
+            if self.defects.contains(Defects::SPTE_WRITABLE) { S2Attrs::GUEST_RW } else { S2Attrs::GUEST_RO };
         let pte = Descriptor::page(pa, attrs);
         let mut i = 0;
         while let Some(s) = self.memslots.get(i) {

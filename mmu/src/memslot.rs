@@ -61,26 +61,19 @@ impl Memslots {
     /// Adds a slot. Guest physical ranges may not overlap (host ranges may alias).
     pub fn add(&mut self, slot: Memslot) -> Result<(), Error> {
         if slot.npages == 0 || !slot.userspace_addr.is_page_aligned() {
-            return Err(if slot.npages == 0 {
-                Error::OutOfRange
-            } else {
-                Error::Misaligned
-            });
+            return Err(if slot.npages == 0 { Error::OutOfRange } else { Error::Misaligned });
         }
         let gpa_ok = slot.npages <= IPA_LIMIT / PAGE_SIZE
             && slot.base_gfn <= IPA_LIMIT / PAGE_SIZE
             && slot.base_gfn + slot.npages <= IPA_LIMIT / PAGE_SIZE;
-        let hva_ok = slot
-            .npages
-            .checked_mul(PAGE_SIZE)
-            .and_then(|b| slot.userspace_addr.0.checked_add(b))
-            .is_some();
+        let hva_ok =
+            slot.npages.checked_mul(PAGE_SIZE).and_then(|b| slot.userspace_addr.0.checked_add(b)).is_some();
         if !gpa_ok || !hva_ok {
             return Err(Error::OutOfRange);
         }
-        let clash = self.iter().any(|s| {
-            s.id == slot.id || (slot.gpa_start() < s.gpa_end() && s.gpa_start() < slot.gpa_end())
-        });
+        let clash = self
+            .iter()
+            .any(|s| s.id == slot.id || (slot.gpa_start() < s.gpa_end() && s.gpa_start() < slot.gpa_end()));
         if clash {
             return Err(Error::MemslotOverlap);
         }
@@ -96,10 +89,7 @@ impl Memslots {
 
     /// Removes the slot with id `id`, returning it.
     pub fn remove(&mut self, id: u16) -> Result<Memslot, Error> {
-        let at = self
-            .iter()
-            .position(|s| s.id == id)
-            .ok_or(Error::UnknownMemslot)?;
+        let at = self.iter().position(|s| s.id == id).ok_or(Error::UnknownMemslot)?;
         let slot = self.slots[at].take().ok_or(Error::UnknownMemslot)?;
         self.slots.copy_within(at + 1..self.len, at);
         self.len -= 1;

@@ -81,10 +81,7 @@ impl Kvm {
         let checked = self.counted_page(ROOT_LEVEL, root.add(ROOT_BYTES - 8), root);
         let count = p.page_count(checked);
         if count != 1 {
-            p.warn(Warning::RootCountAtFree {
-                page: checked,
-                count,
-            });
+            p.warn(Warning::RootCountAtFree { page: checked, count });
         }
         p.free_pages(root, ROOT_ORDER);
         self.root = None;
@@ -103,13 +100,7 @@ impl Kvm {
     ) -> Result<(), Error> {
         let root = self.root.ok_or(Error::NoRoot)?;
         check_ipa(ipa)?;
-        let mut v = SetPte {
-            kvm: self,
-            root,
-            cache,
-            new,
-            overwrite,
-        };
+        let mut v = SetPte { kvm: self, root, cache, new, overwrite };
         walk(p, root, ipa, ipa.add(1), &mut v)?;
         p.dsb();
         Ok(())
@@ -120,22 +111,10 @@ impl Kvm {
     pub fn stage2_clear_pte<P: Platform>(&mut self, p: &mut P, ipa: Ipa) -> Result<Cleared, Error> {
         let root = self.root.ok_or(Error::NoRoot)?;
         check_ipa(ipa)?;
-        let mut v = ClearPte {
-            kvm: self,
-            root,
-            flush: false,
-            empty_level: None,
-            freed: [Pa(0); 2],
-            nfreed: 0,
-        };
+        let mut v =
+            ClearPte { kvm: self, root, flush: false, empty_level: None, freed: [Pa(0); 2], nfreed: 0 };
         walk(p, root, ipa, ipa.add(1), &mut v)?;
-        let ClearPte {
-            flush,
-            empty_level,
-            freed,
-            nfreed,
-            ..
-        } = v;
+        let ClearPte { flush, empty_level, freed, nfreed, .. } = v;
         if flush {
             self.flush_tlb(p);
         }
@@ -147,12 +126,7 @@ impl Kvm {
 
     /// Clears every page of `[start, end)` (page aligned) as successive `stage2_clear_pte`
     /// calls would, skipping regions whose tables do not exist.
-    pub(crate) fn clear_range<P: Platform>(
-        &mut self,
-        p: &mut P,
-        start: Ipa,
-        end: Ipa,
-    ) -> Result<(), Error> {
+    pub(crate) fn clear_range<P: Platform>(&mut self, p: &mut P, start: Ipa, end: Ipa) -> Result<(), Error> {
         let mut addr = start.0;
         while addr < end.0 {
             let done = self.stage2_clear_pte(p, Ipa(addr))?;
@@ -177,20 +151,14 @@ impl Kvm {
         if self.root.is_none() {
             return Err(Error::NoRoot);
         }
-        let last_ipa = ipa
-            .0
-            .checked_add(size.max(1) - 1)
-            .ok_or(Error::OutOfRange)?;
+        let last_ipa = ipa.0.checked_add(size.max(1) - 1).ok_or(Error::OutOfRange)?;
         let last_pa = pa.0.checked_add(size.max(1) - 1).ok_or(Error::OutOfRange)?;
         if last_ipa >= IPA_LIMIT || !Pa(last_pa).in_range() {
             return Err(Error::OutOfRange);
         }
         // The seed ANDs a 64-bit IPA with the 32-bit unsigned long PAGE_MASK.
-        let page_mask = if self.defects.contains(Defects::IOREMAP_32BIT_MASK) {
-            0xffff_f000
-        } else {
-            !(PAGE_SIZE - 1)
-        };
+        let page_mask =
+            if self.defects.contains(Defects::IOREMAP_32BIT_MASK) { 0xffff_f000 } else { !(PAGE_SIZE - 1) };
         let end = (ipa.0 + size + PAGE_SIZE - 1) & page_mask;
         let overwrite = if self.defects.contains(Defects::IOREMAP_OVERWRITE) {
             Overwrite::Replace

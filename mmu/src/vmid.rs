@@ -24,11 +24,7 @@ impl VmidAllocator {
         if !(1..=8).contains(&bits) {
             return Err(Error::OutOfRange);
         }
-        Ok(VmidAllocator {
-            generation: 1,
-            next: 1,
-            bits,
-        })
+        Ok(VmidAllocator { generation: 1, next: 1, bits })
     }
     /// The current generation.
     pub const fn generation(&self) -> u64 {
@@ -75,26 +71,15 @@ impl Kvm {
         }
         let vmid = Vmid(alloc.next as u8);
         alloc.next = (alloc.next + 1) & ((1u16 << alloc.bits) - 1);
-        assert!(
-            root.0 & !Vttbr::BADDR_MASK == 0,
-            "BUG: stage-2 root {root} is not 8 KiB aligned for VTTBR"
-        );
-        self.vmid = VmidState {
-            generation: alloc.generation,
-            vmid,
-            vttbr: Vttbr::new(root, vmid),
-        };
+        assert!(root.0 & !Vttbr::BADDR_MASK == 0, "BUG: stage-2 root {root} is not 8 KiB aligned for VTTBR");
+        self.vmid = VmidState { generation: alloc.generation, vmid, vttbr: Vttbr::new(root, vmid) };
         Ok(self.vmid.vttbr)
     }
 
     /// The last step of `kvm_arch_vcpu_ioctl_run` before the world switch: with interrupts
     /// off, later kernels re-check the generation and take a new VMID if a rollover happened
     /// since `update_vttbr`. Returns the VTTBR the guest runs with.
-    pub fn vcpu_enter<P: Platform>(
-        &mut self,
-        alloc: &mut VmidAllocator,
-        p: &mut P,
-    ) -> Result<Vttbr, Error> {
+    pub fn vcpu_enter<P: Platform>(&mut self, alloc: &mut VmidAllocator, p: &mut P) -> Result<Vttbr, Error> {
         if self.root.is_none() {
             return Err(Error::NoRoot);
         }

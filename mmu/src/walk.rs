@@ -83,12 +83,7 @@ fn walk_table<P: Platform, V: Visitor<P>>(
             break;
         }
         let ptr = table.add(idx as u64 * 8);
-        let mut e = Entry {
-            level,
-            ipa: Ipa(ipa),
-            ptr,
-            desc: p.read_desc(ptr),
-        };
+        let mut e = Entry { level, ipa: Ipa(ipa), ptr, desc: p.read_desc(ptr) };
         if !e.desc.is_table(level) && v.visit(p, Visit::Leaf, &mut e)? == Flow::Stop {
             return Ok(Flow::Stop);
         }

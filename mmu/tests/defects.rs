@@ -42,32 +42,18 @@ fn free_before_flush() {
         kvm.free_memory_caches(&mut p);
         p.log.clear();
         kvm.stage2_clear_pte(&mut p, Ipa(A)).unwrap();
-        let flush = p
-            .log
-            .iter()
-            .position(|e| matches!(e, Ev::Flush(_)))
-            .unwrap();
-        let free = p
-            .log
-            .iter()
-            .position(|e| matches!(e, Ev::Free(..)))
-            .unwrap();
+        let flush = p.log.iter().position(|e| matches!(e, Ev::Flush(_))).unwrap();
+        let free = p.log.iter().position(|e| matches!(e, Ev::Free(..))).unwrap();
         assert_eq!(flush < free, flush_first, "{defects}: {:?}", p.log);
     }
 }
 
 #[test]
 fn ioremap_overwrite() {
-    for (defects, expect) in [
-        (Defects::NONE, Err(Error::Fault)),
-        (Defects::IOREMAP_OVERWRITE, Ok(())),
-    ] {
+    for (defects, expect) in [(Defects::NONE, Err(Error::Fault)), (Defects::IOREMAP_OVERWRITE, Ok(()))] {
         let (mut kvm, mut p) = vm(defects);
         map(&mut kvm, &mut p, A, FRAME);
-        assert_eq!(
-            kvm.phys_addr_ioremap(&mut p, Ipa(A), Pa(0x4600_0000), 0x1000),
-            expect
-        );
+        assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(A), Pa(0x4600_0000), 0x1000), expect);
         let mem = lookup(&kvm, &p, A).unwrap().attrs().unwrap().mem;
         assert_eq!(mem == mmu::MemType::Device, expect.is_ok(), "{defects}");
     }
@@ -85,23 +71,12 @@ fn tlb_flush_stub() {
 
 #[test]
 fn no_dcache_clean() {
-    for (defects, entry_cleans, table_cleans) in
-        [(Defects::NONE, 3, 2), (Defects::NO_DCACHE_CLEAN, 0, 1)]
-    {
+    for (defects, entry_cleans, table_cleans) in [(Defects::NONE, 3, 2), (Defects::NO_DCACHE_CLEAN, 0, 1)] {
         let (mut kvm, mut p) = vm(defects);
         map(&mut kvm, &mut p, A, FRAME);
-        let cleans = |len| {
-            p.log
-                .iter()
-                .filter(|e| matches!(e, Ev::Clean(_, l) if *l == len))
-                .count()
-        };
+        let cleans = |len| p.log.iter().filter(|e| matches!(e, Ev::Clean(_, l) if *l == len)).count();
         assert_eq!(cleans(8), entry_cleans, "{defects}");
-        assert_eq!(
-            cleans(4096),
-            table_cleans,
-            "{defects}: the seed cleans only new level-3 tables"
-        );
+        assert_eq!(cleans(4096), table_cleans, "{defects}: the seed cleans only new level-3 tables");
     }
 }
 
@@ -111,16 +86,9 @@ fn pgd_tail_refcount() {
     let (mut kvm, mut p) = vm(Defects::PGD_TAIL_REFCOUNT);
     let root = kvm.root().unwrap();
     map(&mut kvm, &mut p, high, FRAME);
-    assert_eq!(
-        (p.count_of(root), p.count_of(root.add(4096))),
-        (1, 1),
-        "the reference lands on the tail"
-    );
+    assert_eq!((p.count_of(root), p.count_of(root.add(4096))), (1, 1), "the reference lands on the tail");
     kvm.stage2_clear_pte(&mut p, Ipa(high)).unwrap();
-    assert!(
-        !p.is_allocated(root.add(4096)),
-        "put_page to zero freed the live root's tail page"
-    );
+    assert!(!p.is_allocated(root.add(4096)), "put_page to zero freed the live root's tail page");
     // The fixed port keeps the tail alive and counts on the head.
     let (mut kvm, mut p) = vm(Defects::NONE);
     let root = kvm.root().unwrap();
@@ -136,13 +104,7 @@ fn pgd_tail_refcount_warns_at_teardown_like_the_seed() {
     map(&mut kvm, &mut p, A, FRAME);
     kvm.free_memory_caches(&mut p);
     kvm.free_stage2_pgd(&mut p);
-    assert_eq!(
-        p.warnings,
-        vec![Warning::RootCountAtFree {
-            page: root.add(4096),
-            count: 0
-        }]
-    );
+    assert_eq!(p.warnings, vec![Warning::RootCountAtFree { page: root.add(4096), count: 0 }]);
 }
 
 #[test]
@@ -153,12 +115,7 @@ fn no_bbm() {
     map(&mut kvm, &mut p, A, FRAME.add(0x1000));
     let old = Descriptor::page(FRAME, S2Attrs::GUEST_RW).0;
     let new = Descriptor::page(FRAME.add(0x1000), S2Attrs::GUEST_RW).0;
-    let seen: Vec<_> = p
-        .log
-        .iter()
-        .filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_)))
-        .cloned()
-        .collect();
+    let seen: Vec<_> = p.log.iter().filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_))).cloned().collect();
     assert!(
         matches!(seen.as_slice(), [Ev::Write(_, o, n), Ev::Flush(0)] if *o == old && *n == new),
         "{seen:?}"
@@ -167,26 +124,14 @@ fn no_bbm() {
 
 #[test]
 fn spte_writable() {
-    for (defects, attrs) in [
-        (Defects::NONE, S2Attrs::GUEST_RO),
-        (Defects::SPTE_WRITABLE, S2Attrs::GUEST_RW),
-    ] {
+    for (defects, attrs) in [(Defects::NONE, S2Attrs::GUEST_RO), (Defects::SPTE_WRITABLE, S2Attrs::GUEST_RW)]
+    {
         let (mut kvm, mut p) = vm(defects);
-        kvm.add_memslot(Memslot {
-            id: 0,
-            base_gfn: A >> 12,
-            npages: 16,
-            userspace_addr: Hva(0x8000_0000),
-        })
-        .unwrap();
-        map(&mut kvm, &mut p, A, FRAME);
-        kvm.set_spte_hva(&mut p, Hva(0x8000_0000), FRAME.add(0x1000))
+        kvm.add_memslot(Memslot { id: 0, base_gfn: A >> 12, npages: 16, userspace_addr: Hva(0x8000_0000) })
             .unwrap();
-        assert_eq!(
-            lookup(&kvm, &p, A).unwrap().attrs(),
-            Some(attrs),
-            "{defects}"
-        );
+        map(&mut kvm, &mut p, A, FRAME);
+        kvm.set_spte_hva(&mut p, Hva(0x8000_0000), FRAME.add(0x1000)).unwrap();
+        assert_eq!(lookup(&kvm, &p, A).unwrap().attrs(), Some(attrs), "{defects}");
     }
 }
 
@@ -194,10 +139,7 @@ fn spte_writable() {
 fn ioremap_32bit_mask() {
     for (defects, mapped) in [(Defects::NONE, true), (Defects::IOREMAP_32BIT_MASK, false)] {
         let (mut kvm, mut p) = vm(defects);
-        assert_eq!(
-            kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0000), Pa(0x4600_0000), 0x1000),
-            Ok(())
-        );
+        assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0000), Pa(0x4600_0000), 0x1000), Ok(()));
         assert_eq!(lookup(&kvm, &p, 0x1_0000_0000).is_ok(), mapped, "{defects}");
     }
 }

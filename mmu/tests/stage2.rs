@@ -30,11 +30,7 @@ fn map_and_check(kvm: &mut Kvm, p: &mut TestPlatform, ipa: u64, pa: Pa) {
 /// Every table reachable from the root holds 1 + its valid entries; the root on its head.
 fn assert_refcounts(kvm: &Kvm, p: &TestPlatform) {
     let r = root(kvm);
-    assert_eq!(
-        p.count_of(r),
-        1 + p.valid_entries(r, 1024),
-        "root head count"
-    );
+    assert_eq!(p.count_of(r), 1 + p.valid_entries(r, 1024), "root head count");
     assert_eq!(p.count_of(r.add(4096)), 0, "root tail count");
     for i in 0..1024u64 {
         let l1 = p.peek(r.0 + i * 8);
@@ -42,20 +38,12 @@ fn assert_refcounts(kvm: &Kvm, p: &TestPlatform) {
             continue;
         }
         let l2 = l1.output_address();
-        assert_eq!(
-            p.count_of(l2),
-            1 + p.valid_entries(l2, 512),
-            "level-2 table {l2}"
-        );
+        assert_eq!(p.count_of(l2), 1 + p.valid_entries(l2, 512), "level-2 table {l2}");
         for j in 0..512u64 {
             let e = p.peek(l2.0 + j * 8);
             if e.is_valid() {
                 let l3 = e.output_address();
-                assert_eq!(
-                    p.count_of(l3),
-                    1 + p.valid_entries(l3, 512),
-                    "level-3 table {l3}"
-                );
+                assert_eq!(p.count_of(l3), 1 + p.valid_entries(l3, 512), "level-3 table {l3}");
             }
         }
     }
@@ -70,10 +58,7 @@ fn root_is_two_aligned_pages_cleaned_once() {
     assert_eq!(p.count_of(r), 1);
     let mut kvm2 = kvm.clone();
     let mut p2 = TestPlatform::new();
-    assert_eq!(
-        kvm2.alloc_stage2_pgd(&mut p2),
-        Err(Error::AlreadyInitialized)
-    );
+    assert_eq!(kvm2.alloc_stage2_pgd(&mut p2), Err(Error::AlreadyInitialized));
 }
 
 #[test]
@@ -96,26 +81,11 @@ fn map_last_ipa() {
 #[test]
 fn ipa_beyond_40_bits_is_an_error() {
     let (mut kvm, mut p) = vm();
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(1 << 40), FRAME, true),
-        Err(Error::OutOfRange)
-    );
-    assert_eq!(
-        kvm.stage2_clear_pte(&mut p, Ipa(!0xfff)),
-        Err(Error::OutOfRange)
-    );
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(0x1234), FRAME, true),
-        Err(Error::Misaligned)
-    );
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(0), Pa(0x4400_0800), true),
-        Err(Error::Misaligned)
-    );
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(0), Pa(1 << 40), true),
-        Err(Error::OutOfRange)
-    );
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(1 << 40), FRAME, true), Err(Error::OutOfRange));
+    assert_eq!(kvm.stage2_clear_pte(&mut p, Ipa(!0xfff)), Err(Error::OutOfRange));
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(0x1234), FRAME, true), Err(Error::Misaligned));
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(0), Pa(0x4400_0800), true), Err(Error::Misaligned));
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(0), Pa(1 << 40), true), Err(Error::OutOfRange));
 }
 
 #[test]
@@ -123,10 +93,7 @@ fn map_in_second_root_page_counts_on_the_head() {
     let (mut kvm, mut p) = vm();
     map_and_check(&mut kvm, &mut p, 1 << 39, FRAME);
     let r = root(&kvm);
-    assert!(
-        p.peek(r.0 + 512 * 8).is_table(1),
-        "entry 512 lives in the second page"
-    );
+    assert!(p.peek(r.0 + 512 * 8).is_table(1), "entry 512 lives in the second page");
     assert_eq!(p.count_of(r), 2);
     assert_eq!(p.count_of(r.add(4096)), 0);
     kvm.stage2_clear_pte(&mut p, Ipa(1 << 39)).unwrap();
@@ -141,10 +108,7 @@ fn map_across_2mib_boundary() {
     map_and_check(&mut kvm, &mut p, 0x1f_f000, FRAME);
     map_and_check(&mut kvm, &mut p, 0x20_0000, FRAME.add(4096));
     let l2 = p.peek(root(&kvm).0).output_address();
-    assert!(
-        p.peek(l2.0).is_table(2) && p.peek(l2.0 + 8).is_table(2),
-        "two level-3 tables"
-    );
+    assert!(p.peek(l2.0).is_table(2) && p.peek(l2.0 + 8).is_table(2), "two level-3 tables");
     assert_eq!(p.count_of(l2), 3);
     assert_refcounts(&kvm, &p);
 }
@@ -155,10 +119,7 @@ fn map_across_1gib_boundary() {
     map_and_check(&mut kvm, &mut p, 0x3fff_f000, FRAME);
     map_and_check(&mut kvm, &mut p, 0x4000_0000, FRAME.add(4096));
     let r = root(&kvm);
-    assert!(
-        p.peek(r.0).is_table(1) && p.peek(r.0 + 8).is_table(1),
-        "two level-2 tables"
-    );
+    assert!(p.peek(r.0).is_table(1) && p.peek(r.0 + 8).is_table(1), "two level-2 tables");
     assert_eq!(p.count_of(r), 3);
     assert_refcounts(&kvm, &p);
 }
@@ -175,21 +136,9 @@ fn clear_last_entry_of_a_table_frees_it_after_the_flush() {
     assert!(!p.is_allocated(l3) && !p.is_allocated(l2));
     assert_eq!(p.count_of(r), 1);
     assert!(!p.peek(r.0).is_valid());
-    let flush = p
-        .log
-        .iter()
-        .position(|e| matches!(e, Ev::Flush(_)))
-        .unwrap();
-    let first_free = p
-        .log
-        .iter()
-        .position(|e| matches!(e, Ev::Free(..)))
-        .unwrap();
-    assert!(
-        flush < first_free,
-        "tables are freed after the invalidation: {:?}",
-        p.log
-    );
+    let flush = p.log.iter().position(|e| matches!(e, Ev::Flush(_))).unwrap();
+    let first_free = p.log.iter().position(|e| matches!(e, Ev::Free(..))).unwrap();
+    assert!(flush < first_free, "tables are freed after the invalidation: {:?}", p.log);
     assert_eq!(p.flushes(), 1);
     assert!(p.misuse.is_empty());
 }
@@ -212,12 +161,7 @@ fn clear_of_unmapped_ipa_changes_nothing() {
     let before = p.log.len();
     kvm.stage2_clear_pte(&mut p, Ipa(0x2000)).unwrap();
     kvm.stage2_clear_pte(&mut p, Ipa(0x4000_0000)).unwrap();
-    assert_eq!(
-        p.log.len(),
-        before,
-        "no write, no flush: {:?}",
-        &p.log[before..]
-    );
+    assert_eq!(p.log.len(), before, "no write, no flush: {:?}", &p.log[before..]);
     assert_refcounts(&kvm, &p);
 }
 
@@ -227,12 +171,8 @@ fn remap_live_entry_breaks_before_make() {
     map_and_check(&mut kvm, &mut p, 0x1000, FRAME);
     p.log.clear();
     map_and_check(&mut kvm, &mut p, 0x1000, FRAME.add(4096));
-    let writes: Vec<_> = p
-        .log
-        .iter()
-        .filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_)))
-        .cloned()
-        .collect();
+    let writes: Vec<_> =
+        p.log.iter().filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_))).cloned().collect();
     let new = Descriptor::page(FRAME.add(4096), S2Attrs::GUEST_RW).0;
     let old = Descriptor::page(FRAME, S2Attrs::GUEST_RW).0;
     assert!(
@@ -249,10 +189,7 @@ fn remap_identical_entry_is_a_no_op() {
     map_and_check(&mut kvm, &mut p, 0x1000, FRAME);
     p.log.clear();
     map_and_check(&mut kvm, &mut p, 0x1000, FRAME);
-    assert!(p
-        .log
-        .iter()
-        .all(|e| !matches!(e, Ev::Write(..) | Ev::Flush(_))));
+    assert!(p.log.iter().all(|e| !matches!(e, Ev::Write(..) | Ev::Flush(_))));
 }
 
 #[test]
@@ -262,21 +199,11 @@ fn every_descriptor_write_is_cleaned() {
     kvm.stage2_clear_pte(&mut p, Ipa(0x7f_c000_0000)).unwrap();
     for (i, e) in p.log.iter().enumerate() {
         if let Ev::Write(pa, ..) = e {
-            assert_eq!(
-                p.log.get(i + 1),
-                Some(&Ev::Clean(*pa, 8)),
-                "write at {pa:#x} not cleaned"
-            );
+            assert_eq!(p.log.get(i + 1), Some(&Ev::Clean(*pa, 8)), "write at {pa:#x} not cleaned");
         }
     }
     // Both new tables were cleaned whole before being linked.
-    assert_eq!(
-        p.log
-            .iter()
-            .filter(|e| matches!(e, Ev::Clean(_, 4096)))
-            .count(),
-        2
-    );
+    assert_eq!(p.log.iter().filter(|e| matches!(e, Ev::Clean(_, 4096))).count(), 2);
 }
 
 #[test]
@@ -301,10 +228,7 @@ fn cache_refill() {
 fn cache_topup_failure_keeps_pages_and_map_fails_cleanly() {
     let (mut kvm, mut p) = vm();
     p.fail_after = Some(5);
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(0x1000), FRAME, true),
-        Err(Error::NoMemory)
-    );
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(0x1000), FRAME, true), Err(Error::NoMemory));
     assert_eq!(kvm.cache().len(), 5);
     assert_eq!(p.translate(root(&kvm), 0x1000), Err(1));
     map_and_check(&mut kvm, &mut p, 0x1000, FRAME);
@@ -336,8 +260,7 @@ fn teardown_frees_everything_without_warnings() {
 fn ioremap_range_not_page_aligned() {
     let (mut kvm, mut p) = vm();
     // 0x1800..0x2800 touches two pages; the device offset 0x234 is dropped.
-    kvm.phys_addr_ioremap(&mut p, Ipa(0x1800), Pa(0x4600_0234), 0x1000)
-        .unwrap();
+    kvm.phys_addr_ioremap(&mut p, Ipa(0x1800), Pa(0x4600_0234), 0x1000).unwrap();
     for (ipa, pa) in [(0x1000, 0x4600_0000), (0x2000, 0x4600_1000)] {
         let d = p.translate(root(&kvm), ipa).unwrap();
         assert_eq!(d.output_address(), Pa(pa));
@@ -353,18 +276,9 @@ fn ioremap_range_not_page_aligned() {
 fn ioremap_over_live_mapping_fails_with_efault() {
     let (mut kvm, mut p) = vm();
     map_and_check(&mut kvm, &mut p, 0x2000, FRAME);
-    assert_eq!(
-        kvm.phys_addr_ioremap(&mut p, Ipa(0x1000), Pa(0x4600_0000), 0x3000),
-        Err(Error::Fault)
-    );
-    assert!(
-        p.translate(root(&kvm), 0x1000).is_ok(),
-        "pages before the clash stay mapped"
-    );
-    assert_eq!(
-        p.translate(root(&kvm), 0x2000).unwrap().output_address(),
-        FRAME
-    );
+    assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(0x1000), Pa(0x4600_0000), 0x3000), Err(Error::Fault));
+    assert!(p.translate(root(&kvm), 0x1000).is_ok(), "pages before the clash stay mapped");
+    assert_eq!(p.translate(root(&kvm), 0x2000).unwrap().output_address(), FRAME);
     assert_eq!(p.translate(root(&kvm), 0x3000), Err(3));
     assert!(p.misuse.is_empty());
 }
@@ -372,24 +286,15 @@ fn ioremap_over_live_mapping_fails_with_efault() {
 #[test]
 fn ioremap_above_4gib() {
     let (mut kvm, mut p) = vm();
-    kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0000), Pa(0x4600_0000), 0x2000)
-        .unwrap();
+    kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0000), Pa(0x4600_0000), 0x2000).unwrap();
     assert!(p.translate(root(&kvm), 0x1_0000_1000).is_ok());
-    assert_eq!(
-        kvm.phys_addr_ioremap(&mut p, Ipa(LAST_IPA), Pa(0x4600_0000), 0x2000),
-        Err(Error::OutOfRange)
-    );
+    assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(LAST_IPA), Pa(0x4600_0000), 0x2000), Err(Error::OutOfRange));
 }
 
 fn with_memslot() -> (Kvm, TestPlatform) {
     let (mut kvm, p) = vm();
-    kvm.add_memslot(Memslot {
-        id: 1,
-        base_gfn: 0x100,
-        npages: 0x400,
-        userspace_addr: Hva(0x7000_0000),
-    })
-    .unwrap();
+    kvm.add_memslot(Memslot { id: 1, base_gfn: 0x100, npages: 0x400, userspace_addr: Hva(0x7000_0000) })
+        .unwrap();
     (kvm, p)
 }
 
@@ -398,11 +303,7 @@ fn unmap_hva_translates_through_the_memslot() {
     let (mut kvm, mut p) = with_memslot();
     map_and_check(&mut kvm, &mut p, 0x10_3000, FRAME);
     kvm.unmap_hva(&mut p, Hva(0x7000_3000)).unwrap();
-    assert_eq!(
-        p.translate(root(&kvm), 0x10_3000),
-        Err(1),
-        "last entry gone: tables freed"
-    );
+    assert_eq!(p.translate(root(&kvm), 0x10_3000), Err(1), "last entry gone: tables freed");
     kvm.unmap_hva(&mut p, Hva(0x1234_5000)).unwrap(); // no slot: nothing
 }
 
@@ -412,33 +313,20 @@ fn unmap_hva_range_clears_only_inside_the_range() {
     for gpa in [0x10_0000, 0x10_1000, 0x20_0000, 0x4ff_f000] {
         map_and_check(&mut kvm, &mut p, gpa, FRAME);
     }
-    kvm.unmap_hva_range(&mut p, Hva(0x6000_0000), Hva(0x7010_0000))
-        .unwrap();
+    kvm.unmap_hva_range(&mut p, Hva(0x6000_0000), Hva(0x7010_0000)).unwrap();
     // Both pages of the first 2 MiB are gone, and with them their level-3 table.
     assert_eq!(p.translate(root(&kvm), 0x10_0000), Err(2));
     assert_eq!(p.translate(root(&kvm), 0x10_1000), Err(2));
     assert!(p.translate(root(&kvm), 0x20_0000).is_ok());
-    assert!(
-        p.translate(root(&kvm), 0x4ff_f000).is_ok(),
-        "outside the memslot's gpa range untouched"
-    );
-    assert_eq!(
-        kvm.unmap_hva_range(&mut p, Hva(0x7000_0800), Hva(0x7000_2000)),
-        Err(Error::Misaligned)
-    );
+    assert!(p.translate(root(&kvm), 0x4ff_f000).is_ok(), "outside the memslot's gpa range untouched");
+    assert_eq!(kvm.unmap_hva_range(&mut p, Hva(0x7000_0800), Hva(0x7000_2000)), Err(Error::Misaligned));
     assert_refcounts(&kvm, &p);
 }
 
 #[test]
 fn unmap_hva_range_over_a_huge_empty_range_is_cheap() {
     let (mut kvm, mut p) = vm();
-    kvm.add_memslot(Memslot {
-        id: 0,
-        base_gfn: 0,
-        npages: 1 << 28,
-        userspace_addr: Hva(0),
-    })
-    .unwrap();
+    kvm.add_memslot(Memslot { id: 0, base_gfn: 0, npages: 1 << 28, userspace_addr: Hva(0) }).unwrap();
     map_and_check(&mut kvm, &mut p, LAST_IPA, FRAME);
     let before = p.log.len();
     kvm.unmap_hva_range(&mut p, Hva(0), Hva(1 << 40)).unwrap();
@@ -450,13 +338,9 @@ fn unmap_hva_range_over_a_huge_empty_range_is_cheap() {
 fn set_spte_hva_replaces_existing_entries_read_only() {
     let (mut kvm, mut p) = with_memslot();
     map_and_check(&mut kvm, &mut p, 0x10_0000, FRAME);
-    kvm.set_spte_hva(&mut p, Hva(0x7000_0000), FRAME.add(0x1000))
-        .unwrap();
+    kvm.set_spte_hva(&mut p, Hva(0x7000_0000), FRAME.add(0x1000)).unwrap();
     let d = p.translate(root(&kvm), 0x10_0000).unwrap();
-    assert_eq!(
-        (d.output_address(), d.attrs()),
-        (FRAME.add(0x1000), Some(S2Attrs::GUEST_RO))
-    );
+    assert_eq!((d.output_address(), d.attrs()), (FRAME.add(0x1000), Some(S2Attrs::GUEST_RO)));
     // A neighbour in the same level-3 table gets the entry; a page without a table does not.
     kvm.set_spte_hva(&mut p, Hva(0x7000_1000), FRAME).unwrap();
     assert!(p.translate(root(&kvm), 0x10_1000).is_ok());
@@ -468,56 +352,28 @@ fn set_spte_hva_replaces_existing_entries_read_only() {
 #[test]
 fn memslot_mistakes_are_errors() {
     let (mut kvm, _p) = with_memslot();
-    let slot = |id, base_gfn, npages, hva| Memslot {
-        id,
-        base_gfn,
-        npages,
-        userspace_addr: Hva(hva),
-    };
-    assert_eq!(
-        kvm.add_memslot(slot(1, 0x9000, 1, 0)),
-        Err(Error::MemslotOverlap),
-        "id taken"
-    );
-    assert_eq!(
-        kvm.add_memslot(slot(2, 0x4ff, 2, 0)),
-        Err(Error::MemslotOverlap),
-        "gpa overlap"
-    );
+    let slot = |id, base_gfn, npages, hva| Memslot { id, base_gfn, npages, userspace_addr: Hva(hva) };
+    assert_eq!(kvm.add_memslot(slot(1, 0x9000, 1, 0)), Err(Error::MemslotOverlap), "id taken");
+    assert_eq!(kvm.add_memslot(slot(2, 0x4ff, 2, 0)), Err(Error::MemslotOverlap), "gpa overlap");
     assert_eq!(kvm.add_memslot(slot(2, 0, 0, 0)), Err(Error::OutOfRange));
-    assert_eq!(
-        kvm.add_memslot(slot(2, 1 << 28, 1, 0)),
-        Err(Error::OutOfRange)
-    );
+    assert_eq!(kvm.add_memslot(slot(2, 1 << 28, 1, 0)), Err(Error::OutOfRange));
     assert_eq!(kvm.add_memslot(slot(2, 0, 1, 0x10)), Err(Error::Misaligned));
     assert_eq!(kvm.remove_memslot(7), Err(Error::UnknownMemslot));
     kvm.add_memslot(slot(0, 0, 1, 0x7000_0000)).unwrap(); // hva aliasing is allowed
-    assert_eq!(
-        kvm.memslots().iter().map(|s| s.id).collect::<Vec<_>>(),
-        vec![0, 1]
-    );
+    assert_eq!(kvm.memslots().iter().map(|s| s.id).collect::<Vec<_>>(), vec![0, 1]);
     assert_eq!(kvm.remove_memslot(1).unwrap().base_gfn, 0x100);
     for id in 1..32 {
         kvm.add_memslot(slot(id, 0x1000 + id as u64, 1, 0)).unwrap();
     }
-    assert_eq!(
-        kvm.add_memslot(slot(40, 0x9000, 1, 0)),
-        Err(Error::NoMemslotSpace)
-    );
+    assert_eq!(kvm.add_memslot(slot(40, 0x9000, 1, 0)), Err(Error::NoMemslotSpace));
 }
 
 #[test]
 fn operations_without_a_root() {
     let mut p = TestPlatform::new();
     let mut kvm = Kvm::new(Defects::NONE);
-    assert_eq!(
-        kvm.map_guest_page(&mut p, Ipa(0), FRAME, true),
-        Err(Error::NoRoot)
-    );
-    assert_eq!(
-        kvm.phys_addr_ioremap(&mut p, Ipa(0), FRAME, 1),
-        Err(Error::NoRoot)
-    );
+    assert_eq!(kvm.map_guest_page(&mut p, Ipa(0), FRAME, true), Err(Error::NoRoot));
+    assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(0), FRAME, 1), Err(Error::NoRoot));
     assert_eq!(kvm.unmap_hva(&mut p, Hva(0)), Ok(()));
     assert_eq!(kvm.set_spte_hva(&mut p, Hva(0), FRAME), Ok(()));
     assert!(p.log.is_empty());
@@ -539,15 +395,8 @@ fn ioremap_allocation_failure_keeps_the_prefix_and_frees_its_cache() {
     // Page 1: its topup allocates two pages, both become tables. Page 2: its topup gets one
     // page (the third allocation) and the fourth fails.
     p.fail_after = Some(3);
-    assert_eq!(
-        kvm.phys_addr_ioremap(&mut p, Ipa(0x1000), Pa(0x4600_0000), 0x3000),
-        Err(Error::NoMemory)
-    );
+    assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(0x1000), Pa(0x4600_0000), 0x3000), Err(Error::NoMemory));
     assert!(p.translate(root(&kvm), 0x1000).is_ok());
     assert_eq!(p.translate(root(&kvm), 0x2000), Err(3));
-    assert_eq!(
-        p.allocated_pages(),
-        4,
-        "the root's two pages and two tables; the cache page was freed"
-    );
+    assert_eq!(p.allocated_pages(), 4, "the root's two pages and two tables; the cache page was freed");
 }

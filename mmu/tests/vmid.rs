@@ -31,22 +31,13 @@ fn rollover_at_width(bits: u8) {
     }
     assert_eq!(p.flush_alls(), 0);
     // Updating again within the generation keeps the VMID.
-    assert_eq!(
-        vm[0].update_vttbr(&mut alloc, &mut p).unwrap().vmid(),
-        Vmid(1)
-    );
+    assert_eq!(vm[0].update_vttbr(&mut alloc, &mut p).unwrap().vmid(), Vmid(1));
     let last = vm[usable].update_vttbr(&mut alloc, &mut p).unwrap();
     assert_eq!(alloc.generation(), 2);
     assert_eq!(p.flush_alls(), 1);
     assert_eq!(last.vmid(), Vmid(1));
-    assert!(
-        vm[0].need_new_vmid_gen(&alloc),
-        "old generation VMIDs are gone"
-    );
-    assert_eq!(
-        vm[0].update_vttbr(&mut alloc, &mut p).unwrap().vmid(),
-        Vmid(if bits == 1 { 1 } else { 2 })
-    );
+    assert!(vm[0].need_new_vmid_gen(&alloc), "old generation VMIDs are gone");
+    assert_eq!(vm[0].update_vttbr(&mut alloc, &mut p).unwrap().vmid(), Vmid(if bits == 1 { 1 } else { 2 }));
     assert_eq!(p.flush_alls(), if bits == 1 { 2 } else { 1 });
 }
 

@@ -7,17 +7,9 @@ use std::process::Command;
 /// Adds a rustup target for `toolchain` when missing.
 pub fn rust_target(toolchain: &str, target: &str) -> Result {
     let out = Command::new("rustup")
-        .args([
-            "+".to_owned() + toolchain,
-            "target".into(),
-            "list".into(),
-            "--installed".into(),
-        ])
+        .args(["+".to_owned() + toolchain, "target".into(), "list".into(), "--installed".into()])
         .output()?;
-    if !String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == target)
-    {
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == target) {
         run(Command::new("rustup").args(["target", "add", "--toolchain", toolchain, target]))?;
     }
     Ok(())
@@ -28,17 +20,9 @@ pub fn rust_component(toolchain: &str, component: &str) -> Result {
     let out = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", toolchain])
         .output()?;
-    let have = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with(component));
+    let have = String::from_utf8_lossy(&out.stdout).lines().any(|l| l.starts_with(component));
     if !have {
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "--toolchain",
-            toolchain,
-            component,
-        ]))?;
+        run(Command::new("rustup").args(["component", "add", "--toolchain", toolchain, component]))?;
     }
     Ok(())
 }

@@ -60,27 +60,28 @@ const OPCODE: [u8; 256] = opcode_table();
 /// IPAs near which the interesting pages lie; selector `s < 0xe0` means
 /// `IPA_BASES[s % 16] + (s / 16) * 4 KiB`, 14 consecutive pages per base.
 pub const IPA_BASES: [u64; 16] = [
-    0,                        // the first IPA and its table
-    0x1f_8000,                // crosses the first 2 MiB boundary at page 8
-    0x3fff_8000,              // crosses 1 GiB
-    0x7f_ffff_8000,           // crosses 2^39: the second root page
-    0xff_ffff_2000,           // the last page of the 40-bit space is page 13
-    0xffff_8000,              // crosses 4 GiB (the 32-bit PAGE_MASK)
-    0x1_0000_0000,            // 4 GiB
-    0x4000_0000,              // 1 GiB
-    0x20_0000,                // 2 MiB
-    0x7f_c000_0000,           // the last entry of the first root page
-    0x80_0000_0000,           // 2^39
-    0x12_3456_0000,           // somewhere in the middle
-    STUB_IPA.0 - 0x8000,      // neighbours of the guest stub (same level-3 table)
-    0x40_0000,                // a second 2 MiB region
-    0xff_c000_0000,           // the last 1 GiB
-    0x8000_0000,              // 2 GiB
+    0,                   // the first IPA and its table
+    0x1f_8000,           // crosses the first 2 MiB boundary at page 8
+    0x3fff_8000,         // crosses 1 GiB
+    0x7f_ffff_8000,      // crosses 2^39: the second root page
+    0xff_ffff_2000,      // the last page of the 40-bit space is page 13
+    0xffff_8000,         // crosses 4 GiB (the 32-bit PAGE_MASK)
+    0x1_0000_0000,       // 4 GiB
+    0x4000_0000,         // 1 GiB
+    0x20_0000,           // 2 MiB
+    0x7f_c000_0000,      // the last entry of the first root page
+    0x80_0000_0000,      // 2^39
+    0x12_3456_0000,      // somewhere in the middle
+    STUB_IPA.0 - 0x8000, // neighbours of the guest stub (same level-3 table)
+    0x40_0000,           // a second 2 MiB region
+    0xff_c000_0000,      // the last 1 GiB
+    0x8000_0000,         // 2 GiB
 ];
 
 /// Host virtual addresses of memslots; selector `s < 0xf0` means
 /// `HVA_BASES[s % 8] + (s / 8) * 4 KiB`.
-pub const HVA_BASES: [u64; 8] = [0x7000_0000, 0x7020_0000, 0x7fff_8000, 0x1_0000_0000, 0, 0x7001_0000, 0x40_0000_0000, 0x7000_1000];
+pub const HVA_BASES: [u64; 8] =
+    [0x7000_0000, 0x7020_0000, 0x7fff_8000, 0x1_0000_0000, 0, 0x7001_0000, 0x40_0000_0000, 0x7000_1000];
 
 /// Memslot sizes in pages; selector `s < 0xf0` picks `SLOT_PAGES[s % 8]`.
 pub const SLOT_PAGES: [u64; 8] = [1, 2, 16, 512, 513, 0x4_0000, 8, 0];
@@ -221,7 +222,9 @@ impl Writer {
     }
     fn ipa(&mut self, v: u64) {
         for (i, base) in IPA_BASES.iter().enumerate() {
-            let Some(off) = v.checked_sub(*base) else { continue };
+            let Some(off) = v.checked_sub(*base) else {
+                continue;
+            };
             if off % PAGE_SIZE == 0 && off / PAGE_SIZE < 14 {
                 return self.out.push((off / PAGE_SIZE * 16) as u8 + i as u8);
             }
@@ -233,7 +236,9 @@ impl Writer {
     }
     fn hva(&mut self, v: u64) {
         for (i, base) in HVA_BASES.iter().enumerate() {
-            let Some(off) = v.checked_sub(*base) else { continue };
+            let Some(off) = v.checked_sub(*base) else {
+                continue;
+            };
             if off % PAGE_SIZE == 0 && off / PAGE_SIZE < 30 {
                 return self.out.push((off / PAGE_SIZE * 8) as u8 + i as u8);
             }
@@ -241,7 +246,9 @@ impl Writer {
         self.raw(0xff, v);
     }
     fn pa(&mut self, v: u64, layout: &Layout) {
-        let frame = |base: u64, n: u64| v.checked_sub(base).filter(|o| o % PAGE_SIZE == 0 && o / PAGE_SIZE < n).map(|o| o / PAGE_SIZE);
+        let frame = |base: u64, n: u64| {
+            v.checked_sub(base).filter(|o| o % PAGE_SIZE == 0 && o / PAGE_SIZE < n).map(|o| o / PAGE_SIZE)
+        };
         if let Some(k) = frame(layout.guest_window().0, 64) {
             self.out.push(k as u8);
         } else if let Some(k) = frame(layout.device_window().0, 16) {
@@ -313,7 +320,11 @@ impl Writer {
                 self.ipa(ipa);
                 self.out.extend_from_slice(&value.to_le_bytes());
             }
-            Op::CreateVm { .. } | Op::DestroyVm { .. } | Op::UpdateVmid { .. } | Op::Enter { .. } | Op::FailAlloc { .. } => {}
+            Op::CreateVm { .. }
+            | Op::DestroyVm { .. }
+            | Op::UpdateVmid { .. }
+            | Op::Enter { .. }
+            | Op::FailAlloc { .. } => {}
         }
     }
 }

@@ -37,7 +37,11 @@ impl fmt::Display for Event {
         match self {
             Event::Alloc { pa, order } => write!(f, "alloc {pa} order {order}"),
             Event::AllocFail { order, injected } => {
-                write!(f, "alloc order {order} failed ({})", if *injected { "injected" } else { "pool exhausted" })
+                write!(
+                    f,
+                    "alloc order {order} failed ({})",
+                    if *injected { "injected" } else { "pool exhausted" }
+                )
             }
             Event::Free { pa, order } => write!(f, "free {pa} order {order}"),
             Event::Get { pa, count } => write!(f, "get {pa} -> {count}"),
@@ -47,7 +51,9 @@ impl fmt::Display for Event {
             Event::TlbiVmid { vmid } => write!(f, "tlbi vmid {vmid}"),
             Event::TlbiAll => write!(f, "tlbi all"),
             Event::Warn { warning } => write!(f, "WARN {warning:?}"),
-            Event::Vttbr { vm, vttbr } => write!(f, "vm {vm} vttbr {vttbr} (vmid {})", vttbr.vmid()),
+            Event::Vttbr { vm, vttbr } => {
+                write!(f, "vm {vm} vttbr {vttbr} (vmid {})", vttbr.vmid())
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use mmu::addr::{level_size, IPA_LIMIT, PAGE_SIZE};
 use mmu::cache::CACHE_CAPACITY;
 use mmu::memslot::MAX_MEMSLOTS;
-use mmu::{Error, Hva, Ipa, Kvm, Memslot, Pa, S2Attrs, VmidAllocator, VmidState, Vmid, Vttbr};
+use mmu::{Error, Hva, Ipa, Kvm, Memslot, Pa, S2Attrs, Vmid, VmidAllocator, VmidState, Vttbr};
 
 /// The `mmu` VM `vm`, borrowing only the `vms` field so `host` stays free.
 macro_rules! kvm {
@@ -199,12 +199,15 @@ impl<M: Machine> Executor<M> {
                 self.destroy_vm(vm);
                 OpResult::Ok
             }
-            Op::AddMemslot { vm, slot, gpa, pages, hva } => self.add_memslot(vm, Slot { id: slot, gpa, pages, hva }),
+            Op::AddMemslot { vm, slot, gpa, pages, hva } => {
+                self.add_memslot(vm, Slot { id: slot, gpa, pages, hva })
+            }
             Op::RemoveMemslot { vm, slot } => {
                 let r = to_result(kvm!(self, vm).remove_memslot(slot).map(|_| ()));
                 let slots = &mut self.model.vm_mut(vm).slots;
                 let known = slots.iter().position(|s| s.id == slot);
-                let allowed = if known.is_some() { ResultSet::OK } else { ResultSet::err(Error::UnknownMemslot) };
+                let allowed =
+                    if known.is_some() { ResultSet::OK } else { ResultSet::err(Error::UnknownMemslot) };
                 self.expect(allowed, &r);
                 if let (OpResult::Ok, Some(i)) = (r, known) {
                     self.model.vm_mut(vm).slots.remove(i);
@@ -319,11 +322,14 @@ impl<M: Machine> Executor<M> {
         // The specification: every rule the slot breaks is an acceptable error.
         let v = self.model.vm(vm);
         let mut allowed = ResultSet(0);
-        if s.gpa % PAGE_SIZE != 0 || s.hva % PAGE_SIZE != 0 {
+        if !s.gpa.is_multiple_of(PAGE_SIZE) || !s.hva.is_multiple_of(PAGE_SIZE) {
             allowed = allowed.or_err(Error::Misaligned);
         }
         let gpa_end = bytes.and_then(|b| s.gpa.checked_add(b));
-        if s.pages == 0 || gpa_end.is_none_or(|e| e > IPA_LIMIT) || bytes.and_then(|b| s.hva.checked_add(b)).is_none() {
+        if s.pages == 0
+            || gpa_end.is_none_or(|e| e > IPA_LIMIT)
+            || bytes.and_then(|b| s.hva.checked_add(b)).is_none()
+        {
             allowed = allowed.or_err(Error::OutOfRange);
         }
         let end = gpa_end.unwrap_or(u64::MAX);
@@ -351,7 +357,7 @@ impl<M: Machine> Executor<M> {
         }
         let r = to_result(kvm!(self, vm).map_guest_page(&mut self.host, Ipa(ipa), Pa(pa), writable));
         let mut allowed = page_arg(ipa);
-        if pa % PAGE_SIZE != 0 {
+        if !pa.is_multiple_of(PAGE_SIZE) {
             allowed = if allowed == ResultSet::OK { ResultSet(0) } else { allowed };
             allowed = allowed.or_err(Error::Misaligned);
         }
@@ -381,7 +387,9 @@ impl<M: Machine> Executor<M> {
         let v = self.model.vm(vm);
         let frame = pa & !(PAGE_SIZE - 1);
         let plan: Vec<(u64, Mapping)> = (0..pages)
-            .map(|k| (first + k * PAGE_SIZE, Mapping { pa: Pa(frame + k * PAGE_SIZE), attrs: S2Attrs::DEVICE_RW }))
+            .map(|k| {
+                (first + k * PAGE_SIZE, Mapping { pa: Pa(frame + k * PAGE_SIZE), attrs: S2Attrs::DEVICE_RW })
+            })
             .collect();
         let clash = plan.iter().position(|(p, _)| v.map.contains_key(p));
         self.expect(if clash.is_some() { ResultSet::err(Error::Fault) } else { ResultSet::OK }, &r);
@@ -394,7 +402,9 @@ impl<M: Machine> Executor<M> {
                 let host = &mut self.host;
                 plan.iter()
                     .take(clash.unwrap_or(plan.len()))
-                    .take_while(|(p, m)| walker::translate(&mut |a| host.peek(a), root, Ipa(*p)).is_ok_and(|l| l.pa == m.pa))
+                    .take_while(|(p, m)| {
+                        walker::translate(&mut |a| host.peek(a), root, Ipa(*p)).is_ok_and(|l| l.pa == m.pa)
+                    })
                     .count()
             }
         };
@@ -408,7 +418,7 @@ impl<M: Machine> Executor<M> {
 
     fn unmap_hva_range(&mut self, vm: u8, start: u64, end: u64) -> OpResult {
         let r = to_result(kvm!(self, vm).unmap_hva_range(&mut self.host, Hva(start), Hva(end)));
-        let aligned = start % PAGE_SIZE == 0 && end % PAGE_SIZE == 0;
+        let aligned = start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE);
         self.expect(if aligned { ResultSet::OK } else { ResultSet::err(Error::Misaligned) }, &r);
         if r != OpResult::Ok {
             return r;
@@ -434,14 +444,18 @@ impl<M: Machine> Executor<M> {
             return OpResult::Rejected(Reject::PaOutsideWindow);
         }
         let r = to_result(kvm!(self, vm).set_spte_hva(&mut self.host, Hva(hva), Pa(pa)));
-        self.expect(if pa % PAGE_SIZE == 0 { ResultSet::OK } else { ResultSet::err(Error::Misaligned) }, &r);
+        self.expect(
+            if pa.is_multiple_of(PAGE_SIZE) { ResultSet::OK } else { ResultSet::err(Error::Misaligned) },
+            &r,
+        );
         if r != OpResult::Ok {
             return r;
         }
         // Existing tables are reused, none are built: a page is (re)mapped, read-only, exactly
         // when something in its 2 MiB region is mapped.
         let v = self.model.vm_mut(vm);
-        let gpas: Vec<u64> = v.slots.iter().filter_map(|s| s.gpa_of(hva)).map(|g| g & !(PAGE_SIZE - 1)).collect();
+        let gpas: Vec<u64> =
+            v.slots.iter().filter_map(|s| s.gpa_of(hva)).map(|g| g & !(PAGE_SIZE - 1)).collect();
         for gpa in gpas {
             if v.region_mapped(gpa, 2) {
                 v.map.insert(gpa, Mapping { pa: Pa(pa), attrs: S2Attrs::GUEST_RO });
@@ -477,7 +491,8 @@ impl<M: Machine> Executor<M> {
     /// Another live VM holding `vmid` in the current generation.
     fn holder(&self, vm: u8, vmid: Vmid) -> Option<u8> {
         let now = self.host.rollovers;
-        (0..MAX_VMS as u8).find(|&o| o != vm && self.vms[o as usize].as_ref().is_some_and(|v| v.owner == Some((vmid, now))))
+        (0..MAX_VMS as u8)
+            .find(|&o| o != vm && self.vms[o as usize].as_ref().is_some_and(|v| v.owner == Some((vmid, now))))
     }
 
     fn expect_vttbr(&mut self, vm: u8, r: &OpResult) {
@@ -519,7 +534,7 @@ impl<M: Machine> Executor<M> {
     }
 
     fn access(&mut self, vm: u8, ipa: u64, kind: AccessKind) -> OpResult {
-        if ipa % 4 != 0 || ipa >= IPA_LIMIT {
+        if !ipa.is_multiple_of(4) || ipa >= IPA_LIMIT {
             return OpResult::Rejected(Reject::BadAccessAddress);
         }
         if touches_stub(ipa & !(PAGE_SIZE - 1), 1) {
@@ -540,7 +555,9 @@ impl<M: Machine> Executor<M> {
         if outcome != expected {
             self.violation(Detail::AccessMismatch { vm, ipa: Ipa(ipa), expected, got: outcome });
         }
-        if let (AccessKind::Write(value), AccessOutcome::Written, AccessOutcome::Written) = (kind, outcome, expected) {
+        if let (AccessKind::Write(value), AccessOutcome::Written, AccessOutcome::Written) =
+            (kind, outcome, expected)
+        {
             self.model.store(vm, ipa, value);
         }
         OpResult::Access { outcome, fresh }
@@ -573,7 +590,9 @@ impl<M: Machine> Executor<M> {
     }
 
     fn verify_ipa(&mut self, vm: u8, ipa: u64) {
-        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else { return };
+        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else {
+            return;
+        };
         let host = &mut self.host;
         let found = walker::translate(&mut |a| host.peek(a), root, Ipa(ipa));
         let expected = model.map.get(&ipa).copied();
@@ -593,14 +612,19 @@ impl<M: Machine> Executor<M> {
 
     /// Full comparison of one VM: every leaf in the tables is in the model and vice versa.
     fn verify_all(&mut self, vm: u8) {
-        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else { return };
+        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else {
+            return;
+        };
         let mut extra = None;
         let mut leaves = 0usize;
         let host = &mut self.host;
         walker::visit(&mut |a| host.peek(a), root, &mut |v| {
             if let walker::Visit::Leaf { ipa, desc, .. } = v {
                 leaves += 1;
-                let ok = model.map.get(&ipa.0).is_some_and(|m| desc.output_address() == m.pa && desc.attrs() == Some(m.attrs));
+                let ok = model
+                    .map
+                    .get(&ipa.0)
+                    .is_some_and(|m| desc.output_address() == m.pa && desc.attrs() == Some(m.attrs));
                 if !ok && extra.is_none() {
                     extra = Some((ipa, desc));
                 }
@@ -631,7 +655,7 @@ fn to_result(r: Result<(), Error>) -> OpResult {
 
 /// The allowed results for an op on the page at `ipa`: caller mistakes are errors.
 fn page_arg(ipa: u64) -> ResultSet {
-    if ipa % PAGE_SIZE != 0 {
+    if !ipa.is_multiple_of(PAGE_SIZE) {
         ResultSet::err(Error::Misaligned)
     } else if ipa >= IPA_LIMIT {
         ResultSet::err(Error::OutOfRange)

@@ -261,7 +261,8 @@ impl<M: Machine> Host<M> {
 
     /// After `vm` was destroyed: every page it allocated must be free again.
     pub fn check_leaks(&mut self, vm: u8) {
-        let mut leaked = self.pages[..self.high].iter().enumerate().filter(|(_, p)| p.allocated && p.vm == vm);
+        let mut leaked =
+            self.pages[..self.high].iter().enumerate().filter(|(_, p)| p.allocated && p.vm == vm);
         if let Some((first, _)) = leaked.next() {
             let pages = 1 + leaked.count() as u32;
             let first = self.layout.pool_page(first);
@@ -381,7 +382,9 @@ impl<M: Machine> Host<M> {
                 return;
             }
         }
-        if let Some(pending) = self.pending.iter().find(|q| q.old.is_table(q.level) && q.old.output_address() == pa) {
+        if let Some(pending) =
+            self.pending.iter().find(|q| q.old.is_table(q.level) && q.old.output_address() == pa)
+        {
             let (unlinked_at, ipa) = (pending.op, pending.ipa);
             self.violation(Detail::FreedBeforeTlbi { table: pa, unlinked_at, ipa });
         }

@@ -93,7 +93,12 @@ pub trait Machine {
     /// Runs the guest stub once under `vttbr` to perform `kind` at `ipa` (word aligned).
     /// `fresh` is what a walk of the current tables gives when the machine answered from a
     /// stale TLB entry (only a model can know it; hardware returns `None`).
-    fn guest_access(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind) -> (AccessOutcome, Option<AccessOutcome>);
+    fn guest_access(
+        &mut self,
+        vttbr: Vttbr,
+        ipa: Ipa,
+        kind: AccessKind,
+    ) -> (AccessOutcome, Option<AccessOutcome>);
     /// Back to the state of a fresh boot between sequences, for `config`: poisons the first
     /// `pool_pages_used` pool pages, restores every guest frame's signature, empties the TLB.
     fn reset(&mut self, config: &Config, pool_pages_used: usize);

@@ -121,7 +121,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { vmid_bits: 8, defects: Defects::NONE, walker: Walker::Coherent, strict_bbm: false, layout: Layout::default() }
+        Config {
+            vmid_bits: 8,
+            defects: Defects::NONE,
+            walker: Walker::Coherent,
+            strict_bbm: false,
+            layout: Layout::default(),
+        }
     }
 }
 

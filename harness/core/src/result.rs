@@ -92,7 +92,9 @@ impl fmt::Display for OpResult {
             OpResult::Err(e) => write!(f, "error {e}"),
             OpResult::Vttbr(v) => write!(f, "vttbr {v}"),
             OpResult::Access { outcome, fresh: None } => write!(f, "{outcome}"),
-            OpResult::Access { outcome, fresh: Some(fresh) } => write!(f, "{outcome} (stale TLB; tables say {fresh})"),
+            OpResult::Access { outcome, fresh: Some(fresh) } => {
+                write!(f, "{outcome} (stale TLB; tables say {fresh})")
+            }
             OpResult::Rejected(r) => write!(f, "rejected: {r}"),
             OpResult::Panic => f.write_str("panic"),
         }

@@ -51,7 +51,9 @@ impl fmt::Display for TraceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TraceError::NotATrace => write!(f, "not a stagehand trace (bad magic)"),
-            TraceError::Version(v) => write!(f, "trace format version {v}, this build reads version {VERSION}"),
+            TraceError::Version(v) => {
+                write!(f, "trace format version {v}, this build reads version {VERSION}")
+            }
             TraceError::Corrupt => write!(f, "trace is truncated or corrupted"),
         }
     }
@@ -120,7 +122,8 @@ pub fn first_divergence(a: &Trace, b: &Trace) -> Option<Divergence> {
         if x.op != y.op {
             return Some(Divergence::Op { step: i });
         }
-        if let Some(e) = (0..x.events.len().max(y.events.len())).find(|&e| x.events.get(e) != y.events.get(e)) {
+        if let Some(e) = (0..x.events.len().max(y.events.len())).find(|&e| x.events.get(e) != y.events.get(e))
+        {
             return Some(Divergence::Event { step: i, event: e });
         }
         if x.result != y.result {

@@ -39,8 +39,7 @@ impl TestPlatform {
 
     fn check(&mut self, pa: u64, what: &str) {
         if !self.allocated.contains(&(pa & !0xfff)) {
-            self.misuse
-                .push(format!("{what} of unallocated page {:#x}", pa & !0xfff));
+            self.misuse.push(format!("{what} of unallocated page {:#x}", pa & !0xfff));
         }
     }
 
@@ -57,32 +56,20 @@ impl TestPlatform {
     }
 
     pub fn peek(&self, pa: u64) -> Descriptor {
-        Descriptor(
-            self.mem
-                .get(&(pa & !0xfff))
-                .map_or(0, |p| p[((pa & 0xfff) / 8) as usize]),
-        )
+        Descriptor(self.mem.get(&(pa & !0xfff)).map_or(0, |p| p[((pa & 0xfff) / 8) as usize]))
     }
 
     pub fn flushes(&self) -> usize {
-        self.log
-            .iter()
-            .filter(|e| matches!(e, Ev::Flush(_)))
-            .count()
+        self.log.iter().filter(|e| matches!(e, Ev::Flush(_))).count()
     }
 
     pub fn flush_alls(&self) -> usize {
-        self.log
-            .iter()
-            .filter(|e| matches!(e, Ev::FlushAll))
-            .count()
+        self.log.iter().filter(|e| matches!(e, Ev::FlushAll)).count()
     }
 
     /// Number of valid entries in the table page at `pa` (`entries` of them).
     pub fn valid_entries(&self, pa: Pa, entries: usize) -> u32 {
-        (0..entries as u64)
-            .filter(|i| self.peek(pa.0 + i * 8).is_valid())
-            .count() as u32
+        (0..entries as u64).filter(|i| self.peek(pa.0 + i * 8).is_valid()).count() as u32
     }
 
     /// Software walk: the level-3 descriptor for `ipa`, or the level where the walk stopped.

@@ -53,18 +53,18 @@ global_asm!(
     ".pushsection .text.stagehand_hyp_vectors, \"ax\"",
     ".arm",
     ".arch_extension virt",
-    ".balign 32",                    // HVBAR[4:0] are RES0
+    ".balign 32", // HVBAR[4:0] are RES0
     ".global stagehand_hyp_vectors",
     ".type stagehand_hyp_vectors, %function",
     "stagehand_hyp_vectors:",
-    "    b 10f",                     // 0x00 not used
-    "    b 11f",                     // 0x04 undefined instruction (from Hyp)
-    "    b 12f",                     // 0x08 SVC (from Hyp; semihosting never gets here)
-    "    b 13f",                     // 0x0C prefetch abort (from Hyp)
-    "    b 14f",                     // 0x10 data abort (from Hyp)
-    "    b 15f",                     // 0x14 Hyp trap: guest HVC / stage-2 abort
-    "    b 16f",                     // 0x18 IRQ: watchdog while a guest runs
-    "    b 17f",                     // 0x1C FIQ
+    "    b 10f", // 0x00 not used
+    "    b 11f", // 0x04 undefined instruction (from Hyp)
+    "    b 12f", // 0x08 SVC (from Hyp; semihosting never gets here)
+    "    b 13f", // 0x0C prefetch abort (from Hyp)
+    "    b 14f", // 0x10 data abort (from Hyp)
+    "    b 15f", // 0x14 Hyp trap: guest HVC / stage-2 abort
+    "    b 16f", // 0x18 IRQ: watchdog while a guest runs
+    "    b 17f", // 0x1C FIQ
     "10: mov r0, #0",
     "    b stagehand_hyp_fault",
     "11: mov r0, #1",
@@ -81,14 +81,14 @@ global_asm!(
     "    cmp r1, #0x1a",
     "    moveq r0, #5",
     "    beq stagehand_hyp_fault",
-    "    mov r0, #1",                // guest exit kind: trap
+    "    mov r0, #1", // guest exit kind: trap
     "    b stagehand_guest_exit",
     "16: mrs r1, spsr",
     "    and r1, r1, #0x1f",
     "    cmp r1, #0x1a",
     "    moveq r0, #6",
     "    beq stagehand_hyp_fault",
-    "    mov r0, #2",                // guest exit kind: IRQ
+    "    mov r0, #2", // guest exit kind: IRQ
     "    b stagehand_guest_exit",
     "17: mov r0, #7",
     "    b stagehand_hyp_fault",

@@ -2,16 +2,18 @@
 //! PL1 (SVC) entered with ERET from Hyp, through the stage-2 tables in VTTBR.
 //!
 //! The guest runs with its own LPAE stage 1, because without it a guest reaches only
-//! IPA < 4 GiB. Its level-1 table (4 × 1 GiB blocks, in [`STUB_FRAME`] and so walked
-//! through stage 2 at [`STUB_IPA`] + [`STUB_S1_TABLE_OFFSET`]) maps:
+//! IPA < 4 GiB. Its level-1 table (4 × 1 GiB blocks at [`STUB_S1_TABLE_OFFSET`] in
+//! [`STUB_FRAME`], walked through stage 2 at IPA [`STUB_TABLE_IPA`] + offset: see there
+//! why not at [`STUB_IPA`]) maps:
 //! - VA 0..1 GiB → IPA [`STUB_IPA`]: stub code at VA 0, guest vectors at VA 0x100;
 //! - VA slot·1 GiB (slot 1..3) → a 1 GiB-aligned IPA region, used LRU as a window cache.
 //!
 //! An access to IPA `a` uses VA `slot << 30 | (a & (1 GiB - 1))`. When a slot is repointed,
 //! a VMID whose TLB may still cache the slot's old region has the guest stub run TLBIMVAA
 //! on the VA (+ DSB + ISB) before its access. That happens *only* then, because the
-//! invalidation could also hide stale stage-2 entries, which are what the harness wants
-//! to observe (on QEMU it flushes the VMID's whole TLB: see NOTES.md).
+//! invalidation also drops any stale stage-2 information cached for that VA, which is what
+//! the harness wants to observe (on QEMU 7.2 it leaves other VAs' stale entries alone:
+//! see NOTES.md).
 //!
 //! Guest registers on entry: r0 = flags ([`FLAG_STORE`], [`FLAG_INVALIDATE`]), r1 = VA,
 //! r2 = value to store, r3 = 0. The stub exits with `hvc #0` (loaded value in r2) or
@@ -22,7 +24,7 @@
 
 use crate::hyp;
 use crate::layout::{
-    PAGE_SIZE, STUB_CODE_OFFSET, STUB_FRAME, STUB_IPA, STUB_S1_TABLE_OFFSET,
+    PAGE_SIZE, STUB_CODE_OFFSET, STUB_FRAME, STUB_IPA, STUB_S1_TABLE_OFFSET, STUB_TABLE_IPA,
     STUB_VECTORS_OFFSET,
 };
 use crate::sync::RacyCell;
@@ -62,6 +64,12 @@ pub const STUB_ENTRY_VA: u32 = STUB_CODE_OFFSET as u32;
 /// margin absorbs host scheduling delays since CNTPCT follows the host clock).
 pub const DEFAULT_BUDGET_US: u32 = 20_000;
 
+/// What every VM's stage 2 must map, read-only normal memory, for the guest to run:
+/// (IPA, PA). The first holds the code and vectors (must be executable), the second is
+/// the alias through which stage-1 walks read the guest's table.
+pub const REQUIRED_STAGE2_MAPPINGS: [(u64, usize); 2] =
+    [(STUB_IPA, STUB_FRAME), (STUB_TABLE_IPA, STUB_FRAME)];
+
 /// Number of 1 GiB VA slots that window onto IPA regions (VA slot 0 is the stub).
 pub const WINDOW_SLOTS: usize = 3;
 
@@ -74,9 +82,7 @@ pub enum GuestOutcome {
     Stored,
     /// A data abort (HSR EC 0x24) or prefetch abort (EC 0x20) routed to Hyp: a stage-2
     /// fault, including one on the guest's stage-1 walk or on the stub fetch. See
-    /// [`GuestOutcome::fault`]. Note ARMv7 leaves HPFAR UNKNOWN for stage-2 permission
-    /// faults that are not on a walk (QEMU does fill it in); HDFAR/HIFAR is the guest VA,
-    /// which [`ipa_of_guest_va`] maps back.
+    /// [`GuestOutcome::fault`].
     Stage2Abort {
         /// HSR.
         hsr: u32,
@@ -86,6 +92,11 @@ pub enum GuestOutcome {
         hdfar: u32,
         /// HIFAR: guest VA of a prefetch abort.
         hifar: u32,
+        /// The faulting IPA, exact: from the guest VA through the window (HPFAR page +
+        /// page offset for a fault on a stage-1 walk). Use this rather than HPFAR, which
+        /// qemu-system-arm 7.2 truncates to IPA[31:12] and which ARMv7 leaves UNKNOWN for
+        /// stage-2 permission faults not on a walk.
+        ipa: u64,
     },
     /// The guest took exception `vector` (guest VBAR offset / 4: 1 undef, 2 SVC,
     /// 3 prefetch abort, 4 data abort, 6 IRQ, 7 FIQ) in its own PL1 vectors.
@@ -170,8 +181,10 @@ pub struct Fault {
     pub write: bool,
     /// The fault happened on the guest's stage-1 table walk (S1PTW).
     pub s1ptw: bool,
-    /// IPA from HPFAR plus the page offset of the faulting VA.
+    /// The faulting IPA (see [`GuestOutcome::Stage2Abort`]).
     pub ipa: u64,
+    /// The IPA page as HPFAR reports it.
+    pub hpfar_ipa: u64,
     /// Guest VA (HDFAR or HIFAR).
     pub va: u32,
 }
@@ -179,7 +192,14 @@ pub struct Fault {
 impl GuestOutcome {
     /// Decodes a [`GuestOutcome::Stage2Abort`]; `None` for other outcomes.
     pub fn fault(&self) -> Option<Fault> {
-        let GuestOutcome::Stage2Abort { hsr, hpfar, hdfar, hifar } = *self else {
+        let GuestOutcome::Stage2Abort {
+            hsr,
+            hpfar,
+            hdfar,
+            hifar,
+            ipa,
+        } = *self
+        else {
             return None;
         };
         let instruction = hsr_ec(hsr) == EC_PABT_GUEST;
@@ -192,7 +212,8 @@ impl GuestOutcome {
             instruction,
             write: !instruction && hsr & (1 << 6) != 0,
             s1ptw: hsr & (1 << 7) != 0,
-            ipa: hpfar_ipa(hpfar) | u64::from(va & 0xfff),
+            ipa,
+            hpfar_ipa: hpfar_ipa(hpfar),
             va,
         })
     }
@@ -217,7 +238,15 @@ const EXIT_TRAP: u32 = 1;
 const EXIT_IRQ: u32 = 2;
 
 static EXIT: RacyCell<RawExit> = RacyCell::new(RawExit {
-    kind: 0, hsr: 0, elr: 0, spsr: 0, hdfar: 0, hifar: 0, hpfar: 0, r2: 0, r3: 0,
+    kind: 0,
+    hsr: 0,
+    elr: 0,
+    spsr: 0,
+    hdfar: 0,
+    hifar: 0,
+    hpfar: 0,
+    r2: 0,
+    r3: 0,
 });
 /// Hyp SP while a guest runs (0 otherwise).
 static GUEST_SP: RacyCell<usize> = RacyCell::new(0);
@@ -372,7 +401,11 @@ static WINDOW: RacyCell<Window> = RacyCell::new(Window {
     last_use: [0; WINDOW_SLOTS],
     clock: 0,
     seen: [[NO_REGION; WINDOW_SLOTS]; 256],
-    stats: Stats { accesses: 0, slot_switches: 0, invalidations: 0 },
+    stats: Stats {
+        accesses: 0,
+        slot_switches: 0,
+        invalidations: 0,
+    },
 });
 static BUDGET_TICKS: RacyCell<u32> = RacyCell::new(0);
 
@@ -409,6 +442,9 @@ pub enum StubKind {
     Normal,
     /// `b .`: never traps back (exercises the watchdog).
     Spin,
+    /// The access stub with its first instruction replaced by this A32 word (e.g. a UDF
+    /// to exercise the guest's vectors).
+    FirstWord(u32),
 }
 
 /// Writes the guest code and vectors into [`STUB_FRAME`] (the stage-1 table is left alone).
@@ -435,9 +471,13 @@ pub fn install_stub(kind: StubKind) {
             STUB_VECTORS_OFFSET,
             STUB_S1_TABLE_OFFSET,
         );
-        if kind == StubKind::Spin {
-            const B_SELF: u32 = 0xeaff_fffe; // b .
-            ((STUB_FRAME + STUB_CODE_OFFSET) as *mut u32).write_volatile(B_SELF);
+        let first = match kind {
+            StubKind::Normal => None,
+            StubKind::Spin => Some(0xeaff_fffe), // b .
+            StubKind::FirstWord(word) => Some(word),
+        };
+        if let Some(word) = first {
+            ((STUB_FRAME + STUB_CODE_OFFSET) as *mut u32).write_volatile(word);
         }
     }
     sync_stub_page();
@@ -463,7 +503,7 @@ pub fn init() {
         stats: Stats::default(),
     };
     sync_stub_page();
-    let ttbr0 = STUB_IPA + STUB_S1_TABLE_OFFSET as u64;
+    let ttbr0 = STUB_TABLE_IPA + STUB_S1_TABLE_OFFSET as u64;
     // Safe because these are the NS PL1 registers of the guest, which is not running.
     unsafe {
         let sctlr: u32;
@@ -493,9 +533,9 @@ pub fn init() {
     set_budget_ticks(watchdog::us_to_ticks(DEFAULT_BUDGET_US));
 }
 
-/// Sets the watchdog budget per guest access, in counter ticks.
+/// Sets the watchdog budget per guest access, in counter ticks (1..=[`watchdog::MAX_TICKS`]).
 pub fn set_budget_ticks(ticks: u32) {
-    BUDGET_TICKS.store(ticks.max(1));
+    BUDGET_TICKS.store(ticks.clamp(1, watchdog::MAX_TICKS));
 }
 
 /// The watchdog budget per guest access, in counter ticks.
@@ -514,8 +554,7 @@ pub fn forget_window_tlb_state() {
     window().seen = [[NO_REGION; WINDOW_SLOTS]; 256];
 }
 
-/// IPA that guest VA `va` maps to under the current stage-1 table (e.g. to recover the IPA
-/// of a stage-2 permission fault, for which ARMv7 leaves HPFAR UNKNOWN).
+/// IPA that guest VA `va` maps to under the current stage-1 table.
 pub fn ipa_of_guest_va(va: u32) -> Option<u64> {
     let slot = (va >> 30) as usize;
     let offset = u64::from(va & 0x3fff_ffff);
@@ -544,7 +583,9 @@ fn slot_for(region: u16) -> usize {
     let slot = match w.slots.iter().position(|&r| r == region) {
         Some(slot) => slot,
         None => {
-            let slot = (0..WINDOW_SLOTS).min_by_key(|&s| w.last_use[s]).unwrap_or(0);
+            let slot = (0..WINDOW_SLOTS)
+                .min_by_key(|&s| w.last_use[s])
+                .unwrap_or(0);
             w.slots[slot] = region;
             w.stats.slot_switches += 1;
             let entry = s1_entry(slot + 1);
@@ -564,7 +605,10 @@ fn slot_for(region: u16) -> usize {
 ///
 /// Panics if `ipa` is outside the 40-bit IPA space.
 pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
-    assert!(ipa < 1 << crate::layout::IPA_BITS, "IPA {ipa:#x} beyond 40 bits");
+    assert!(
+        ipa < 1 << crate::layout::IPA_BITS,
+        "IPA {ipa:#x} beyond 40 bits"
+    );
     let region = (ipa >> 30) as u16;
     let vmid = usize::from(hyp::vttbr_vmid(vttbr));
     let slot = slot_for(region);
@@ -579,7 +623,11 @@ pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
     // restores SP and callee-saved registers), and the guest can only reach memory that
     // stage 2 maps for it, never Hyp's state.
     let kind = unsafe { stagehand_guest_enter(flags, va, write.unwrap_or(0), STUB_ENTRY_VA) };
-    let iar = if kind == EXIT_IRQ { watchdog::ack_irq() } else { watchdog::SPURIOUS_IRQ };
+    let iar = if kind == EXIT_IRQ {
+        watchdog::ack_irq()
+    } else {
+        watchdog::SPURIOUS_IRQ
+    };
     watchdog::disarm();
     let exit = EXIT.load();
     let w = window();
@@ -592,23 +640,42 @@ pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
 }
 
 fn decode(kind: u32, e: RawExit, iar: u32) -> GuestOutcome {
-    let other = |vector, hsr| GuestOutcome::HypException { vector, hsr, elr: e.elr, spsr: e.spsr };
+    let other = |vector, hsr| GuestOutcome::HypException {
+        vector,
+        hsr,
+        elr: e.elr,
+        spsr: e.spsr,
+    };
     match kind {
         EXIT_TRAP => match hsr_ec(e.hsr) {
             EC_HVC => match e.hsr & 0xffff {
                 HVC_LOADED => GuestOutcome::Loaded(e.r2),
                 HVC_STORED => GuestOutcome::Stored,
-                imm @ HVC_GUEST_VECTOR..=0x17 => {
-                    GuestOutcome::GuestException { vector: imm - HVC_GUEST_VECTOR }
-                }
+                imm @ HVC_GUEST_VECTOR..=0x17 => GuestOutcome::GuestException {
+                    vector: imm - HVC_GUEST_VECTOR,
+                },
                 _ => other(5, e.hsr),
             },
-            EC_DABT_GUEST | EC_PABT_GUEST => GuestOutcome::Stage2Abort {
-                hsr: e.hsr,
-                hpfar: e.hpfar,
-                hdfar: e.hdfar,
-                hifar: e.hifar,
-            },
+            ec @ (EC_DABT_GUEST | EC_PABT_GUEST) => {
+                let va = if ec == EC_PABT_GUEST {
+                    e.hifar
+                } else {
+                    e.hdfar
+                };
+                let ipa = if e.hsr & (1 << 7) != 0 {
+                    // On a stage-1 walk: the walked IPA is below 4 GiB, so HPFAR is whole.
+                    hpfar_ipa(e.hpfar)
+                } else {
+                    ipa_of_guest_va(va).unwrap_or(hpfar_ipa(e.hpfar) | u64::from(va & 0xfff))
+                };
+                GuestOutcome::Stage2Abort {
+                    hsr: e.hsr,
+                    hpfar: e.hpfar,
+                    hdfar: e.hdfar,
+                    hifar: e.hifar,
+                    ipa,
+                }
+            }
             _ => other(5, e.hsr),
         },
         _ => {

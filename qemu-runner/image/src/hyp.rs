@@ -8,8 +8,8 @@ use core::arch::{asm, naked_asm};
 /// VTCR for a 40-bit IPA space, walks starting at level 1 (1024-entry, 8 KiB root):
 /// T0SZ = -8 (0b1000) with S = 1 (its sign), SL0 = 1, IRGN0 = ORGN0 = write-back
 /// write-allocate, SH0 = inner shareable, bit 31 RES1.
-pub const VTCR_40BIT: u32 = (1 << 31) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6)
-    | (1 << 4) | 0b1000;
+pub const VTCR_40BIT: u32 =
+    (1 << 31) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6) | (1 << 4) | 0b1000;
 
 /// HCR.VM: stage 2 on for the PL1&0 regime.
 pub const HCR_VM: u32 = 1 << 0;
@@ -116,29 +116,29 @@ pub fn dcache_line_size() -> usize {
 ///
 /// On QEMU 7.2 TLBIALLIS flushes every guest entry regardless of VMID, and writing a
 /// VTTBR value that differs from the current one flushes too; see NOTES.md.
+// Safe because the routine only touches VTTBR (restored before returning) and TLBs.
 #[unsafe(naked)]
 #[no_mangle]
 pub extern "C" fn stagehand_tlb_flush_vmid(vttbr_lo: u32, vttbr_hi: u32) {
-    // Safe because the routine only touches VTTBR (restored before returning) and TLBs.
     naked_asm!(
-        "dsb ishst",                 // table updates visible to the walker first
-        "mrrc p15, 6, r2, r3, c2",   // save VTTBR
-        "mcrr p15, 6, r0, r1, c2",   // VTTBR = target VMID
+        "dsb ishst",               // table updates visible to the walker first
+        "mrrc p15, 6, r2, r3, c2", // save VTTBR
+        "mcrr p15, 6, r0, r1, c2", // VTTBR = target VMID
         "isb",
         "mcr p15, 0, r0, c8, c3, 0", // TLBIALLIS (current VMID, inner shareable)
         "dsb ish",
         "isb",
-        "mcrr p15, 6, r2, r3, c2",   // restore VTTBR
+        "mcrr p15, 6, r2, r3, c2", // restore VTTBR
         "isb",
         "bx lr",
     )
 }
 
 /// Invalidates every non-secure non-Hyp TLB entry, all VMIDs (TLBIALLNSNHIS).
+// Safe because the routine only invalidates TLBs.
 #[unsafe(naked)]
 #[no_mangle]
 pub extern "C" fn stagehand_tlb_flush_all() {
-    // Safe because the routine only invalidates TLBs.
     naked_asm!(
         "dsb ishst",
         "mcr p15, 4, r0, c8, c3, 4", // TLBIALLNSNHIS
@@ -151,18 +151,18 @@ pub extern "C" fn stagehand_tlb_flush_all() {
 /// Cleans `[pa, pa + len)` to the point of coherency, one DCCMVAC per line (line size
 /// from CTR.DminLine), then DSB, so a non-coherent table walker sees descriptor writes.
 /// Hyp's MMU is off, so the VA operand is the PA.
+// Safe because cleaning writes dirty lines back and never loses data.
 #[unsafe(naked)]
 #[no_mangle]
 pub extern "C" fn stagehand_dcache_clean_range(pa: u32, len: u32) {
-    // Safe because cleaning writes dirty lines back and never loses data.
     naked_asm!(
-        "mrc p15, 0, r3, c0, c0, 1",  // CTR
-        "ubfx r3, r3, #16, #4",       // DminLine = log2(words per line)
+        "mrc p15, 0, r3, c0, c0, 1", // CTR
+        "ubfx r3, r3, #16, #4",      // DminLine = log2(words per line)
         "mov r2, #4",
-        "lsl r2, r2, r3",             // line size in bytes
-        "add r1, r0, r1",             // end
+        "lsl r2, r2, r3", // line size in bytes
+        "add r1, r0, r1", // end
         "sub r3, r2, #1",
-        "bic r0, r0, r3",             // first line
+        "bic r0, r0, r3", // first line
         "1:",
         "cmp r0, r1",
         "bhs 2f",
@@ -176,10 +176,10 @@ pub extern "C" fn stagehand_dcache_clean_range(pa: u32, len: u32) {
 }
 
 /// The seed's `__kvm_tlb_flush_vmid`: no invalidation at all (defect `tlb-flush-stub`).
+// Safe because it does nothing.
 #[unsafe(naked)]
 #[no_mangle]
 pub extern "C" fn stagehand_tlb_flush_vmid_stub(vttbr_lo: u32, vttbr_hi: u32) {
-    // Safe because it does nothing.
     naked_asm!("bx lr")
 }
 

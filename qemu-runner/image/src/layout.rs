@@ -39,6 +39,14 @@ pub const INPUT_BLOB_END: usize = RAM_END;
 /// IPA at which every VM maps [`STUB_FRAME`] (read-only, executable, normal memory).
 /// 1 GiB aligned: the guest's stage-1 maps VA 0..1 GiB onto this IPA region.
 pub const STUB_IPA: u64 = 0x4B_0000_0000;
+/// IPA (< 4 GiB) at which every VM must *also* map [`STUB_FRAME`] read-only: the guest's
+/// TTBR0 points into this alias, so its stage-1 walks read the level-1 table here.
+///
+/// Why not at [`STUB_IPA`]: qemu-system-arm 7.2 truncates the IPA of a stage-1 table walk
+/// to 32 bits (STUB_IPA + 0x800 is walked as IPA 0x800), so a table above 4 GiB is
+/// unusable there. Instruction fetches and data accesses at IPAs >= 4 GiB are fine.
+/// Keep test IPAs out of this page.
+pub const STUB_TABLE_IPA: u64 = 0xffff_f000;
 /// Stage-2 input size configured in VTCR.
 pub const IPA_BITS: u32 = 40;
 
@@ -62,7 +70,8 @@ pub const UNMAPPED_PA: usize = 0x0e00_0000;
 const _: () = assert!(POOL_PAGES == 4096);
 const _: () = assert!(GUEST_FRAMES == 256);
 const _: () = assert!(DEVICE_FRAMES == 16);
-const _: () = assert!(STUB_IPA % (1 << 30) == 0 && STUB_IPA < 1 << IPA_BITS);
+const _: () = assert!(STUB_IPA.is_multiple_of(1 << 30) && STUB_IPA < 1 << IPA_BITS);
+const _: () = assert!(STUB_TABLE_IPA.is_multiple_of(PAGE_SIZE as u64) && STUB_TABLE_IPA < 1 << 32);
 const _: () = assert!(HEAP.start == IMAGE_LIMIT && HEAP.end == POOL.start);
 
 /// Writes the signature (each 32-bit word at PA `a` holds `a`) into [`GUEST_WINDOW`] and
@@ -77,10 +86,16 @@ pub fn refill_signatures() {
     }
 }
 
-/// Whether every word of the frame at `frame_pa` still holds its signature.
+/// Whether every word of the frame at `frame_pa` (a frame of [`GUEST_WINDOW`] or
+/// [`DEVICE_WINDOW`]; panics otherwise) still holds its signature.
 pub fn frame_has_signature(frame_pa: usize) -> bool {
+    assert!(
+        frame_pa.is_multiple_of(PAGE_SIZE)
+            && (GUEST_WINDOW.contains(&frame_pa) || DEVICE_WINDOW.contains(&frame_pa)),
+        "0x{frame_pa:x} is not a signature frame"
+    );
     (frame_pa..frame_pa + PAGE_SIZE)
         .step_by(4)
-        // Safe because callers pass frames inside the signature windows (RAM).
+        // Safe because the frame was checked to lie inside a signature window (RAM).
         .all(|pa| unsafe { (pa as *const u32).read_volatile() } == pa as u32)
 }

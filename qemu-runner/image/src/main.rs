@@ -1,6 +1,6 @@
 //! Demo / self-test of the image primitives on QEMU. Builds a small stage-2 table by hand
 //! in the POOL and checks each primitive, one line per check; exits 0 only if all pass.
-//! Run with `../run.sh` (see NOTES.md).
+//! Run with `./run.sh` from the crate directory (see NOTES.md).
 #![no_std]
 #![no_main]
 
@@ -11,7 +11,7 @@ use core::arch::asm;
 use core::fmt;
 use stagehand_image::guest::{self, FaultKind, GuestOutcome, StubKind};
 use stagehand_image::layout::{
-    DEVICE_WINDOW, GUEST_WINDOW, PAGE_SIZE, POOL, STUB_FRAME, STUB_IPA, UNMAPPED_PA,
+    DEVICE_WINDOW, GUEST_WINDOW, PAGE_SIZE, POOL, STUB_FRAME, STUB_IPA, STUB_TABLE_IPA, UNMAPPED_PA,
 };
 use stagehand_image::recovery::{try_run, Abort};
 use stagehand_image::semihosting::{self, HostFile};
@@ -24,6 +24,7 @@ const S2_TABLE: u64 = 0b11;
 const S2_NORMAL_PAGE: u64 = 0b11 | (0b1111 << 2) | (0b11 << 8) | (1 << 10);
 /// Device-nGnRE page (MemAttr 0b0001), as ioremap would map it.
 const S2_DEVICE_PAGE: u64 = 0b11 | (0b0001 << 2) | (1 << 10);
+const S2_AF: u64 = 1 << 10;
 const S2_RO: u64 = 0b01 << 6;
 const S2_RW: u64 = 0b11 << 6;
 const ADDR_MASK: u64 = 0xff_ffff_f000;
@@ -57,7 +58,7 @@ impl Stage2 {
             return (d & ADDR_MASK) as usize;
         }
         let table = self.alloc(1, PAGE_SIZE);
-        // Safe as above.
+        // Safe because `desc` points at a descriptor inside a table this builder made.
         unsafe { desc.write_volatile(table as u64 | S2_TABLE) };
         hyp::dcache_clean_range(desc as usize, 8);
         table
@@ -105,13 +106,15 @@ fn read(vttbr: u64, ipa: u64) -> GuestOutcome {
 }
 
 fn is_fault(o: &GuestOutcome, kind: FaultKind, level: u8, ipa: u64) -> bool {
-    o.fault().is_some_and(|f| f.kind == kind && f.level == Some(level) && f.ipa == ipa)
+    o.fault()
+        .is_some_and(|f| f.kind == kind && f.level == Some(level) && f.ipa == ipa)
 }
 
 // IPAs of the demo VM.
 const IPA_A: u64 = 0x1000;
 const IPA_STALE: u64 = 0x3000;
 const IPA_RO: u64 = 0x4000;
+const IPA_NO_AF: u64 = 0x5000;
 const IPA_DEVICE: u64 = 0x4000_0000;
 const IPA_MID: u64 = 0x1_0000_5000;
 const IPA_HIGH: u64 = 0x80_0000_2000;
@@ -120,8 +123,15 @@ const IPA_HIGH: u64 = 0x80_0000_2000;
 extern "C" fn stagehand_main() -> u32 {
     let boot_ticks = boot::boot_counter();
     let freq = counter_freq();
-    println!("stagehand-image self-test: CNTFRQ {freq} Hz, boot at counter {boot_ticks}");
-    let mut c = Checks { passed: 0, failed: 0 };
+    println!(
+        "stagehand-image self-test: CNTFRQ {freq} Hz; _start at {} us after QEMU start, init took {} us",
+        ticks_to_ns(boot_ticks) / 1000,
+        ticks_to_ns(counter() - boot_ticks) / 1000
+    );
+    let mut c = Checks {
+        passed: 0,
+        failed: 0,
+    };
 
     // Stage-2 tables: VM1 (VMID 1) with all demo mappings; VM2 (VMID 2) with an empty
     // root; VM3 (VMID 3) mapping only the stub and IPA_STALE.
@@ -130,19 +140,44 @@ extern "C" fn stagehand_main() -> u32 {
     let gw = GUEST_WINDOW.start;
     let frame_x = gw + 0x10000;
     let frame_y = gw + 0x11000;
-    s2.map(root1, STUB_IPA, STUB_FRAME, S2_NORMAL_PAGE | S2_RO);
+    for (ipa, pa) in guest::REQUIRED_STAGE2_MAPPINGS {
+        s2.map(root1, ipa, pa, S2_NORMAL_PAGE | S2_RO);
+    }
     s2.map(root1, IPA_A, gw + 0x3000, S2_NORMAL_PAGE | S2_RW);
     let stale_desc = s2.map(root1, IPA_STALE, frame_x, S2_NORMAL_PAGE | S2_RW);
     s2.map(root1, IPA_RO, gw + 0x4000, S2_NORMAL_PAGE | S2_RO);
-    s2.map(root1, IPA_DEVICE, DEVICE_WINDOW.start + 0x1000, S2_DEVICE_PAGE | S2_RW);
+    s2.map(
+        root1,
+        IPA_NO_AF,
+        gw + 0x6000,
+        (S2_NORMAL_PAGE | S2_RW) & !S2_AF,
+    );
+    s2.map(
+        root1,
+        IPA_DEVICE,
+        DEVICE_WINDOW.start + 0x1000,
+        S2_DEVICE_PAGE | S2_RW,
+    );
     s2.map(root1, IPA_MID, gw + 0x7000, S2_NORMAL_PAGE | S2_RW);
     s2.map(root1, IPA_HIGH, gw + 0x5000, S2_NORMAL_PAGE | S2_RW);
     let vm1 = hyp::make_vttbr(root1 as u64, 1);
     let vm2 = hyp::make_vttbr(s2.root() as u64, 2);
     let root3 = s2.root();
-    s2.map(root3, STUB_IPA, STUB_FRAME, S2_NORMAL_PAGE | S2_RO);
+    for (ipa, pa) in guest::REQUIRED_STAGE2_MAPPINGS {
+        s2.map(root3, ipa, pa, S2_NORMAL_PAGE | S2_RO);
+    }
     s2.map(root3, IPA_STALE, gw + 0x12000, S2_NORMAL_PAGE | S2_RW);
     let vm3 = hyp::make_vttbr(root3 as u64, 3);
+    // VM4: only a page in the region of STUB_TABLE_IPA, so the guest's stage-1 walk faults
+    // at stage-2 level 2.
+    let root4 = s2.root();
+    s2.map(
+        root4,
+        STUB_TABLE_IPA & !0x3fff_ffff,
+        gw,
+        S2_NORMAL_PAGE | S2_RO,
+    );
+    let vm4 = hyp::make_vttbr(root4 as u64, 4);
     println!(
         "     VTCR=0x{:08x} HCR=0x{:08x} VM1 VTTBR=0x{vm1:016x}, {} pool pages used",
         hyp::vtcr(),
@@ -150,21 +185,13 @@ extern "C" fn stagehand_main() -> u32 {
         (s2.next - POOL.start) / PAGE_SIZE
     );
 
-    {
-        hyp::write_vttbr(vm1);
-        for va in [0u32, 0x800, 0x4000_1000] {
-            let (lo, hi): (u32, u32);
-            unsafe { asm!("mcr p15, 0, {va}, c7, c8, 4", "isb", "mrrc p15, 0, {lo}, {hi}, c7", va = in(reg) va, lo = out(reg) lo, hi = out(reg) hi) };
-            println!("DBG ATS12NSOPR va {va:#x} -> PAR {hi:#x}:{lo:#x}");
-        }
-        let d = |pa: usize| unsafe { (pa as *const u64).read_volatile() };
-        println!("DBG root[300]={:#x} s1[0]={:#x} stub[0]={:#x}", d(root1 + 300*8), d(STUB_FRAME+0x800), d(STUB_FRAME));
-        let hpfar: u32; unsafe { asm!("mrc p15, 4, {}, c6, c0, 4", out(reg) hpfar) };
-        println!("DBG hpfar {hpfar:#x}");
-    }
     // (a) plain load.
     let o = read(vm1, IPA_A + 0x10);
-    c.check("(a) load IPA 0x1010", o == GuestOutcome::Loaded(0x4400_3010), format_args!("{o:x?}"));
+    c.check(
+        "(a) load IPA 0x1010",
+        o == GuestOutcome::Loaded(0x4400_3010),
+        format_args!("{o:x?}"),
+    );
 
     // (b) store then load back, and the store reached the right PA.
     let s = guest::guest_access(vm1, IPA_A + 0x14, Some(0xdead_beef));
@@ -178,15 +205,28 @@ extern "C" fn stagehand_main() -> u32 {
     );
 
     // (c) stage-2 translation faults at each level, HPFAR = faulting IPA page.
-    for (ipa, level, write) in [(0x2008u64, 3u8, false), (0x2000_0010, 2, false), (0x2_0000_0020, 1, true)] {
+    for (ipa, level, write) in [
+        (0x2008u64, 3u8, false),
+        (0x2000_0010, 2, false),
+        (0x2_0000_0020, 1, true),
+    ] {
         let o = guest::guest_access(vm1, ipa, write.then_some(1));
         let f = o.fault();
         c.check(
             "(c) unmapped IPA -> stage-2 translation fault",
             is_fault(&o, FaultKind::Translation, level, ipa)
                 && f.is_some_and(|f| f.write == write && !f.s1ptw && !f.instruction),
-            format_args!("IPA 0x{ipa:x} {}: {f:x?}", if write { "write" } else { "read" }),
+            format_args!(
+                "IPA 0x{ipa:x} {}: {f:x?}",
+                if write { "write" } else { "read" }
+            ),
         );
+        if let Some(f) = f.filter(|f| f.hpfar_ipa != f.ipa & !0xfff) {
+            println!(
+                "     note: HPFAR reports IPA page 0x{:x} for 0x{ipa:x} (truncated to 32 bits)",
+                f.hpfar_ipa
+            );
+        }
     }
     // (c) an empty stage 2 faults on the guest's first stage-1 walk (the instruction fetch).
     let o = read(vm2, IPA_A);
@@ -194,10 +234,27 @@ extern "C" fn stagehand_main() -> u32 {
     c.check(
         "(c) empty stage 2 -> prefetch abort on S1 walk",
         f.is_some_and(|f| {
-            f.instruction && f.s1ptw && f.kind == FaultKind::Translation && f.level == Some(1)
-                && f.ipa & !0xfff == STUB_IPA
+            f.instruction
+                && f.s1ptw
+                && f.kind == FaultKind::Translation
+                && f.level == Some(1)
+                && f.ipa == STUB_TABLE_IPA
         }),
         format_args!("{f:x?}"),
+    );
+
+    let o = read(vm4, IPA_A);
+    let f = o.fault();
+    c.check(
+        "(c) missing table alias level 2 -> fault on S1 walk",
+        f.is_some_and(|f| f.s1ptw && f.kind == FaultKind::Translation && f.ipa == STUB_TABLE_IPA),
+        format_args!("{f:x?} (architecturally level 2; QEMU 7.2 gives the stage-1 level)"),
+    );
+    let o = read(vm1, IPA_NO_AF + 4);
+    c.check(
+        "(c) AF clear -> access flag fault",
+        is_fault(&o, FaultKind::AccessFlag, 3, IPA_NO_AF + 4),
+        format_args!("{:x?}", o.fault()),
     );
 
     // (d) stores to read-only mappings: permission fault, memory untouched.
@@ -208,7 +265,8 @@ extern "C" fn stagehand_main() -> u32 {
         "(d) store to RO IPA -> permission fault",
         is_fault(&o, FaultKind::Permission, 3, IPA_RO + 8)
             && f.is_some_and(|f| f.write && guest::ipa_of_guest_va(f.va) == Some(IPA_RO + 8))
-            && r == GuestOutcome::Loaded(sig(gw + 0x4008)),
+            && r == GuestOutcome::Loaded(sig(gw + 0x4008))
+            && stagehand_image::layout::frame_has_signature(gw + 0x4000),
         format_args!("{f:x?}; reload {r:x?}"),
     );
     let o = guest::guest_access(vm1, STUB_IPA + 0x10, Some(7));
@@ -225,13 +283,19 @@ extern "C" fn stagehand_main() -> u32 {
         (IPA_MID + 0xc, sig(gw + 0x700c)),
         (IPA_DEVICE + 0x10, sig(DEVICE_WINDOW.start + 0x1010)),
         // Safe because STUB_FRAME holds the installed stub.
-        (STUB_IPA, unsafe { (STUB_FRAME as *const u32).read_volatile() }),
+        (STUB_IPA, unsafe {
+            (STUB_FRAME as *const u32).read_volatile()
+        }),
         (IPA_A + 0x10, 0x4400_3010),
         (IPA_HIGH + 0xffc, sig(gw + 0x5ffc)),
     ];
     for (ipa, want) in cases {
         let o = read(vm1, ipa);
-        c.check("(e) window load", o == GuestOutcome::Loaded(want), format_args!("IPA 0x{ipa:x} -> {o:x?}"));
+        c.check(
+            "(e) window load",
+            o == GuestOutcome::Loaded(want),
+            format_args!("IPA 0x{ipa:x} -> {o:x?}"),
+        );
     }
     let s = guest::guest_access(vm1, IPA_HIGH + 0x20, Some(0x1234_5678));
     let o = read(vm1, IPA_HIGH + 0x20);
@@ -294,6 +358,19 @@ extern "C" fn stagehand_main() -> u32 {
         ),
     );
 
+    // Guest exceptions come back through the guest's vectors.
+    guest::install_stub(StubKind::FirstWord(0xe7f0_00f0)); // udf #0
+    let o = read(vm1, IPA_A);
+    guest::install_stub(StubKind::Normal);
+    c.check(
+        "guest undefined instruction -> GuestException",
+        o == GuestOutcome::GuestException { vector: 1 },
+        format_args!("{o:?}"),
+    );
+    let o = read(vm1, IPA_DEVICE + 2);
+    println!("     info: unaligned load from stage-2 device memory -> {o:x?}");
+    stagehand_image::layout::refill_signatures();
+
     // (i) recovery, several times in a row, nested, then normal work.
     for round in 0..3 {
         // Safe because the access aborts (it is the point of the test) and try_run catches it.
@@ -301,18 +378,41 @@ extern "C" fn stagehand_main() -> u32 {
         let dabt_ok = matches!(dabt, Err(Abort::HypException(h))
             if h.vector == 4 && guest::hsr_ec(h.hsr) == guest::EC_DABT_HYP
                 && h.hdfar == UNMAPPED_PA as u32);
-        c.check("(i) Hyp data abort caught", dabt_ok, format_args!("round {round}: {}", show(&dabt)));
+        c.check(
+            "(i) Hyp data abort caught",
+            dabt_ok,
+            format_args!("round {round}: {}", show(&dabt)),
+        );
         // Safe because UDF is meant to trap and try_run catches it.
         let undef = try_run(|| unsafe { asm!("udf #0") });
         let undef_ok = matches!(undef, Err(Abort::HypException(h)) if h.vector == 1);
-        c.check("(i) Hyp undefined instruction caught", undef_ok, format_args!("{}", show(&undef)));
+        c.check(
+            "(i) Hyp undefined instruction caught",
+            undef_ok,
+            format_args!("{}", show(&undef)),
+        );
         let boom = try_run(|| -> u32 { panic!("boom {}", 42 + round) });
         let boom_ok = matches!(&boom, Err(Abort::Panic(m)) if m.as_str().ends_with("boom 42")
             || m.as_str().ends_with("boom 43") || m.as_str().ends_with("boom 44"));
         c.check("(i) panic caught", boom_ok, format_args!("{}", show(&boom)));
     }
+    for pa in [
+        0x0c00_0000usize,
+        0x0e00_0000,
+        0x2000_0000,
+        0x4800_0000,
+        0x8000_0000,
+    ] {
+        // Safe because a bad PA only aborts, which try_run catches.
+        let r = try_run(|| unsafe { (pa as *const u32).read_volatile() });
+        println!("     info: Hyp load from PA 0x{pa:08x} -> {}", show(&r));
+    }
     let nested = try_run(|| try_run(|| -> u32 { panic!("inner") }).is_err());
-    let oom = try_run(|| Vec::<u8>::with_capacity(heap::capacity() + 1).len());
+    let oom = try_run(|| {
+        let mut v = Vec::<u8>::with_capacity(heap::capacity() + 1);
+        v.push(1);
+        core::hint::black_box(&v).len()
+    });
     let ok = try_run(|| read(vm1, IPA_A + 4));
     c.check(
         "(i) nested try_run, OOM panic, then a normal access",
@@ -342,10 +442,18 @@ extern "C" fn stagehand_main() -> u32 {
     match blob::input() {
         Some(data) if !data.is_empty() => {
             let r = HostFile::create("blob-echo.bin").and_then(|mut f| f.write_all(data));
-            c.check("blob echoed to host", r.is_ok(), format_args!("{} bytes, {r:?}", data.len()));
+            c.check(
+                "blob echoed to host",
+                r.is_ok(),
+                format_args!("{} bytes, {r:?}", data.len()),
+            );
         }
         Some(_) => println!("     (no input blob loaded)"),
-        None => c.check("blob length sane", false, format_args!("length word is garbage")),
+        None => c.check(
+            "blob length sane",
+            false,
+            format_args!("length word is garbage"),
+        ),
     }
 
     // (j) measurements.
@@ -376,25 +484,53 @@ fn show<T: fmt::Debug>(r: &Result<T, Abort>) -> alloc::string::String {
 fn tlb_survey(vm1: u64, vm3: u64, desc: *mut u64, frames: [u64; 2]) {
     type Op = fn(vm1: u64, vm3: u64, va: u32);
     let ipa = IPA_STALE;
-    let ops: [(&str, Op); 16] = [
+    let ops: [(&str, Op); 17] = [
         ("nothing", |_, _, _| {}),
-        ("flush_vmid_stub (bx lr)", |v, _, _| hyp::stagehand_tlb_flush_vmid_stub(v as u32, (v >> 32) as u32)),
-        ("TLBIALLH", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 4, {}, c8, c7, 0", in(reg) 0) })),
-        ("TLBIALLHIS", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 4, {}, c8, c3, 0", in(reg) 0) })),
-        ("TLBIIPAS2 ipa", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 4, {}, c8, c4, 1", in(reg) (IPA_STALE >> 12) as u32) })),
-        ("TLBIIPAS2IS ipa", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 4, {}, c8, c0, 1", in(reg) (IPA_STALE >> 12) as u32) })),
-        ("TLBIALL (Hyp, VMID in VTTBR)", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 0, {}, c8, c7, 0", in(reg) 0) })),
-        ("TLBIALLIS (Hyp, VMID in VTTBR)", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 0, {}, c8, c3, 0", in(reg) 0) })),
-        ("TLBIMVAA window VA (Hyp)", |_, _, va| tlbi(|| unsafe { asm!("mcr p15, 0, {}, c8, c7, 3", in(reg) va & !0xfff) })),
-        ("TLBIALLNSNH", |_, _, _| tlbi(|| unsafe { asm!("mcr p15, 4, {}, c8, c7, 4", in(reg) 0) })),
-        ("TLBIALLNSNHIS (flush_all)", |_, _, _| hyp::stagehand_tlb_flush_all()),
-        ("flush_vmid(other VMID 3)", |_, v3, _| hyp::tlb_flush_vmid(v3)),
+        ("flush_vmid_stub (bx lr)", |v, _, _| {
+            hyp::stagehand_tlb_flush_vmid_stub(v as u32, (v >> 32) as u32)
+        }),
+        ("TLBIALLH", |_, _, _| tlbi(Tlbi::AllH, 0)),
+        ("TLBIALLHIS", |_, _, _| tlbi(Tlbi::AllHIs, 0)),
+        ("TLBIIPAS2 ipa", |_, _, _| {
+            tlbi(Tlbi::IpaS2, (IPA_STALE >> 12) as u32)
+        }),
+        ("TLBIIPAS2IS ipa", |_, _, _| {
+            tlbi(Tlbi::IpaS2Is, (IPA_STALE >> 12) as u32)
+        }),
+        ("TLBIALL (Hyp, VMID in VTTBR)", |_, _, _| tlbi(Tlbi::All, 0)),
+        ("TLBIALLIS (Hyp, VMID in VTTBR)", |_, _, _| {
+            tlbi(Tlbi::AllIs, 0)
+        }),
+        ("TLBIMVAA window VA (Hyp)", |_, _, va| {
+            tlbi(Tlbi::Mvaa, va & !0xfff)
+        }),
+        ("TLBIALLNSNH", |_, _, _| tlbi(Tlbi::AllNsnh, 0)),
+        ("TLBIALLNSNHIS (flush_all)", |_, _, _| {
+            hyp::stagehand_tlb_flush_all()
+        }),
+        ("flush_vmid(other VMID 3)", |_, v3, _| {
+            hyp::tlb_flush_vmid(v3)
+        }),
         ("VTTBR rewritten, same value", |v, _, _| hyp::write_vttbr(v)),
-        ("VTTBR -> VM3 -> VM1 (no access)", |v, v3, _| { hyp::write_vttbr(v3); hyp::write_vttbr(v); }),
-        ("guest access in VM3", |_, v3, _| { read(v3, IPA_STALE); }),
+        ("VTTBR -> VM3 -> VM1 (no access)", |v, v3, _| {
+            hyp::write_vttbr(v3);
+            hyp::write_vttbr(v);
+        }),
+        ("guest access in VM3", |_, v3, _| {
+            read(v3, IPA_STALE);
+        }),
         ("window switch (TLBIMVAA other VA)", |v, _, _| {
-            // Cycle through fresh regions so the guest invalidates VAs in every other slot.
-            for r in 10..(10 + guest::WINDOW_SLOTS as u64) { read(v, (r << 30) | 0x123000); }
+            // Fresh regions in every slot but IPA_STALE's make the guest invalidate
+            // other VAs only.
+            for r in 10..(10 + guest::WINDOW_SLOTS as u64 - 1) {
+                read(v, (r << 30) | 0x12_3000);
+            }
+        }),
+        ("window slot of this IPA recycled", |v, _, _| {
+            // Evicts IPA_STALE's region, so the next access re-enters it and invalidates.
+            for r in 10..(10 + guest::WINDOW_SLOTS as u64) {
+                read(v, (r << 30) | 0x12_3000);
+            }
         }),
     ];
     println!("     TLB survey (stale IPA 0x{ipa:x}; 'stale' = op did not invalidate):");
@@ -420,13 +556,37 @@ fn tlb_survey(vm1: u64, vm3: u64, desc: *mut u64, frames: [u64; 2]) {
     }
 }
 
-/// Runs a TLB maintenance op from Hyp with the barriers around it.
-fn tlbi(op: impl FnOnce()) {
-    // Safe because barriers have no memory-safety effect.
-    unsafe { asm!("dsb ishst") };
-    op();
-    // Safe because barriers have no memory-safety effect.
-    unsafe { asm!("dsb ish", "isb") };
+/// TLB maintenance operations the survey tries from Hyp.
+#[derive(Clone, Copy)]
+enum Tlbi {
+    AllH,
+    AllHIs,
+    IpaS2,
+    IpaS2Is,
+    All,
+    AllIs,
+    Mvaa,
+    AllNsnh,
+}
+
+/// Runs one TLB maintenance op from Hyp with barriers around it.
+fn tlbi(op: Tlbi, arg: u32) {
+    // Safe because TLB maintenance and barriers cannot break memory safety (Hyp's MMU is
+    // off); an UNDEFINED encoding traps into the caller's try_run.
+    unsafe {
+        asm!("dsb ishst");
+        match op {
+            Tlbi::AllH => asm!("mcr p15, 4, {}, c8, c7, 0", in(reg) arg),
+            Tlbi::AllHIs => asm!("mcr p15, 4, {}, c8, c3, 0", in(reg) arg),
+            Tlbi::IpaS2 => asm!("mcr p15, 4, {}, c8, c4, 1", in(reg) arg),
+            Tlbi::IpaS2Is => asm!("mcr p15, 4, {}, c8, c0, 1", in(reg) arg),
+            Tlbi::All => asm!("mcr p15, 0, {}, c8, c7, 0", in(reg) arg),
+            Tlbi::AllIs => asm!("mcr p15, 0, {}, c8, c3, 0", in(reg) arg),
+            Tlbi::Mvaa => asm!("mcr p15, 0, {}, c8, c7, 3", in(reg) arg),
+            Tlbi::AllNsnh => asm!("mcr p15, 4, {}, c8, c7, 4", in(reg) arg),
+        }
+        asm!("dsb ish", "isb");
+    }
 }
 
 fn measure(vm1: u64) {
@@ -470,32 +630,38 @@ fn semihost_throughput(c: &mut Checks) {
     const PATH: &str = "stagehand-bench.tmp";
     const SIZE: usize = 1 << 20;
     let data = alloc::vec![0x5au8; SIZE];
-    let time = |chunk: usize| -> Option<u64> {
+    let time = |chunk: usize, total: usize| -> Option<u64> {
         let mut f = HostFile::create(PATH).ok()?;
         let t0 = counter();
-        for part in data.chunks(chunk) {
+        for part in data[..total].chunks(chunk) {
             f.write_all(part).ok()?;
         }
         let t = counter() - t0;
         f.close().ok()?;
         Some(t)
     };
-    let chunked = time(4096);
-    let single = time(SIZE);
+    let chunked = time(4096, SIZE);
+    let single = time(SIZE, SIZE);
+    let tiny = time(16, 1 << 16);
     let removed = semihosting::remove(PATH);
     let kib_s = |t: u64| 1024 * u64::from(counter_freq()) / t.max(1);
-    match (chunked, single) {
-        (Some(a), Some(b)) => c.check(
+    match (chunked, single, tiny) {
+        (Some(a), Some(b), Some(t)) => c.check(
             "semihosting: 1 MiB to a host file",
             removed.is_ok(),
             format_args!(
-                "4 KiB chunks {} us ({} KiB/s), one call {} us ({} KiB/s)",
+                "4 KiB chunks {} us ({} KiB/s), one call {} us ({} KiB/s), 16 B chunks {} ns/call",
                 ticks_to_ns(a) / 1000,
                 kib_s(a),
                 ticks_to_ns(b) / 1000,
-                kib_s(b)
+                kib_s(b),
+                ticks_to_ns(t) / ((1 << 16) / 16)
             ),
         ),
-        _ => c.check("semihosting: 1 MiB to a host file", false, format_args!("open/write failed")),
+        _ => c.check(
+            "semihosting: 1 MiB to a host file",
+            false,
+            format_args!("open/write failed"),
+        ),
     }
 }

@@ -68,7 +68,10 @@ pub struct PanicMessage {
 }
 
 impl PanicMessage {
-    const EMPTY: Self = Self { buf: [0; PANIC_MESSAGE_CAPACITY], len: 0 };
+    const EMPTY: Self = Self {
+        buf: [0; PANIC_MESSAGE_CAPACITY],
+        len: 0,
+    };
 
     /// The text ("file:line:col: message"), truncated at a character boundary.
     pub fn as_str(&self) -> &str {
@@ -96,6 +99,10 @@ impl fmt::Debug for PanicMessage {
 
 /// Why [`try_run`] did not return normally.
 #[derive(Clone, Copy, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the message is stored inline: it must survive heap exhaustion and heap::reset"
+)]
 pub enum Abort {
     /// A synchronous exception (or unexpected interrupt) taken in Hyp mode.
     HypException(HypFault),
@@ -106,11 +113,13 @@ pub enum Abort {
 impl fmt::Display for Abort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Abort::HypException(h) => write!(
+            Abort::HypException(h) => {
+                write!(
                 f,
                 "Hyp {} (HSR=0x{:08x} ELR=0x{:08x} SPSR=0x{:08x} HDFAR=0x{:08x} HIFAR=0x{:08x})",
                 h.vector_name(), h.hsr, h.elr, h.spsr, h.hdfar, h.hifar
-            ),
+            )
+            }
             Abort::Panic(m) => write!(f, "panic: {}", m.as_str()),
         }
     }
@@ -120,7 +129,12 @@ impl fmt::Display for Abort {
 static CATCH_SP: RacyCell<usize> = RacyCell::new(0);
 /// Written by the Hyp vector path before it longjmps.
 static LAST_FAULT: RacyCell<HypFault> = RacyCell::new(HypFault {
-    vector: 0, hsr: 0, elr: 0, spsr: 0, hdfar: 0, hifar: 0,
+    vector: 0,
+    hsr: 0,
+    elr: 0,
+    spsr: 0,
+    hdfar: 0,
+    hifar: 0,
 });
 static LAST_PANIC: RacyCell<PanicMessage> = RacyCell::new(PanicMessage::EMPTY);
 /// Set while the panic handler formats, to stop a panic inside it from recursing.
@@ -202,13 +216,17 @@ extern "C" fn uncaught(code: u32) -> ! {
         println!("stagehand: panic: {}", LAST_PANIC.load().as_str());
         semihosting::exit(EXIT_UNCAUGHT_PANIC);
     }
-    println!("stagehand: uncaught {}", Abort::HypException(LAST_FAULT.load()));
+    println!(
+        "stagehand: uncaught {}",
+        Abort::HypException(LAST_FAULT.load())
+    );
     semihosting::exit(EXIT_UNCAUGHT_HYP_EXCEPTION)
 }
 
 /// Runs `f`, turning a Hyp exception or panic inside it into `Err`. The machine state is
 /// as `f` left it (stage-2 registers, timer disarmed, heap not reset); frames of `f` are
 /// abandoned without running destructors.
+#[allow(clippy::result_large_err, reason = "see Abort")]
 pub fn try_run<R, F: FnOnce() -> R>(f: F) -> Result<R, Abort> {
     struct Slot<F, R> {
         f: Option<F>,
@@ -223,12 +241,14 @@ pub fn try_run<R, F: FnOnce() -> R>(f: F) -> Result<R, Abort> {
         }
     }
 
-    let mut slot = Slot { f: Some(f), result: None };
+    let mut slot = Slot {
+        f: Some(f),
+        result: None,
+    };
     // Safe because stagehand_try_call calls trampoline with our slot and returns exactly
     // once, with callee-saved registers and SP as on entry (the longjmp restores them).
-    let code = unsafe {
-        stagehand_try_call(trampoline::<R, F>, (&mut slot as *mut Slot<F, R>).cast())
-    };
+    let code =
+        unsafe { stagehand_try_call(trampoline::<R, F>, (&mut slot as *mut Slot<F, R>).cast()) };
     match (code, slot.result.take()) {
         (0, Some(result)) => Ok(result),
         (CODE_PANIC, _) => {

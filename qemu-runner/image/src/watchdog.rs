@@ -43,8 +43,12 @@ pub fn init_gic() {
     disarm();
 }
 
-/// Starts the Hyp timer: it fires `ticks` counter ticks from now.
+/// Largest budget [`arm`] accepts: CNTHP_TVAL is a signed 32-bit down-counter.
+pub const MAX_TICKS: u32 = i32::MAX as u32;
+
+/// Starts the Hyp timer: it fires `ticks` (at most [`MAX_TICKS`]) counter ticks from now.
 pub fn arm(ticks: u32) {
+    let ticks = ticks.min(MAX_TICKS);
     // Safe because CNTHP_TVAL/CTL only control the Hyp timer's interrupt.
     unsafe {
         asm!("mcr p15, 4, {}, c14, c2, 0", // CNTHP_TVAL
@@ -96,7 +100,7 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
     (u128::from(ticks) * 1_000_000_000 / u128::from(counter_freq().max(1))) as u64
 }
 
-/// Converts microseconds to counter ticks (saturating at u32::MAX for the timer).
+/// Converts microseconds to counter ticks (saturating at [`MAX_TICKS`]).
 pub fn us_to_ticks(us: u32) -> u32 {
-    (u64::from(us) * u64::from(counter_freq()) / 1_000_000).min(u64::from(u32::MAX)) as u32
+    (u64::from(us) * u64::from(counter_freq()) / 1_000_000).min(u64::from(MAX_TICKS)) as u32
 }

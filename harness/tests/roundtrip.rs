@@ -1,0 +1,89 @@
+//! Property tests of the two encodings: print/parse and encode/decode round-trip, and
+//! decoding any bytes is total.
+
+use harness::core::bytes::{decode, encode};
+use harness::core::{Layout, Op};
+use harness::text::{parse, print, Sequence};
+use proptest::prelude::*;
+
+/// Ops whose fields fit the byte format (VM and slot ids below 8, topup bounds below 48,
+/// `fail_alloc` below 64); addresses are any 64-bit value, biased towards interesting ones.
+fn op(full: bool) -> impl Strategy<Value = Op> {
+    let (vm, slot, small, nth) = if full { (255u8, u16::MAX, 255u8, u32::MAX) } else { (7, 7, 47, 63) };
+    let addr = prop_oneof![
+        any::<u64>(),
+        (0u64..1 << 41),
+        (0u64..32, 0u64..14).prop_map(|(b, p)| [0, 0x1f_8000, 0x3fff_8000, 0x7f_ffff_8000, 1 << 39]
+            [b as usize % 5]
+            + p * 4096),
+        (0u64..64).prop_map(|k| 0x4400_0000 + k * 4096),
+    ];
+    let vm = 0..=vm;
+    prop_oneof![
+        vm.clone().prop_map(|vm| Op::CreateVm { vm }),
+        vm.clone().prop_map(|vm| Op::DestroyVm { vm }),
+        (vm.clone(), 0..=slot, addr.clone(), addr.clone(), addr.clone())
+            .prop_map(|(vm, slot, gpa, pages, hva)| Op::AddMemslot { vm, slot, gpa, pages, hva }),
+        (vm.clone(), 0..=slot).prop_map(|(vm, slot)| Op::RemoveMemslot { vm, slot }),
+        (vm.clone(), 0..=small, 0..=small).prop_map(|(vm, min, max)| Op::Topup { vm, min, max }),
+        (vm.clone(), addr.clone(), addr.clone(), any::<bool>()).prop_map(|(vm, ipa, pa, writable)| Op::Map {
+            vm,
+            ipa,
+            pa,
+            writable
+        }),
+        (vm.clone(), addr.clone()).prop_map(|(vm, ipa)| Op::Clear { vm, ipa }),
+        (vm.clone(), addr.clone(), addr.clone(), addr.clone()).prop_map(|(vm, ipa, pa, size)| Op::Ioremap {
+            vm,
+            ipa,
+            pa,
+            size
+        }),
+        (vm.clone(), addr.clone()).prop_map(|(vm, hva)| Op::UnmapHva { vm, hva }),
+        (vm.clone(), addr.clone(), addr.clone()).prop_map(|(vm, start, end)| Op::UnmapHvaRange {
+            vm,
+            start,
+            end
+        }),
+        (vm.clone(), addr.clone(), addr.clone()).prop_map(|(vm, hva, pa)| Op::SetSpteHva { vm, hva, pa }),
+        vm.clone().prop_map(|vm| Op::UpdateVmid { vm }),
+        vm.clone().prop_map(|vm| Op::Enter { vm }),
+        (vm.clone(), addr.clone()).prop_map(|(vm, ipa)| Op::Read { vm, ipa }),
+        (vm, addr, any::<u32>()).prop_map(|(vm, ipa, value)| Op::Write { vm, ipa, value }),
+        (0..=nth).prop_map(|nth| Op::FailAlloc { nth }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn bytes_round_trip(ops in proptest::collection::vec(op(false), 0..64)) {
+        let l = Layout::default();
+        prop_assert_eq!(decode(&encode(&ops, &l), &l), ops);
+    }
+
+    #[test]
+    fn text_round_trip(ops in proptest::collection::vec(op(true), 0..64), bits in 1u8..=8, strict in any::<bool>()) {
+        let mut seq = Sequence { config: Default::default(), expect: Default::default(), ops };
+        seq.config.vmid_bits = bits;
+        seq.config.strict_bbm = strict;
+        prop_assert_eq!(parse(&print(&seq)).unwrap(), seq);
+    }
+
+    #[test]
+    fn any_bytes_decode_and_reencode(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let l = Layout::default();
+        let ops = decode(&data, &l);
+        prop_assert_eq!(decode(&encode(&ops, &l), &l), ops);
+    }
+
+    #[test]
+    fn any_bytes_run_without_harness_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let l = Layout::default();
+        let ops = decode(&data, &l);
+        let exec = harness::run::run(Default::default(), &ops, false);
+        // The corrected MMU code is clean on every sequence.
+        prop_assert!(exec.violations().is_empty(), "{:?}", exec.violations());
+    }
+}
