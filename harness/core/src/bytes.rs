@@ -60,22 +60,22 @@ const OPCODE: [u8; 256] = opcode_table();
 /// IPAs near which the interesting pages lie; selector `s < 0xe0` means
 /// `IPA_BASES[s % 16] + (s / 16) * 4 KiB`, 14 consecutive pages per base.
 pub const IPA_BASES: [u64; 16] = [
-    0,                   // the first IPA and its table
-    0x1f_8000,           // crosses the first 2 MiB boundary at page 8
-    0x3fff_8000,         // crosses 1 GiB
-    0x7f_ffff_8000,      // crosses 2^39: the second root page
-    0xff_ffff_2000,      // the last page of the 40-bit space is page 13
-    0xffff_8000,         // crosses 4 GiB (the 32-bit PAGE_MASK)
-    0x1_0000_0000,       // 4 GiB
-    0x4000_0000,         // 1 GiB
-    0x20_0000,           // 2 MiB
-    0x7f_c000_0000,      // the last entry of the first root page
-    0x80_0000_0000,      // 2^39
-    0x12_3456_0000,      // somewhere in the middle
-    STUB_IPA.0 - 0x8000, // neighbours of the guest stub (same level-3 table)
-    0x40_0000,           // a second 2 MiB region
-    0xff_c000_0000,      // the last 1 GiB
-    0x8000_0000,         // 2 GiB
+    0,              // the first IPA and its table
+    0x1f_8000,      // crosses the first 2 MiB boundary at page 8
+    0x3fff_8000,    // crosses 1 GiB
+    0x7f_ffff_8000, // crosses 2^39: the second root page
+    0xff_ffff_2000, // the last page of the 40-bit space is page 13
+    0xffff_8000,    // crosses 4 GiB (the 32-bit PAGE_MASK)
+    0x1_0000_0000,  // 4 GiB
+    0x4000_0000,    // 1 GiB
+    0x20_0000,      // 2 MiB
+    0x7f_c000_0000, // the last entry of the first root page
+    0x80_0000_0000, // 2^39
+    0x12_3456_0000, // somewhere in the middle
+    STUB_IPA.0,     // the guest stub (page 0, refused) and its level-3 neighbours
+    0x40_0000,      // a second 2 MiB region
+    0xff_c000_0000, // the last 1 GiB
+    0x8000_0000,    // 2 GiB
 ];
 
 /// Host virtual addresses of memslots; selector `s < 0xf0` means
@@ -363,6 +363,7 @@ mod tests {
         assert_eq!(page(3 + 8 * 16), 1 << 39);
         assert_eq!(page(4 + 13 * 16), (1 << 40) - PAGE_SIZE);
         assert_eq!(page(5 + 8 * 16), 1 << 32);
-        assert_eq!(page(12 + 8 * 16), STUB_IPA.0);
+        assert_eq!(page(12), STUB_IPA.0);
+        assert_eq!(page(12 + 16), STUB_IPA.0 + PAGE_SIZE);
     }
 }

@@ -21,8 +21,10 @@ pub const GUEST_FRAMES: u64 = 256;
 /// Frames in the device window.
 pub const DEVICE_FRAMES: u64 = 16;
 /// The IPA of the guest stub page, mapped read-only and executable in every VM at creation.
-/// Ops may not touch it: the guest's own code runs from it.
-pub const STUB_IPA: Ipa = Ipa(0x4b_0000_0000);
+/// Ops may not touch it: the guest's own code and its stage-1 table live there. It is 1 GiB
+/// aligned (the guest maps it with one stage-1 block) and below 4 GiB, because QEMU 7.2
+/// truncates the IPA of guest stage-1 table walks to 32 bits.
+pub const STUB_IPA: Ipa = Ipa(0xc000_0000);
 /// Pattern written over freed pages: bit 0 is clear, so as a descriptor it is invalid.
 pub const POISON: u64 = 0x5a5a_5a5a_5a5a_5a5a;
 
