@@ -11,3 +11,5 @@ pub mod text;
 
 pub use harness_core as core;
 pub mod bare;
+pub mod fuzz;
+pub mod triage;

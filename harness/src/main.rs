@@ -105,6 +105,39 @@ enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Turn fuzzer artifacts into minimized regression files (with snapshots), one per
+    /// violation kind and site. The configuration comes from STAGEHAND_* and the flags.
+    Triage {
+        #[arg(required = true)]
+        artifacts: Vec<PathBuf>,
+        /// Where regression files go.
+        #[arg(long, default_value = "corpus/regressions")]
+        out: PathBuf,
+        /// Where their snapshots go.
+        #[arg(long, default_value = "snapshots")]
+        snapshots: PathBuf,
+    },
+    /// Encode .s2 files into fuzzer seed inputs (one .bin each).
+    Seeds {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Files to leave out (e.g. a defect's own trigger, for time-to-bug trials).
+        #[arg(long)]
+        exclude: Vec<PathBuf>,
+    },
+    /// The naive baseline of the time-to-bug benchmark: random sequences without feedback
+    /// until a finding (under STAGEHAND_*) or the time cap. Prints one JSON line.
+    Naive {
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Longest sequence, in ops.
+        #[arg(long, default_value_t = 64)]
+        max_ops: usize,
+    },
     /// List the seed defect switches.
     Defects,
 }
@@ -160,6 +193,11 @@ fn main() -> ExitCode {
         Command::Show { input } => cmd_show(&g, &input),
         Command::Convert { input, output, to } => cmd_convert(&g, &input, &output, to.as_deref()),
         Command::Minimize { input, output, kind } => cmd_minimize(&g, &input, &output, kind.as_deref()),
+        Command::Triage { artifacts, out, snapshots } => cmd_triage(&g, &artifacts, &out, &snapshots),
+        Command::Seeds { paths, output, exclude } => harness::triage::seeds(&paths, &exclude, &output)
+            .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
+            .map_err(Failure::from),
+        Command::Naive { seconds, seed, max_ops } => cmd_naive(&g, seconds, seed, max_ops),
         Command::Defects => {
             cmd_defects(&g);
             Ok(())
@@ -551,6 +589,84 @@ fn cmd_minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
         seq.ops.len(),
         min.ops.len(),
         output.display()
+    );
+    Ok(())
+}
+
+fn cmd_triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -> Result<(), Failure> {
+    use harness::triage::Outcome;
+    let base = harness::fuzz::Campaign::from_env().map_err(Failure::Input)?.config;
+    let repo = std::env::current_dir().map_err(|e| Failure::Input(format!("current directory: {e}")))?;
+    let results = harness::triage::triage(artifacts, g.apply(base), out, snapshots, &repo)?;
+    if g.json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(artifact, o)| {
+                let (status, kind, site, file) = match o {
+                    Outcome::Created { kind, site, file, .. } => ("new", Some(kind), Some(site), Some(file)),
+                    Outcome::Updated { kind, site, file, .. } => ("shorter", Some(kind), Some(site), Some(file)),
+                    Outcome::Duplicate { kind, site, file } => ("known", Some(kind), Some(site), Some(file)),
+                    Outcome::NotReproduced => ("clean", None, None, None),
+                };
+                serde_json::json!({
+                    "artifact": artifact.display().to_string(), "status": status,
+                    "kind": kind.map(|k| k.name()), "site": site, "file": file.map(|f| f.display().to_string()),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    let mut by_site: Vec<(String, usize)> = Vec::new();
+    for (artifact, outcome) in &results {
+        let line = match outcome {
+            Outcome::Created { kind, site, file, from_ops, ops } => {
+                format!("new      {kind:<18} {site:<32} {from_ops} -> {ops} op(s) {}", file.display())
+            }
+            Outcome::Updated { kind, site, file, from_ops, ops } => {
+                format!("shorter  {kind:<18} {site:<32} {from_ops} -> {ops} op(s) {}", file.display())
+            }
+            Outcome::Duplicate { kind, site, file } => {
+                format!("known    {kind:<18} {site:<32} {}", file.display())
+            }
+            Outcome::NotReproduced => "clean    (does not reproduce under this configuration)".to_string(),
+        };
+        outln!("{line}  <- {}", artifact.display());
+        if let Outcome::Created { site, .. }
+        | Outcome::Updated { site, .. }
+        | Outcome::Duplicate { site, .. } = outcome
+        {
+            match by_site.iter_mut().find(|(s, _)| s == site) {
+                Some((_, n)) => *n += 1,
+                None => by_site.push((site.clone(), 1)),
+            }
+        }
+    }
+    let sites: Vec<String> = by_site.iter().map(|(s, n)| format!("{s} ({n})")).collect();
+    outln!("{} artifact(s), {} distinct finding(s): {}", results.len(), by_site.len(), sites.join(", "));
+    Ok(())
+}
+
+fn cmd_naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), Failure> {
+    let mut campaign = harness::fuzz::Campaign::from_env().map_err(Failure::Input)?;
+    campaign.config = g.apply(campaign.config);
+    let mut gen = harness::fuzz::Naive::new(seed, max_ops);
+    let start = Instant::now();
+    let mut execs: u64 = 0;
+    let found = loop {
+        if start.elapsed().as_secs_f64() >= seconds {
+            break None;
+        }
+        let ops = gen.sequence(&campaign.config.layout);
+        execs += 1;
+        if let Some(f) = harness::fuzz::check_ops(&campaign, &ops) {
+            break Some(f);
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    outln!(
+        "{}",
+        serde_json::json!({"found": found.is_some(), "seconds": secs, "execs": execs, "finding": found})
     );
     Ok(())
 }

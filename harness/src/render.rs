@@ -191,3 +191,16 @@ impl Replayed {
         out
     }
 }
+
+/// What a corpus file's snapshot holds: the trace render and the final tables.
+pub fn snapshot(t: &Trace) -> String {
+    let mut out = trace(t);
+    out.push_str("final tables:\n");
+    out.push_str(&Replayed::from_trace(t).dump());
+    out
+}
+
+/// The insta snapshot file for the corpus file at `input_file` (relative to the repository).
+pub fn snapshot_file(input_file: &str, t: &Trace) -> String {
+    format!("---\nsource: harness/tests/snapshots.rs\ninput_file: {input_file}\n---\n{}", snapshot(t))
+}

@@ -28,6 +28,7 @@ impl View {
             dense: vec![false; POOL_PAGES],
         }
     }
+    #[inline]
     fn read(&self, p: usize, w: usize) -> u64 {
         if self.dense[p] {
             self.data[p * 512 + w]
@@ -142,6 +143,11 @@ impl SimMachine {
 impl Machine for SimMachine {
     fn read(&mut self, pa: Pa) -> u64 {
         self.slot(pa).map_or(POISON, |(p, w)| self.cpu.read(p, w))
+    }
+
+    #[inline]
+    fn read_pool(&mut self, page: usize, word: usize, _: Pa) -> u64 {
+        self.cpu.read(page, word)
     }
 
     fn write(&mut self, pa: Pa, value: u64) {

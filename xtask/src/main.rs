@@ -1,25 +1,88 @@
 //! `cargo xtask <command>`: the project's entry points. Each command installs what it needs
 //! on a fresh machine, then runs.
 
+mod fuzz;
 mod setup;
+mod ttb;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use std::process::{Command, ExitCode};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "\
-usage: cargo xtask <command>
+usage: cargo xtask <command> [options]
 
   setup   install what a fresh machine lacks (rustup target, components, tools)
-  demo    the main job: run the built-in corpus and print a summary
-  test    every test: fmt, clippy, unit and integration tests, the armv7 build
+  demo    the main job: the corpus through every oracle, then a bounded fuzzing campaign
+          from the corpus seeds, triage of its findings, and a summary
+          [--seconds 60] [--jobs 1] [--defects none] [--vmid-bits 8] [--walker coherent]
+          [--strict-bbm] [--max-len 256]
+  fuzz    a campaign: the same options as demo (without the corpus run)
+  afl     an AFL++ campaign on the ops target [--seconds 60] [--defects none] ...
+  cmin    minimize the libFuzzer corpus of the ops target (cargo fuzz cmin)
+  ttb     time to bug for every defect: libFuzzer from an empty corpus and from the seeds,
+          and a naive random generator, K trials each; writes bench/ttb.{md,json,svg}
+          [--trials 5] [--cap 120] [--parallel 2] [--defects a,b]
+  test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
+          a fuzzing smoke (clean code finds nothing, clear-nonpresent is found and triaged)
 ";
+
+/// `--name value` options and `--flag` switches.
+struct Flags {
+    values: BTreeMap<String, String>,
+    switches: Vec<String>,
+}
+
+impl Flags {
+    fn parse(args: &[String], switches: &[&str]) -> Result<Flags> {
+        let mut f = Flags { values: BTreeMap::new(), switches: Vec::new() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let name = a.strip_prefix("--").ok_or_else(|| format!("unexpected argument `{a}`"))?;
+            if switches.contains(&name) {
+                f.switches.push(name.to_owned());
+            } else {
+                let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                f.values.insert(name.to_owned(), v.clone());
+            }
+        }
+        Ok(f)
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+        match self.values.get(name) {
+            Some(v) => v.parse().map_err(|_| format!("--{name}: bad value `{v}`").into()),
+            None => Ok(default),
+        }
+    }
+
+    fn settings(&self) -> Result<fuzz::Settings> {
+        Ok(fuzz::Settings {
+            defects: self.get("defects", "none".to_string())?,
+            vmid_bits: self.get("vmid-bits", 8)?,
+            walker: self.get("walker", "coherent".to_string())?,
+            strict_bbm: self.switches.iter().any(|s| s == "strict-bbm"),
+            expect: self.values.get("expect").cloned(),
+        })
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::base(),
-        Some("demo") => demo(),
+        Some("demo") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| demo(&f)),
+        Some("fuzz") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| fuzz_cmd(&f).map(|_| ())),
+        Some("afl") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| afl(&f)),
+        Some("cmin") => cmin(),
+        Some("ttb") => Flags::parse(rest, &[]).and_then(|f| {
+            let only = f.values.get("defects").cloned();
+            ttb::ttb(f.get("trials", 5)?, f.get("cap", 120)?, f.get("parallel", 2)?, only.as_deref())
+        }),
         Some("test") => test(),
         _ => {
             eprint!("{USAGE}");
@@ -59,9 +122,46 @@ fn cargo(args: &[&str]) -> Result {
     run(Command::new("cargo").args(args))
 }
 
-fn demo() -> Result {
+fn demo(f: &Flags) -> Result {
     setup::base()?;
-    cargo(&["run", "--release", "--quiet", "-p", "harness", "--bin", "stagehand", "--", "run", "corpus"])
+    let stagehand = fuzz::stagehand()?;
+    run(Command::new(&stagehand).args(["run", "corpus"]))?;
+    fuzz_cmd(f).map(|_| ())
+}
+
+fn fuzz_cmd(f: &Flags) -> Result<(fuzz::Stats, Vec<fuzz::Triaged>)> {
+    let dirs = fuzz::Dirs {
+        work: "target/fuzz/campaign".into(),
+        regressions: f.get("out", PathBuf::from("corpus/regressions"))?,
+        snapshots: "snapshots".into(),
+    };
+    fuzz::fuzz(
+        &f.settings()?,
+        f.get("seconds", 60)?,
+        f.get("jobs", 1)?,
+        f.get("max-len", fuzz::DEFAULT_MAX_LEN)?,
+        &dirs,
+    )
+}
+
+/// An AFL++ campaign with `cargo xtask afl`.
+fn afl(f: &Flags) -> Result {
+    let dirs = fuzz::Dirs {
+        work: "target/fuzz/afl-out".into(),
+        regressions: f.get("out", PathBuf::from("corpus/regressions"))?,
+        snapshots: "snapshots".into(),
+    };
+    fuzz::afl(&f.settings()?, f.get("seconds", 60)?, f.get("jobs", 1)?, &dirs).map(|_| ())
+}
+
+/// `cargo fuzz cmin` on the campaign corpus: keeps the inputs that cover everything.
+fn cmin() -> Result {
+    setup::cargo_tool("cargo-fuzz", "fuzz")?;
+    let corpus = "target/fuzz/campaign/corpus";
+    if !Path::new(corpus).is_dir() {
+        return Err(format!("no campaign corpus at {corpus}: run `cargo xtask fuzz` first").into());
+    }
+    run(Command::new("cargo").args(["+stable", "fuzz", "cmin", "-s", "none", "-O", "ops", corpus]))
 }
 
 fn test() -> Result {
@@ -71,7 +171,10 @@ fn test() -> Result {
     cargo(&["test", "--workspace"])?;
     // The MMU code and the shared executor must build for the ARM image.
     cargo(&["build", "-p", "mmu", "-p", "harness-core", "--target", "armv7a-none-eabi", "--release"])?;
-    no_std_in_mmu()
+    no_std_in_mmu()?;
+    fuzz::smoke(30)?;
+    fuzz::clusterfuzzlite_build()?;
+    fuzz::afl_smoke(15)
 }
 
 /// `mmu` must not name `std` outside its tests: it has to build without it.

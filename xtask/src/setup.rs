@@ -27,6 +27,61 @@ pub fn rust_component(toolchain: &str, component: &str) -> Result {
     Ok(())
 }
 
+/// Installs a cargo subcommand from crates.io when `cargo <sub> --version` fails.
+pub fn cargo_tool(krate: &str, sub: &str) -> Result {
+    if !works("cargo", &[sub, "--version"]) {
+        run(Command::new("cargo").args(["install", "--locked", krate]))?;
+    }
+    Ok(())
+}
+
+/// Installs a rustup toolchain (minimal profile) when missing.
+pub fn toolchain(name: &str) -> Result {
+    if !works("rustup", &["run", name, "rustc", "--version"]) {
+        run(Command::new("rustup").args(["toolchain", "install", "--profile", "minimal", name]))?;
+    }
+    Ok(())
+}
+
+/// Installs Debian packages whose probe fails: a program that must run with `--version`,
+/// or, for a probe starting with `/`, a file that must exist.
+pub fn apt(packages: &[(&str, &str)]) -> Result {
+    let present = |probe: &str| {
+        if probe.starts_with('/') {
+            std::path::Path::new(probe).exists()
+        } else {
+            works(probe, &["--version"])
+        }
+    };
+    let missing: Vec<&str> = packages.iter().filter(|(_, probe)| !present(probe)).map(|(p, _)| *p).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let apt_get = |args: &[&str]| {
+        let mut c = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            c.arg("apt-get");
+        }
+        c.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        c
+    };
+    run(&mut apt_get(&["update", "-qq"]))?;
+    let mut install = apt_get(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+/// True when the program runs and exits 0.
+pub fn works(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// What every command needs: the host toolchain's lint tools and the armv7 target.
 pub fn base() -> Result {
     rust_component("stable", "rustfmt")?;

@@ -57,10 +57,12 @@ pub struct Host<M: Machine> {
     strict_bbm: bool,
     record: bool,
     pages: Vec<Page>,
-    /// Pages at or above this index were never touched since the last reset.
+    /// Pages at or above this index were never allocated since the last reset: the bump
+    /// pointer of the allocator.
     high: usize,
-    /// Lowest index that may be free.
-    hint: usize,
+    /// Freed single pages, most recently freed last (reused first, like the kernel's hot
+    /// pages). The pool does not coalesce: a multi-page block comes from the bump pointer.
+    free: Vec<u32>,
     attempts: u64,
     fail_at: Option<u64>,
     op: u32,
@@ -97,7 +99,7 @@ impl<M: Machine> Host<M> {
             record,
             pages: alloc::vec![Page::default(); POOL_PAGES],
             high: 0,
-            hint: 0,
+            free: Vec::new(),
             attempts: 0,
             fail_at: None,
             op: 0,
@@ -129,7 +131,7 @@ impl<M: Machine> Host<M> {
         self.non_coherent = config.walker == Walker::NonCoherent;
         self.strict_bbm = config.strict_bbm;
         self.high = 0;
-        self.hint = 0;
+        self.free.clear();
         self.attempts = 0;
         self.fail_at = None;
         self.op = 0;
@@ -270,6 +272,23 @@ impl<M: Machine> Host<M> {
         }
     }
 
+    /// Valid level-3 entries in tables linked, through a linked level-2 table, into `vm`'s
+    /// root: what the writes observed so far left reachable.
+    pub fn reachable_leaves(&self, vm: u8) -> usize {
+        let linked = |p: &Page, level: u8| p.allocated && p.level == level && p.vm == vm && p.parent != 0;
+        let parent = |p: &Page| self.layout.pool_index(Pa(p.parent)).map(|i| &self.pages[i]);
+        self.pages[..self.high]
+            .iter()
+            .filter(|p| linked(p, 3))
+            .filter(|p| {
+                parent(p).is_some_and(|l2| {
+                    linked(l2, 2) && parent(l2).is_some_and(|r| r.allocated && r.level == 1)
+                })
+            })
+            .map(|p| usize::from(p.valid))
+            .sum()
+    }
+
     /// Pages in use: allocated now, or ever since the last reset.
     pub fn pool_usage(&self) -> (usize, usize) {
         (self.pages[..self.high].iter().filter(|p| p.allocated).count(), self.high)
@@ -389,7 +408,7 @@ impl<M: Machine> Host<M> {
             self.violation(Detail::FreedBeforeTlbi { table: pa, unlinked_at, ipa });
         }
         self.pages[i] = Page { touched_at: p.touched_at, ..Page::default() };
-        self.hint = self.hint.min(i);
+        self.free.push(i as u32);
         self.machine.fill_page(pa, POISON);
     }
 }
@@ -405,10 +424,18 @@ impl<M: Machine> Platform for Host<M> {
             return None;
         }
         let n = 1usize << order;
-        let mut i = self.hint & !(n - 1);
-        while i + n <= POOL_PAGES && self.pages[i..i + n].iter().any(|p| p.allocated) {
-            i += n;
-        }
+        let i = match self.free.pop() {
+            Some(i) if n == 1 => i as usize,
+            popped => {
+                self.free.extend(popped);
+                let aligned = self.high.next_multiple_of(n);
+                if aligned + n <= POOL_PAGES {
+                    // Pages skipped for alignment stay available as single pages.
+                    self.free.splice(0..0, (self.high..aligned).map(|p| p as u32));
+                }
+                aligned
+            }
+        };
         if i + n > POOL_PAGES {
             self.alloc_failed = true;
             self.event(Event::AllocFail { order: order as u8, injected: false });
@@ -430,9 +457,6 @@ impl<M: Machine> Platform for Host<M> {
             if dirty != 0 {
                 self.dirty_pages.push((i + j) as u32);
             }
-        }
-        if self.hint == i {
-            self.hint = i + n;
         }
         self.high = self.high.max(i + n);
         let pa = self.layout.pool_page(i);
@@ -473,13 +497,14 @@ impl<M: Machine> Platform for Host<M> {
         self.used_page(pa, Use::Refcount).map_or(0, |i| self.pages[i].count)
     }
 
+    #[inline]
     fn read_desc(&mut self, pa: Pa) -> Descriptor {
         match self.layout.pool_index(pa) {
             Some(i) => {
                 if !self.pages[i].allocated {
                     self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Read });
                 }
-                Descriptor(self.machine.read(pa))
+                Descriptor(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa))
             }
             None => {
                 // Never touch memory outside the pool: on hardware it may not exist.

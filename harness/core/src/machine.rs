@@ -78,6 +78,12 @@ pub enum AccessOutcome {
 pub trait Machine {
     /// Reads a 64-bit word of table memory as the CPU sees it (no checks, no events).
     fn read(&mut self, pa: Pa) -> u64;
+    /// Reads word `word` (0..512) of pool page `page`, already known to be in the pool: the
+    /// hot path of every descriptor read.
+    fn read_pool(&mut self, page: usize, word: usize, pa: Pa) -> u64 {
+        let _ = (page, word);
+        self.read(pa)
+    }
     /// Writes a 64-bit word of table memory (through the data cache).
     fn write(&mut self, pa: Pa, value: u64);
     /// Fills a whole page with `value` (zeroing at allocation, poisoning at free).

@@ -1,0 +1,536 @@
+//! Fuzzing campaigns: building the targets, running libFuzzer (or AFL++) with a progress
+//! display, triaging what it finds, and the summary.
+
+use crate::{run, setup, Result};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The configuration of a campaign, as STAGEHAND_* variables and `stagehand` flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub defects: String,
+    pub vmid_bits: u8,
+    pub walker: String,
+    pub strict_bbm: bool,
+    /// Only this violation kind counts (time-to-bug trials).
+    pub expect: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            defects: "none".into(),
+            vmid_bits: 8,
+            walker: "coherent".into(),
+            strict_bbm: false,
+            expect: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The environment a fuzz target reads its configuration from.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("STAGEHAND_DEFECTS", self.defects.clone()),
+            ("STAGEHAND_VMID_BITS", self.vmid_bits.to_string()),
+            ("STAGEHAND_WALKER", self.walker.clone()),
+            ("STAGEHAND_STRICT_BBM", if self.strict_bbm { "1" } else { "0" }.into()),
+        ];
+        if let Some(k) = &self.expect {
+            env.push(("STAGEHAND_EXPECT", k.clone()));
+        }
+        env
+    }
+
+    /// The same configuration as `stagehand` flags.
+    pub fn flags(&self) -> Vec<String> {
+        let mut f =
+            vec!["--defects".into(), self.defects.clone(), "--vmid-bits".into(), self.vmid_bits.to_string()];
+        f.extend(["--walker".into(), self.walker.clone()]);
+        if self.strict_bbm {
+            f.push("--strict-bbm".into());
+        }
+        f
+    }
+
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        let bbm = if self.strict_bbm { "strict" } else { "relaxed" };
+        format!("defects {}, vmid-bits {}, walker {}, bbm {bbm}", self.defects, self.vmid_bits, self.walker)
+    }
+}
+
+/// How a libFuzzer binary is instrumented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// No sanitizer, on stable.
+    Plain,
+    /// AddressSanitizer, on nightly.
+    Asan,
+}
+
+/// Maximum input length given to libFuzzer by default. Every defect trigger is under ten
+/// ops (about 30 bytes); longer inputs cost proportionally more per execution and rarely
+/// reach new code.
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// libFuzzer options every campaign and trial uses. `-len_control=0` lets inputs use the
+/// whole length at once: every byte decodes to something, and growing lengths from 4 bytes
+/// only delays the multi-op sequences bugs need (2-3x slower to find the seed defects).
+pub const LIBFUZZER_OPTIONS: &[&str] = &["-len_control=0"];
+
+/// Builds a cargo-fuzz target and returns the path of a copy that later builds of another
+/// flavour will not overwrite.
+pub fn build_target(target: &str, build: Build) -> Result<PathBuf> {
+    setup::cargo_tool("cargo-fuzz", "fuzz")?;
+    let (toolchain, extra): (&str, &[&str]) = match build {
+        // Comparison tracing halves executions per second and did not find the seed
+        // defects sooner: operands come from small tables, not magic values to solve.
+        Build::Plain => ("+stable", &["-s", "none", "--no-trace-compares"]),
+        Build::Asan => {
+            setup::toolchain("nightly")?;
+            ("+nightly", &["-s", "address"])
+        }
+    };
+    let mut cmd = Command::new("cargo");
+    cmd.args([toolchain, "fuzz", "build", "-O"]).args(extra).arg(target);
+    run(&mut cmd)?;
+    let built = PathBuf::from(format!("fuzz/target/x86_64-unknown-linux-gnu/release/{target}"));
+    let suffix = if build == Build::Asan { "-asan" } else { "" };
+    let copy = PathBuf::from(format!("target/fuzz-bin/{target}{suffix}"));
+    std::fs::create_dir_all("target/fuzz-bin")?;
+    std::fs::copy(&built, &copy)?;
+    Ok(copy)
+}
+
+/// Builds `stagehand` (release) and returns its path.
+pub fn stagehand() -> Result<PathBuf> {
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "harness",
+        "--bin",
+        "stagehand",
+    ]))?;
+    Ok(PathBuf::from("target/release/stagehand"))
+}
+
+/// Encodes `corpus/**/*.s2` (minus `exclude`) into `dir` as seeds.
+pub fn seeds(stagehand: &Path, dir: &Path, exclude: &[PathBuf]) -> Result {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut cmd = Command::new(stagehand);
+    cmd.args(["seeds", "corpus", "-o"]).arg(dir);
+    for x in exclude {
+        cmd.arg("--exclude").arg(x);
+    }
+    cmd.stderr(Stdio::null());
+    run(&mut cmd)
+}
+
+/// What a campaign did.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub seconds: f64,
+    pub execs: u64,
+    /// (seconds, coverage) samples from the status lines.
+    pub coverage: Vec<(f64, u64)>,
+    pub corpus: u64,
+    /// Crash artifacts and when they appeared (seconds after the start).
+    pub artifacts: Vec<(PathBuf, f64)>,
+}
+
+impl Stats {
+    pub fn execs_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.execs as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Parses a fork-mode status line: `#N: cov: C ft: F corp: K exec/s: E oom/timeout/crash: a/b/c time: Ts ...`.
+fn status(line: &str) -> Option<(u64, u64, u64, u64)> {
+    let rest = line.strip_prefix('#')?;
+    let (execs, rest) = rest.split_once(": cov: ")?;
+    let field =
+        |name: &str| -> Option<u64> { rest.split(name).nth(1)?.split_whitespace().next()?.parse().ok() };
+    let crashes = rest
+        .split("oom/timeout/crash: ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .rsplit('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((execs.parse().ok()?, rest.split_whitespace().next()?.parse().ok()?, field("corp: ")?, crashes))
+}
+
+/// Runs a libFuzzer campaign in fork mode (crashes do not stop it) for `seconds`, with a
+/// live progress display on a terminal and plain lines otherwise. A hung fuzzer is killed
+/// a minute after its deadline.
+pub fn campaign(
+    bin: &Path,
+    s: &Settings,
+    seconds: u64,
+    jobs: usize,
+    seeds: Option<&Path>,
+    work: &Path,
+    max_len: usize,
+) -> Result<Stats> {
+    let _ = std::fs::remove_dir_all(work);
+    let (corpus, artifacts) = (work.join("corpus"), work.join("artifacts"));
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::create_dir_all(&artifacts)?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(&corpus);
+    if let Some(seeds) = seeds {
+        cmd.arg(seeds);
+    }
+    cmd.arg(format!("-fork={}", jobs.max(1)))
+        .arg("-ignore_crashes=1")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg(format!("-max_len={max_len}"))
+        .args(LIBFUZZER_OPTIONS)
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .envs(s.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    eprintln!("+ {} {} … ({})", bin.display(), corpus.display(), s.describe());
+    let start = Instant::now();
+    let wall = SystemTime::now();
+    let mut child = cmd.spawn()?;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let reader = {
+        let stats = Arc::clone(&stats);
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        std::thread::spawn(move || {
+            let mut last_print = Instant::now();
+            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                let Some((execs, cov, corp, crashes)) = status(&line) else { continue };
+                let t = start.elapsed().as_secs_f64();
+                {
+                    let mut st = stats.lock().expect("not poisoned");
+                    st.execs = execs;
+                    st.corpus = corp;
+                    st.coverage.push((t, cov));
+                }
+                let msg = format!(
+                    "[{t:>5.0}s/{seconds}s] execs {execs} ({:.0}/s)  cov {cov}  corpus {corp}  crashes {crashes}",
+                    execs as f64 / t.max(1e-3)
+                );
+                if tty {
+                    eprint!("\r{msg}   ");
+                    let _ = std::io::stderr().flush();
+                } else if last_print.elapsed() >= Duration::from_secs(10) {
+                    eprintln!("{msg}");
+                    last_print = Instant::now();
+                }
+            }
+            if tty {
+                eprintln!();
+            }
+        })
+    };
+    let deadline = start + Duration::from_secs(seconds + 60);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("libFuzzer did not stop a minute after its deadline: killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = reader.join();
+    let mut st =
+        Arc::try_unwrap(stats).map_err(|_| "reader still running")?.into_inner().map_err(|_| "poisoned")?;
+    st.seconds = start.elapsed().as_secs_f64();
+    st.corpus = std::fs::read_dir(&corpus)?.count() as u64;
+    let mut found: Vec<(PathBuf, f64)> = std::fs::read_dir(&artifacts)?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let at = e.metadata().ok()?.modified().ok()?.duration_since(wall).ok()?.as_secs_f64();
+            Some((e.path(), at))
+        })
+        .collect();
+    found.sort_by(|a, b| a.1.total_cmp(&b.1));
+    st.artifacts = found;
+    Ok(st)
+}
+
+/// One artifact's triage result, from `stagehand triage --json`.
+#[derive(Clone, Debug)]
+pub struct Triaged {
+    pub status: String,
+    pub kind: Option<String>,
+    pub site: Option<String>,
+    pub file: Option<String>,
+}
+
+/// Triages artifacts with `stagehand triage`.
+pub fn triage(
+    stagehand: &Path,
+    s: &Settings,
+    artifacts: &[PathBuf],
+    out: &Path,
+    snapshots: &Path,
+) -> Result<Vec<Triaged>> {
+    if artifacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = Command::new(stagehand);
+    cmd.arg("triage")
+        .args(s.flags())
+        .arg("--json")
+        .arg("--out")
+        .arg(out)
+        .arg("--snapshots")
+        .arg(snapshots)
+        .args(artifacts);
+    let output = cmd.output()?;
+    if !output.status.success() {
+        return Err(format!("stagehand triage failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_owned);
+    Ok(list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| Triaged {
+                    status: text(v, "status").unwrap_or_default(),
+                    kind: text(v, "kind"),
+                    site: text(v, "site"),
+                    file: text(v, "file"),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Prints the campaign summary.
+pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
+    println!("\ncampaign summary ({})", s.describe());
+    println!("  time          {:.1} s", st.seconds);
+    println!("  executions    {} ({:.0}/s)", st.execs, st.execs_per_sec());
+    println!("  corpus        {seeds} seed(s) -> {} input(s)", st.corpus);
+    if let (Some(first), Some(last)) = (st.coverage.first(), st.coverage.last()) {
+        let marks: Vec<String> = [0.1, 0.25, 0.5, 1.0]
+            .iter()
+            .filter_map(|f| st.coverage.iter().find(|(t, _)| *t >= f * st.seconds).or(st.coverage.last()))
+            .map(|(t, c)| format!("{c} at {t:.0}s"))
+            .collect();
+        println!("  coverage      {} -> {} edges ({})", first.1, last.1, marks.join(", "));
+    }
+    match st.artifacts.first() {
+        Some((_, t)) => println!("  first finding after {t:.2} s"),
+        None => println!("  first finding none"),
+    }
+    let mut groups: Vec<(String, String, usize)> = Vec::new();
+    for t in triaged.iter().filter(|t| t.site.is_some()) {
+        let site = t.site.clone().unwrap_or_default();
+        match groups.iter_mut().find(|(s, _, _)| *s == site) {
+            Some((_, _, n)) => *n += 1,
+            None => groups.push((site, t.file.clone().unwrap_or_default(), 1)),
+        }
+    }
+    println!("  findings      {} artifact(s), {} distinct", st.artifacts.len(), groups.len());
+    for (site, file, n) in &groups {
+        println!("    {site:<36} {n:>4} artifact(s) -> {file}");
+    }
+    let clean = triaged.iter().filter(|t| t.status == "clean").count();
+    if clean > 0 {
+        println!("    {clean} artifact(s) did not reproduce");
+    }
+}
+
+/// Where a campaign keeps its files and writes its findings.
+pub struct Dirs {
+    pub work: PathBuf,
+    pub regressions: PathBuf,
+    pub snapshots: PathBuf,
+}
+
+/// `cargo xtask fuzz` and the main job: a bounded campaign from the corpus seeds, then triage.
+pub fn fuzz(
+    s: &Settings,
+    seconds: u64,
+    jobs: usize,
+    max_len: usize,
+    dirs: &Dirs,
+) -> Result<(Stats, Vec<Triaged>)> {
+    let bin = build_target("ops", Build::Plain)?;
+    let stagehand = stagehand()?;
+    let seed_dir = PathBuf::from("target/fuzz/seeds");
+    seeds(&stagehand, &seed_dir, &[])?;
+    let nseeds = std::fs::read_dir(&seed_dir)?.count();
+    let st = campaign(&bin, s, seconds, jobs, Some(&seed_dir), &dirs.work, max_len)?;
+    let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).collect();
+    let triaged = triage(&stagehand, s, &arts, &dirs.regressions, &dirs.snapshots)?;
+    summary(s, &st, nseeds, &triaged);
+    Ok((st, triaged))
+}
+
+/// The CI smoke: ~30 s of `ops` on the corrected code must find nothing, and ~30 s with
+/// `clear-nonpresent` must find it and triage it to `model-mismatch`.
+pub fn smoke(seconds: u64) -> Result {
+    let tmp = std::env::temp_dir().join(format!("stagehand-smoke-{}", std::process::id()));
+    let dirs = Dirs {
+        work: "target/fuzz/smoke".into(),
+        regressions: tmp.join("regressions"),
+        snapshots: tmp.join("snapshots"),
+    };
+    let (st, _) = fuzz(&Settings::default(), seconds, 1, DEFAULT_MAX_LEN, &dirs)?;
+    if !st.artifacts.is_empty() {
+        return Err(format!(
+            "fuzz smoke: {} finding(s) on the corrected code (see target/fuzz/smoke/artifacts)",
+            st.artifacts.len()
+        )
+        .into());
+    }
+    let buggy = Settings { defects: "clear-nonpresent".into(), ..Settings::default() };
+    let (st, triaged) = fuzz(&buggy, seconds, 1, DEFAULT_MAX_LEN, &dirs)?;
+    let kinds: Vec<&str> = triaged.iter().filter_map(|t| t.kind.as_deref()).collect();
+    if st.artifacts.is_empty() || !kinds.contains(&"model-mismatch") {
+        return Err(format!(
+            "fuzz smoke: clear-nonpresent not found or not triaged to model-mismatch (kinds: {kinds:?})"
+        )
+        .into());
+    }
+    let files = std::fs::read_dir(&dirs.regressions)?.count();
+    println!(
+        "fuzz smoke: the corrected code ran clean; clear-nonpresent was found after {:.2} s and triaged into {files} regression file(s)",
+        st.artifacts[0].1
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// An AFL++ campaign (afl.rs, no LLVM plugins): a main instance (`-M main`) plus `jobs - 1`
+/// secondaries (`-S`) sharing the sync directory `dirs.work`, for `seconds`; then triage of
+/// every crash. Returns the number of crashes.
+pub fn afl(s: &Settings, seconds: u64, jobs: usize, dirs: &Dirs) -> Result<usize> {
+    setup::cargo_tool("cargo-afl", "afl")?;
+    run(Command::new("cargo").current_dir("fuzz/afl").args(["afl", "build", "--release", "--bin", "ops"]))?;
+    let stagehand = stagehand()?;
+    let seeds_dir = PathBuf::from("target/fuzz/afl-seeds");
+    seeds(&stagehand, &seeds_dir, &[])?;
+    let _ = std::fs::remove_dir_all(&dirs.work);
+    let spawn = |name: &str, role: &str| -> Result<std::process::Child> {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["afl", "fuzz", "-i"]).arg(&seeds_dir).arg("-o").arg(&dirs.work);
+        cmd.args([role, name, "-V", &seconds.to_string(), "fuzz/afl/target/release/ops"]);
+        cmd.envs(s.env()).env("AFL_SKIP_CPUFREQ", "1").env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1");
+        cmd.env("AFL_NO_UI", "1").env("AFL_FAST_CAL", "1").stdout(Stdio::null());
+        eprintln!("+ {}", crate::render(&cmd));
+        Ok(cmd.spawn()?)
+    };
+    let mut children = vec![spawn("main", "-M")?];
+    for i in 1..jobs.max(1) {
+        children.push(spawn(&format!("secondary{i}"), "-S")?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds + 120);
+    for mut child in children {
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                eprintln!("afl-fuzz did not stop two minutes after its deadline: killing it");
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = child.wait();
+    }
+    let mut crashes = Vec::new();
+    let (mut execs, mut rate, mut corpus) = (0u64, 0.0f64, 0u64);
+    for entry in std::fs::read_dir(&dirs.work)? {
+        let inst = entry?.path();
+        let stats = std::fs::read_to_string(inst.join("fuzzer_stats")).unwrap_or_default();
+        let field = |k: &str| {
+            stats.lines().find_map(|l| {
+                l.split_once(':').filter(|(n, _)| n.trim() == k).map(|(_, v)| v.trim().to_owned())
+            })
+        };
+        execs += field("execs_done").and_then(|v| v.parse().ok()).unwrap_or(0);
+        rate += field("execs_per_sec").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        corpus = corpus.max(field("corpus_count").and_then(|v| v.parse().ok()).unwrap_or(0));
+        if let Ok(dir) = std::fs::read_dir(inst.join("crashes")) {
+            crashes.extend(
+                dir.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("id:"))),
+            );
+        }
+    }
+    println!(
+        "afl campaign ({}): {execs} execs ({rate:.0}/s), corpus {corpus}, {} crash(es)",
+        s.describe(),
+        crashes.len()
+    );
+    let triaged = triage(&stagehand, s, &crashes, &dirs.regressions, &dirs.snapshots)?;
+    for t in triaged.iter().filter(|t| t.status == "new" || t.status == "shorter") {
+        println!(
+            "  {} {} -> {}",
+            t.status,
+            t.site.as_deref().unwrap_or("-"),
+            t.file.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(crashes.len())
+}
+
+/// The CI smoke of the AFL++ path: a short campaign with `clear-nonpresent` must crash.
+pub fn afl_smoke(seconds: u64) -> Result {
+    let tmp = std::env::temp_dir().join(format!("stagehand-afl-smoke-{}", std::process::id()));
+    let dirs = Dirs {
+        work: "target/fuzz/afl-smoke".into(),
+        regressions: tmp.join("regressions"),
+        snapshots: tmp.join("snapshots"),
+    };
+    let s = Settings { defects: "clear-nonpresent".into(), ..Settings::default() };
+    let crashes = afl(&s, seconds, 1, &dirs)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    if crashes == 0 {
+        return Err("afl smoke: clear-nonpresent was not found".into());
+    }
+    Ok(())
+}
+
+/// Runs `.clusterfuzzlite/build.sh` outside Docker (stable, no sanitizer) into a scratch
+/// `$OUT`, then runs each target it built on its seed corpus.
+pub fn clusterfuzzlite_build() -> Result {
+    setup::cargo_tool("cargo-fuzz", "fuzz")?;
+    let out = std::env::temp_dir().join(format!("stagehand-cflite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    run(Command::new("bash")
+        .arg(".clusterfuzzlite/build.sh")
+        .env("OUT", &out)
+        .env("FUZZ_TOOLCHAIN", "stable")
+        .env("FUZZ_BUILD_ARGS", "-s none --no-trace-compares"))?;
+    for target in ["ops", "parse"] {
+        let seeds = out.join(format!("{target}_seed_corpus"));
+        let zip = out.join(format!("{target}_seed_corpus.zip"));
+        if !seeds.is_dir() && !zip.is_file() {
+            return Err(format!("build.sh produced no seed corpus for {target}").into());
+        }
+        if seeds.is_dir() {
+            run(Command::new(out.join(target)).arg("-runs=0").arg(&seeds).stderr(Stdio::null()))?;
+        } else {
+            run(Command::new(out.join(target)).arg("-runs=200").stderr(Stdio::null()))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! `cargo xtask ttb`: time to bug for every seed defect. For each defect, K trials of the
+//! libFuzzer `ops` target from an empty corpus, K from the corpus seeds without the defect's
+//! own trigger, and K of the naive generator (uniform random ops, no feedback), all in one
+//! run on this machine. Writes `bench/ttb.md`, `bench/ttb.json` and a survival plot.
+
+use crate::fuzz::{self, Build, Settings, DEFAULT_MAX_LEN, LIBFUZZER_OPTIONS};
+use crate::{setup, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The font the plot's labels are drawn with (Debian's fonts-dejavu-core).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// How a trial searches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    FuzzEmpty,
+    FuzzSeeds,
+    Naive,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::FuzzEmpty, Mode::FuzzSeeds, Mode::Naive];
+    fn name(self) -> &'static str {
+        match self {
+            Mode::FuzzEmpty => "libfuzzer-empty",
+            Mode::FuzzSeeds => "libfuzzer-seeds",
+            Mode::Naive => "naive",
+        }
+    }
+}
+
+/// One defect's trial settings, from its trigger file's header.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub defect: String,
+    pub settings: Settings,
+    pub kind: String,
+}
+
+/// Reads `corpus/defects/<defect>.s2`'s header.
+fn target(defect: &str) -> Result<Target> {
+    let path = format!("corpus/defects/{defect}.s2");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let header = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()));
+    let settings = Settings {
+        defects: header("defects ").unwrap_or_else(|| defect.to_owned()),
+        vmid_bits: header("vmid-bits ").and_then(|v| v.parse().ok()).unwrap_or(8),
+        walker: header("walker ").unwrap_or_else(|| "coherent".into()),
+        strict_bbm: header("bbm ").is_some_and(|v| v == "strict"),
+        expect: header("expect "),
+    };
+    let kind = settings.expect.clone().ok_or_else(|| format!("{path}: no `expect` line"))?;
+    Ok(Target { defect: defect.to_owned(), settings, kind })
+}
+
+/// One trial's result.
+#[derive(Clone, Debug)]
+pub struct Trial {
+    pub defect: String,
+    pub mode: Mode,
+    pub trial: usize,
+    pub found: bool,
+    pub seconds: f64,
+    pub execs: u64,
+}
+
+fn fuzz_trial(bin: &Path, t: &Target, mode: Mode, trial: usize, cap: u64, seeds: &Path) -> Result<Trial> {
+    let dir = std::env::temp_dir().join(format!(
+        "stagehand-ttb-{}-{}-{}-{trial}",
+        std::process::id(),
+        t.defect,
+        mode.name()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (corpus, artifacts) = (dir.join("corpus"), dir.join("artifacts"));
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::create_dir_all(&artifacts)?;
+    if mode == Mode::FuzzSeeds {
+        for e in std::fs::read_dir(seeds)? {
+            let p = e?.path();
+            std::fs::copy(&p, corpus.join(p.file_name().ok_or("seed name")?))?;
+        }
+    }
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .arg(&corpus)
+        .arg(format!("-max_total_time={cap}"))
+        .arg(format!("-seed={}", trial + 1))
+        .arg(format!("-max_len={DEFAULT_MAX_LEN}"))
+        .args(LIBFUZZER_OPTIONS)
+        .arg("-print_final_stats=1")
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .envs(t.settings.env())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let execs = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0);
+    let found = std::fs::read_dir(&artifacts)?
+        .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("crash-")));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Trial { defect: t.defect.clone(), mode, trial, found, seconds, execs })
+}
+
+fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<Trial> {
+    let out = Command::new(stagehand)
+        .args(["naive", "--seconds", &cap.to_string(), "--seed", &(trial + 1).to_string()])
+        .envs(t.settings.env())
+        .stderr(Stdio::null())
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(Trial {
+        defect: t.defect.clone(),
+        mode: Mode::Naive,
+        trial,
+        found: v["found"].as_bool().unwrap_or(false),
+        seconds: v["seconds"].as_f64().unwrap_or(cap as f64),
+        execs: v["execs"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Median with censoring: trials that did not find the bug count as +infinity.
+fn median(trials: &[&Trial]) -> Option<(f64, u64)> {
+    let mut v: Vec<(f64, u64)> = trials
+        .iter()
+        .map(|t| if t.found { (t.seconds, t.execs) } else { (f64::INFINITY, t.execs) })
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let m = v.get(v.len() / 2)?;
+    m.0.is_finite().then_some(*m)
+}
+
+fn machine() -> (String, usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    (cpu, std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs the benchmark.
+pub fn ttb(trials: usize, cap: u64, parallel: usize, only: Option<&str>) -> Result {
+    setup::apt(&[("fonts-dejavu-core", FONT)])?;
+    let defects: Vec<String> = match only {
+        Some(list) => list.split(',').map(str::to_owned).collect(),
+        None => {
+            let mut v: Vec<String> = std::fs::read_dir("corpus/defects")?
+                .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let targets: Vec<Target> = defects.iter().map(|d| target(d)).collect::<Result<_>>()?;
+    let bin = fuzz::build_target("ops", Build::Plain)?;
+    let stagehand = fuzz::stagehand()?;
+    let mut jobs = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.defect));
+        fuzz::seeds(&stagehand, &seeds, &[PathBuf::from(format!("defects/{}.s2", t.defect))])?;
+        for trial in 0..trials {
+            for mode in Mode::ALL {
+                jobs.push((i, mode, trial, seeds.clone()));
+            }
+        }
+    }
+    let total = jobs.len();
+    eprintln!(
+        "time to bug: {} defect(s) x {trials} trial(s) x 3 modes, cap {cap} s, {parallel} at a time",
+        targets.len()
+    );
+    let queue = Arc::new(Mutex::new(jobs.into_iter()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1) {
+            let (queue, results, targets, bin, stagehand) = (&queue, &results, &targets, &bin, &stagehand);
+            // The guard is dropped inside the closure, not held for the loop body.
+            let next = move || queue.lock().ok().and_then(|mut q| q.next());
+            scope.spawn(move || {
+                while let Some((i, mode, trial, seeds)) = next() {
+                    let t = &targets[i];
+                    let r = match mode {
+                        Mode::Naive => naive_trial(stagehand, t, trial, cap),
+                        _ => fuzz_trial(bin, t, mode, trial, cap, &seeds),
+                    };
+                    let mut done = results.lock().expect("not poisoned");
+                    match r {
+                        Ok(r) => {
+                            eprintln!(
+                                "[{:>4}/{total} {:>5.0}s] {:<20} {:<16} #{trial}: {}",
+                                done.len() + 1,
+                                started.elapsed().as_secs_f64(),
+                                t.defect,
+                                mode.name(),
+                                if r.found {
+                                    format!("found in {:.2} s, {} execs", r.seconds, r.execs)
+                                } else {
+                                    format!("not found in {cap} s")
+                                }
+                            );
+                            done.push(r);
+                        }
+                        Err(e) => eprintln!("{} {} #{trial}: trial failed: {e}", t.defect, mode.name()),
+                    }
+                }
+            });
+        }
+    });
+    let results = Arc::try_unwrap(results)
+        .map_err(|_| "workers still running")?
+        .into_inner()
+        .map_err(|_| "poisoned")?;
+    std::fs::create_dir_all("bench")?;
+    write_json(&targets, &results, trials, cap)?;
+    let md = markdown(&targets, &results, trials, cap);
+    std::fs::write("bench/ttb.md", &md)?;
+    plot(&targets, &results, cap, Path::new("bench/ttb-survival.svg"))?;
+    print!("{md}");
+    eprintln!("wrote bench/ttb.md, bench/ttb.json, bench/ttb-survival.svg");
+    Ok(())
+}
+
+fn write_json(targets: &[Target], results: &[Trial], trials: usize, cap: u64) -> Result {
+    let (cpu, cores) = machine();
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| serde_json::json!({"defect": r.defect, "mode": r.mode.name(), "trial": r.trial, "found": r.found, "seconds": r.seconds, "execs": r.execs}))
+        .collect();
+    let kinds: serde_json::Map<String, serde_json::Value> = targets
+        .iter()
+        .map(|t| (t.defect.clone(), serde_json::json!({"expect": t.kind, "config": t.settings.describe()})))
+        .collect();
+    let doc = serde_json::json!({
+        "machine": {"cpu": cpu, "cores": cores},
+        "trials_per_mode": trials, "cap_seconds": cap, "max_len": DEFAULT_MAX_LEN,
+        "defects": kinds, "trials": rows,
+    });
+    std::fs::write("bench/ttb.json", serde_json::to_string_pretty(&doc)? + "\n")?;
+    Ok(())
+}
+
+fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64) -> String {
+    let (cpu, cores) = machine();
+    let mut md = String::from("# Time to bug\n\n");
+    md += &format!(
+        "Generated by `cargo xtask ttb --trials {trials} --cap {cap}` on {cpu} ({cores} cores); every trial on one core. \
+         Each defect runs under its trigger file's configuration and only a violation of the expected kind counts. \
+         libFuzzer (`ops`, no sanitizer, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) starts from an empty corpus, or from the corpus seeds \
+         without the defect's own trigger; the naive baseline draws uniform random ops (1 to 64) through the same decoder, \
+         with no feedback. Times are medians over the trials (a trial that misses counts as infinite); \
+         the ratio is the naive median over the libFuzzer (empty corpus) median.\n\n"
+    );
+    md += "| defect | expected violation | libFuzzer, empty corpus | libFuzzer, seeds | naive | naive / libFuzzer |\n";
+    md += "|---|---|---|---|---|---|\n";
+    for t in targets {
+        let cell = |mode: Mode| {
+            let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
+            let found = v.iter().filter(|r| r.found).count();
+            let med = match median(&v) {
+                Some((s, e)) => format!("{s:.2} s, {e} execs"),
+                None => format!("> {cap} s"),
+            };
+            (format!("{found}/{} found, median {med}", v.len()), median(&v).map(|m| m.0))
+        };
+        let (empty, e) = cell(Mode::FuzzEmpty);
+        let (seeds, _) = cell(Mode::FuzzSeeds);
+        let (naive, n) = cell(Mode::Naive);
+        let ratio = match (e, n) {
+            (Some(e), Some(n)) => format!("{:.1}x", n / e.max(1e-3)),
+            (Some(_), None) => format!("> {:.0}x", cap as f64 / e.unwrap_or(1.0).max(1e-3)),
+            _ => "-".into(),
+        };
+        md += &format!("| `{}` | `{}` | {empty} | {seeds} | {naive} | {ratio} |\n", t.defect, t.kind);
+    }
+    md += "\n![survival plot](ttb-survival.svg)\n";
+    md
+}
+
+fn plot(targets: &[Target], results: &[Trial], cap: u64, out: &Path) -> Result {
+    use plotters::prelude::*;
+    let font = std::fs::read(FONT)?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
+        .map_err(|_| "cannot load the DejaVu font")?;
+    let root = SVGBackend::new(out, (960, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Fraction of trials that have not found the bug yet", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d((0.001f64..cap as f64).log_scale(), 0.0f64..1.05)?;
+    chart.configure_mesh().x_desc("seconds (log scale)").y_desc("not found").draw()?;
+    for (i, t) in targets.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        for (mode, dashed) in [(Mode::FuzzEmpty, false), (Mode::Naive, true)] {
+            let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
+            if v.is_empty() {
+                continue;
+            }
+            let mut times: Vec<f64> = v.iter().filter(|r| r.found).map(|r| r.seconds.max(0.001)).collect();
+            times.sort_by(f64::total_cmp);
+            let n = v.len() as f64;
+            let mut pts = vec![(0.001, 1.0)];
+            for (k, s) in times.iter().enumerate() {
+                pts.push((*s, 1.0 - k as f64 / n));
+                pts.push((*s, 1.0 - (k + 1) as f64 / n));
+            }
+            pts.push((cap as f64, 1.0 - times.len() as f64 / n));
+            let style = ShapeStyle { color, filled: false, stroke_width: if dashed { 1 } else { 2 } };
+            let label = format!("{} ({})", t.defect, if dashed { "naive" } else { "libFuzzer" });
+            if dashed {
+                chart.draw_series(DashedLineSeries::new(pts, 4, 4, style))?.label(label).legend(
+                    move |(x, y)| {
+                        PathElement::new(
+                            vec![(x, y), (x + 16, y)],
+                            ShapeStyle { color, filled: false, stroke_width: 1 },
+                        )
+                    },
+                );
+            } else {
+                chart.draw_series(LineSeries::new(pts, style))?.label(label).legend(move |(x, y)| {
+                    PathElement::new(
+                        vec![(x, y), (x + 16, y)],
+                        ShapeStyle { color, filled: false, stroke_width: 2 },
+                    )
+                });
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
