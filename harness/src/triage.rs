@@ -36,6 +36,9 @@ fn short_hash(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
+/// An artifact of a group: its index, its sequence and its first violation's kind.
+type Member = (usize, Sequence, Kind);
+
 /// Triage `artifacts` under `config`: write regressions into `out_dir` and their snapshots
 /// into `snapshot_dir`. `repo` is where paths in snapshot headers are relative to.
 ///
@@ -49,7 +52,7 @@ pub fn triage(
     snapshot_dir: &Path,
     repo: &Path,
 ) -> Result<Vec<(PathBuf, Outcome)>, InputError> {
-    let mut groups: BTreeMap<(String, String), Vec<(usize, Sequence, Kind)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), Vec<Member>> = BTreeMap::new();
     let mut results: Vec<(PathBuf, Outcome)> = Vec::new();
     for (i, artifact) in artifacts.iter().enumerate() {
         let seq = match files::load(artifact, config)? {
