@@ -110,18 +110,21 @@ fn fuzz_trial(bin: &Path, t: &Target, mode: Mode, trial: usize, cap: u64, seeds:
 }
 
 fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<Trial> {
+    // Timed from spawn to exit, like the libFuzzer trials.
+    let start = Instant::now();
     let out = Command::new(stagehand)
         .args(["naive", "--seconds", &cap.to_string(), "--seed", &(trial + 1).to_string()])
         .envs(t.settings.env())
         .stderr(Stdio::null())
         .output()?;
+    let seconds = start.elapsed().as_secs_f64();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(Trial {
         defect: t.defect.clone(),
         mode: Mode::Naive,
         trial,
         found: v["found"].as_bool().unwrap_or(false),
-        seconds: v["seconds"].as_f64().unwrap_or(cap as f64),
+        seconds,
         execs: v["execs"].as_u64().unwrap_or(0),
     })
 }
@@ -260,10 +263,12 @@ fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64) -> S
          libFuzzer (`ops`, no sanitizer, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) starts from an empty corpus, or from the corpus seeds \
          without the defect's own trigger; the naive baseline draws uniform random ops (1 to 64) through the same decoder, \
          with no feedback. Times are medians over the trials (a trial that misses counts as infinite); \
-         the ratio is the naive median over the libFuzzer (empty corpus) median.\n\n"
+         every time is wall clock from process start to exit, so about 0.1 s of start-up and corpus loading is \
+         in every libFuzzer figure. The ratios divide the naive medians by the libFuzzer (empty corpus) medians, \
+         of time and of executions.\n\n"
     );
-    md += "| defect | expected violation | libFuzzer, empty corpus | libFuzzer, seeds | naive | naive / libFuzzer |\n";
-    md += "|---|---|---|---|---|---|\n";
+    md += "| defect | expected violation | libFuzzer, empty corpus | libFuzzer, seeds | naive | naive / libFuzzer: time | executions |\n";
+    md += "|---|---|---|---|---|---|---|\n";
     for t in targets {
         let cell = |mode: Mode| {
             let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
@@ -272,17 +277,20 @@ fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64) -> S
                 Some((s, e)) => format!("{s:.2} s, {e} execs"),
                 None => format!("> {cap} s"),
             };
-            (format!("{found}/{} found, median {med}", v.len()), median(&v).map(|m| m.0))
+            (format!("{found}/{} found, median {med}", v.len()), median(&v))
         };
         let (empty, e) = cell(Mode::FuzzEmpty);
         let (seeds, _) = cell(Mode::FuzzSeeds);
         let (naive, n) = cell(Mode::Naive);
-        let ratio = match (e, n) {
-            (Some(e), Some(n)) => format!("{:.1}x", n / e.max(1e-3)),
-            (Some(_), None) => format!("> {:.0}x", cap as f64 / e.unwrap_or(1.0).max(1e-3)),
-            _ => "-".into(),
+        let (ratio, execs) = match (e, n) {
+            (Some(e), Some(n)) => {
+                (format!("{:.2}x", n.0 / e.0.max(1e-3)), format!("{:.1}x", n.1 as f64 / e.1.max(1) as f64))
+            }
+            (Some(e), None) => (format!("> {:.0}x", cap as f64 / e.0.max(1e-3)), "-".into()),
+            _ => ("-".into(), "-".into()),
         };
-        md += &format!("| `{}` | `{}` | {empty} | {seeds} | {naive} | {ratio} |\n", t.defect, t.kind);
+        md +=
+            &format!("| `{}` | `{}` | {empty} | {seeds} | {naive} | {ratio} | {execs} |\n", t.defect, t.kind);
     }
     md += "\n![survival plot](ttb-survival.svg)\n";
     md
