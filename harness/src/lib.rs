@@ -11,5 +11,8 @@ pub mod text;
 
 pub use harness_core as core;
 pub mod bare;
+pub mod disasm;
 pub mod fuzz;
+pub mod hwdiff;
+pub mod qemu;
 pub mod triage;

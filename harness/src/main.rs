@@ -15,7 +15,7 @@ use harness_core::violation::{Kind, Violation};
 use mmu::Defects;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -138,6 +138,18 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_ops: usize,
     },
+    /// Run sequences on QEMU in ARM Hyp mode, where the same code programs real stage-2
+    /// tables, and compare each hardware trace with its native trace.
+    Qemu {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Use this image instead of building qemu-runner/image.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Seconds a boot may take before it is killed (plus 20 ms per op).
+        #[arg(long, default_value_t = 20.0)]
+        timeout: f64,
+    },
     /// List the seed defect switches.
     Defects,
 }
@@ -198,6 +210,7 @@ fn main() -> ExitCode {
             .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
             .map_err(Failure::from),
         Command::Naive { seconds, seed, max_ops } => cmd_naive(&g, seconds, seed, max_ops),
+        Command::Qemu { paths, image, timeout } => cmd_qemu(&g, &paths, image, timeout),
         Command::Defects => {
             cmd_defects(&g);
             Ok(())
@@ -669,6 +682,111 @@ fn cmd_naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), 
         serde_json::json!({"found": found.is_some(), "seconds": secs, "execs": execs, "finding": found})
     );
     Ok(())
+}
+
+fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64) -> Result<(), Failure> {
+    use harness::hwdiff::{compare, Note};
+    use harness::qemu::{self, Outcome};
+    let mut files = Vec::new();
+    for p in paths {
+        files.extend(files::collect(p)?);
+    }
+    let mut seqs = Vec::new();
+    for f in &files {
+        seqs.push(load_sequence(g, f)?);
+    }
+    qemu::ensure_qemu().map_err(Failure::Input)?;
+    let image = match image {
+        Some(i) => i,
+        None => qemu::build_image(None).map_err(Failure::Input)?,
+    };
+    let jobs: Vec<harness_core::batch::Job> =
+        seqs.iter().map(|s| harness_core::batch::Job { config: s.config, ops: s.ops.clone() }).collect();
+    let overhead = qemu::boot(&image, &[], Duration::from_secs_f64(timeout)).map_err(Failure::Input)?.wall;
+    let start = Instant::now();
+    let limit = |rest: &[harness_core::batch::Job]| {
+        Duration::from_secs_f64(timeout + 0.02 * rest.iter().map(|j| j.ops.len()).sum::<usize>() as f64)
+    };
+    let (outcomes, walls) = qemu::run_jobs(&image, &jobs, limit).map_err(Failure::Input)?;
+    let wall = start.elapsed().as_secs_f64();
+    let (mut agree, mut confirmed, mut failed) = (0, 0, 0);
+    for ((path, seq), outcome) in files.iter().zip(&seqs).zip(&outcomes) {
+        let native = run::run(seq.config, &seq.ops, true).trace();
+        let hw = match outcome {
+            Outcome::Trace(t) => t,
+            Outcome::Failed(why) => {
+                failed += 1;
+                outln!("FAIL   {}: {why}", path.display());
+                continue;
+            }
+        };
+        let c = compare(&native, hw);
+        if let Some(d) = &c.divergence {
+            failed += 1;
+            let op = seq.ops.get(d.step).map_or("(end)".to_string(), format_op);
+            outln!("DIFFER {}: first divergence at step #{} `{op}`: {}", path.display(), d.step, d.what);
+            outln!("         native:   {}", d.native);
+            outln!("         hardware: {}", d.hardware);
+            if let Some(insn) =
+                harness::disasm::faulting_instruction(&image, hw.steps.get(d.step).map(|s| &s.result))
+            {
+                outln!("         faulting guest instruction: {insn}");
+            }
+            continue;
+        }
+        agree += 1;
+        let stale: Vec<usize> =
+            c.notes.iter().filter(|(_, n)| *n == Note::StaleConfirmed).map(|(i, _)| *i).collect();
+        let dropped = c.notes.iter().filter(|(_, n)| *n == Note::StaleDropped).count();
+        let level = c.notes.iter().filter(|(_, n)| *n == Note::S1WalkLevel).count();
+        let mut notes = Vec::new();
+        if !stale.is_empty() {
+            confirmed += 1;
+            for &i in &stale {
+                let (n, h) = (&native.steps[i].result, &hw.steps[i].result);
+                notes.push(format!(
+                    "stale read confirmed on hardware at #{i} `{}`: {h} (native: {n})",
+                    format_op(&seq.ops[i])
+                ));
+            }
+        }
+        if dropped > 0 {
+            notes.push(format!(
+                "{dropped} stale access(es) not reproduced by QEMU (it had flushed the TLB entry, or it models no cache; expected)"
+            ));
+        }
+        if level > 0 {
+            notes.push(format!(
+                "{level} stage-1 walk abort(s) reported at the stage-1 level (QEMU quirk; expected)"
+            ));
+        }
+        if notes.is_empty() {
+            outln!("agree  {} ({} steps)", path.display(), native.steps.len());
+        } else {
+            outln!("agree  {} ({} steps)", path.display(), native.steps.len());
+            for n in notes {
+                outln!("         {n}");
+            }
+        }
+    }
+    let run_wall: f64 = walls.iter().map(Duration::as_secs_f64).sum();
+    let booted = (run_wall - overhead.as_secs_f64() * walls.len() as f64).max(1e-6);
+    outln!(
+        "\n{} file(s): {agree} agree with their native traces ({confirmed} with stale reads confirmed on hardware), {failed} do not",
+        files.len()
+    );
+    outln!(
+        "QEMU: {} boot(s), boot overhead {:.0} ms, {:.0} sequences/s once booted, {:.2} s wall for the whole run",
+        walls.len(),
+        overhead.as_secs_f64() * 1e3,
+        files.len() as f64 / booted,
+        wall
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
 }
 
 fn cmd_defects(g: &Global) {

@@ -83,9 +83,10 @@ impl SimMachine {
         Some((self.layout.pool_index(pa)?, ((pa.0 % PAGE_SIZE) / 8) as usize))
     }
 
-    /// What the table walker reads at `pa`.
-    fn walker_read(&self, pa: Pa) -> u64 {
-        let view = if self.non_coherent { &self.poc } else { &self.cpu };
+    /// What the table walker reads at `pa`: the point of coherency when the walker is not
+    /// coherent and `cached` (what the hardware would see), else the CPU's view.
+    fn walker_read(&self, pa: Pa, cached: bool) -> u64 {
+        let view = if self.non_coherent && cached { &self.poc } else { &self.cpu };
         self.slot(pa).map_or(POISON, |(p, w)| view.read(p, w))
     }
 
@@ -102,7 +103,7 @@ impl SimMachine {
                 return Ok(*leaf);
             }
         }
-        let leaf = walker::translate(&mut |a| self.walker_read(a), root, Ipa(ipa))?;
+        let leaf = walker::translate(&mut |a| self.walker_read(a, use_tlb), root, Ipa(ipa))?;
         if use_tlb {
             self.tlb.insert(key, leaf);
         }
@@ -110,7 +111,8 @@ impl SimMachine {
     }
 
     /// The guest stub's access: stage-1 walk (reads the stub page), fetch, then the data
-    /// access. With `use_tlb` false, every translation walks the current tables.
+    /// access. With `use_tlb` false, every translation walks the tables as the CPU wrote
+    /// them: no TLB, and no point-of-coherency lag.
     fn run_stub(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind, use_tlb: bool) -> Result<Pa, Abort> {
         let need_data = if matches!(kind, AccessKind::Write(_)) { Need::Write } else { Need::Read };
         let steps = [
@@ -211,9 +213,10 @@ impl Machine for SimMachine {
     fn reset(&mut self, config: &Config, pool_pages_used: usize) {
         self.layout = config.layout;
         self.non_coherent = config.walker == Walker::NonCoherent;
+        // A fresh boot: the pool reads as zero until something is allocated and freed.
         for p in 0..pool_pages_used.min(POOL_PAGES) {
-            self.cpu.fill(p, POISON);
-            self.poc.fill(p, POISON);
+            self.cpu.fill(p, 0);
+            self.poc.fill(p, 0);
         }
         self.tlb.clear();
         self.stored.clear();

@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod batch;
 pub mod bytes;
 pub mod event;
 pub mod exec;

@@ -97,16 +97,18 @@ pub trait Machine {
     /// A data synchronization barrier.
     fn dsb(&mut self);
     /// Runs the guest stub once under `vttbr` to perform `kind` at `ipa` (word aligned).
-    /// `fresh` is what a walk of the current tables gives when the machine answered from a
-    /// stale TLB entry (only a model can know it; hardware returns `None`).
+    /// `fresh` is what a walk of the tables as the CPU wrote them gives (no TLB, no cache
+    /// lag) when the machine's answer differs from it: a stale TLB entry or an uncleaned
+    /// descriptor. Only a model can know it; hardware returns `None`.
     fn guest_access(
         &mut self,
         vttbr: Vttbr,
         ipa: Ipa,
         kind: AccessKind,
     ) -> (AccessOutcome, Option<AccessOutcome>);
-    /// Back to the state of a fresh boot between sequences, for `config`: poisons the first
-    /// `pool_pages_used` pool pages, restores every guest frame's signature, empties the TLB.
+    /// Back to the state of a fresh boot between sequences, for `config`: zeroes the pool
+    /// pages used so far (at least the first `pool_pages_used`), restores every guest
+    /// frame's signature, empties the TLB. Within a sequence, freed pages hold poison.
     fn reset(&mut self, config: &Config, pool_pages_used: usize);
 }
 

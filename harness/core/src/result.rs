@@ -31,8 +31,8 @@ pub enum OpResult {
     Err(Error),
     /// The VTTBR after `update_vmid` or `enter`.
     Vttbr(Vttbr),
-    /// A guest access; `fresh` is set when a model answered from a stale TLB entry and a
-    /// walk of the current tables would have given something else.
+    /// A guest access; `fresh` is set when a model answered from a stale TLB entry or an
+    /// uncleaned descriptor, and a walk of the tables as written would give something else.
     Access { outcome: AccessOutcome, fresh: Option<AccessOutcome> },
     /// The executor refused the op.
     Rejected(Reject),
@@ -93,7 +93,7 @@ impl fmt::Display for OpResult {
             OpResult::Vttbr(v) => write!(f, "vttbr {v}"),
             OpResult::Access { outcome, fresh: None } => write!(f, "{outcome}"),
             OpResult::Access { outcome, fresh: Some(fresh) } => {
-                write!(f, "{outcome} (stale TLB; tables say {fresh})")
+                write!(f, "{outcome} (stale TLB or uncleaned descriptor; the tables as written give {fresh})")
             }
             OpResult::Rejected(r) => write!(f, "rejected: {r}"),
             OpResult::Panic => f.write_str("panic"),

@@ -115,9 +115,7 @@ extern "C" fn stagehand_boot(cpsr: u32, boot_counter: u64) -> ! {
     uart::init();
     let mode = cpsr & 0x1f;
     if mode != MODE_HYP {
-        println!(
-            "stagehand: not in Hyp mode (CPSR.M=0x{mode:02x}); run QEMU with -M virt,virtualization=on"
-        );
+        println!("stagehand: not in Hyp mode (CPSR.M=0x{mode:02x}); run QEMU with -M virt,virtualization=on");
         semihosting::exit(EXIT_NOT_HYP);
     }
     BOOT_COUNTER.store(boot_counter);

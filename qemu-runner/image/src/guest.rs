@@ -64,11 +64,9 @@ pub const STUB_ENTRY_VA: u32 = STUB_CODE_OFFSET as u32;
 /// margin absorbs host scheduling delays since CNTPCT follows the host clock).
 pub const DEFAULT_BUDGET_US: u32 = 20_000;
 
-/// What every VM's stage 2 must map, read-only normal memory, for the guest to run:
-/// (IPA, PA). The first holds the code and vectors (must be executable), the second is
-/// the alias through which stage-1 walks read the guest's table.
-pub const REQUIRED_STAGE2_MAPPINGS: [(u64, usize); 2] =
-    [(STUB_IPA, STUB_FRAME), (STUB_TABLE_IPA, STUB_FRAME)];
+/// What every VM's stage 2 must map, read-only executable normal memory, for the guest to
+/// run: (IPA, PA). It holds the code, the vectors and the stage-1 table.
+pub const REQUIRED_STAGE2_MAPPINGS: [(u64, usize); 1] = [(STUB_IPA, STUB_FRAME)];
 
 /// Number of 1 GiB VA slots that window onto IPA regions (VA slot 0 is the stub).
 pub const WINDOW_SLOTS: usize = 3;
@@ -192,14 +190,7 @@ pub struct Fault {
 impl GuestOutcome {
     /// Decodes a [`GuestOutcome::Stage2Abort`]; `None` for other outcomes.
     pub fn fault(&self) -> Option<Fault> {
-        let GuestOutcome::Stage2Abort {
-            hsr,
-            hpfar,
-            hdfar,
-            hifar,
-            ipa,
-        } = *self
-        else {
+        let GuestOutcome::Stage2Abort { hsr, hpfar, hdfar, hifar, ipa } = *self else {
             return None;
         };
         let instruction = hsr_ec(hsr) == EC_PABT_GUEST;
@@ -237,17 +228,8 @@ struct RawExit {
 const EXIT_TRAP: u32 = 1;
 const EXIT_IRQ: u32 = 2;
 
-static EXIT: RacyCell<RawExit> = RacyCell::new(RawExit {
-    kind: 0,
-    hsr: 0,
-    elr: 0,
-    spsr: 0,
-    hdfar: 0,
-    hifar: 0,
-    hpfar: 0,
-    r2: 0,
-    r3: 0,
-});
+static EXIT: RacyCell<RawExit> =
+    RacyCell::new(RawExit { kind: 0, hsr: 0, elr: 0, spsr: 0, hdfar: 0, hifar: 0, hpfar: 0, r2: 0, r3: 0 });
 /// Hyp SP while a guest runs (0 otherwise).
 static GUEST_SP: RacyCell<usize> = RacyCell::new(0);
 
@@ -401,11 +383,7 @@ static WINDOW: RacyCell<Window> = RacyCell::new(Window {
     last_use: [0; WINDOW_SLOTS],
     clock: 0,
     seen: [[NO_REGION; WINDOW_SLOTS]; 256],
-    stats: Stats {
-        accesses: 0,
-        slot_switches: 0,
-        invalidations: 0,
-    },
+    stats: Stats { accesses: 0, slot_switches: 0, invalidations: 0 },
 });
 static BUDGET_TICKS: RacyCell<u32> = RacyCell::new(0);
 
@@ -583,9 +561,7 @@ fn slot_for(region: u16) -> usize {
     let slot = match w.slots.iter().position(|&r| r == region) {
         Some(slot) => slot,
         None => {
-            let slot = (0..WINDOW_SLOTS)
-                .min_by_key(|&s| w.last_use[s])
-                .unwrap_or(0);
+            let slot = (0..WINDOW_SLOTS).min_by_key(|&s| w.last_use[s]).unwrap_or(0);
             w.slots[slot] = region;
             w.stats.slot_switches += 1;
             let entry = s1_entry(slot + 1);
@@ -605,10 +581,7 @@ fn slot_for(region: u16) -> usize {
 ///
 /// Panics if `ipa` is outside the 40-bit IPA space.
 pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
-    assert!(
-        ipa < 1 << crate::layout::IPA_BITS,
-        "IPA {ipa:#x} beyond 40 bits"
-    );
+    assert!(ipa < 1 << crate::layout::IPA_BITS, "IPA {ipa:#x} beyond 40 bits");
     let region = (ipa >> 30) as u16;
     let vmid = usize::from(hyp::vttbr_vmid(vttbr));
     let slot = slot_for(region);
@@ -623,11 +596,7 @@ pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
     // restores SP and callee-saved registers), and the guest can only reach memory that
     // stage 2 maps for it, never Hyp's state.
     let kind = unsafe { stagehand_guest_enter(flags, va, write.unwrap_or(0), STUB_ENTRY_VA) };
-    let iar = if kind == EXIT_IRQ {
-        watchdog::ack_irq()
-    } else {
-        watchdog::SPURIOUS_IRQ
-    };
+    let iar = if kind == EXIT_IRQ { watchdog::ack_irq() } else { watchdog::SPURIOUS_IRQ };
     watchdog::disarm();
     let exit = EXIT.load();
     let w = window();
@@ -640,41 +609,26 @@ pub fn guest_access(vttbr: u64, ipa: u64, write: Option<u32>) -> GuestOutcome {
 }
 
 fn decode(kind: u32, e: RawExit, iar: u32) -> GuestOutcome {
-    let other = |vector, hsr| GuestOutcome::HypException {
-        vector,
-        hsr,
-        elr: e.elr,
-        spsr: e.spsr,
-    };
+    let other = |vector, hsr| GuestOutcome::HypException { vector, hsr, elr: e.elr, spsr: e.spsr };
     match kind {
         EXIT_TRAP => match hsr_ec(e.hsr) {
             EC_HVC => match e.hsr & 0xffff {
                 HVC_LOADED => GuestOutcome::Loaded(e.r2),
                 HVC_STORED => GuestOutcome::Stored,
-                imm @ HVC_GUEST_VECTOR..=0x17 => GuestOutcome::GuestException {
-                    vector: imm - HVC_GUEST_VECTOR,
-                },
+                imm @ HVC_GUEST_VECTOR..=0x17 => {
+                    GuestOutcome::GuestException { vector: imm - HVC_GUEST_VECTOR }
+                }
                 _ => other(5, e.hsr),
             },
             ec @ (EC_DABT_GUEST | EC_PABT_GUEST) => {
-                let va = if ec == EC_PABT_GUEST {
-                    e.hifar
-                } else {
-                    e.hdfar
-                };
+                let va = if ec == EC_PABT_GUEST { e.hifar } else { e.hdfar };
                 let ipa = if e.hsr & (1 << 7) != 0 {
                     // On a stage-1 walk: the walked IPA is below 4 GiB, so HPFAR is whole.
                     hpfar_ipa(e.hpfar)
                 } else {
                     ipa_of_guest_va(va).unwrap_or(hpfar_ipa(e.hpfar) | u64::from(va & 0xfff))
                 };
-                GuestOutcome::Stage2Abort {
-                    hsr: e.hsr,
-                    hpfar: e.hpfar,
-                    hdfar: e.hdfar,
-                    hifar: e.hifar,
-                    ipa,
-                }
+                GuestOutcome::Stage2Abort { hsr: e.hsr, hpfar: e.hpfar, hdfar: e.hdfar, hifar: e.hifar, ipa }
             }
             _ => other(5, e.hsr),
         },

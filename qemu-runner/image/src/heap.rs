@@ -68,6 +68,21 @@ pub unsafe fn reset() {
     NEXT.store(HEAP.start);
 }
 
+/// Where the next allocation would start: a mark to [`release`] back to.
+pub fn mark() -> usize {
+    NEXT.load()
+}
+
+/// Frees everything allocated after `mark` (from [`mark`]).
+///
+/// # Safety
+/// No allocation made after `mark` may be live.
+pub unsafe fn release(mark: usize) {
+    if (HEAP.start..=NEXT.load()).contains(&mark) {
+        NEXT.store(mark);
+    }
+}
+
 /// Bytes handed out since the last [`reset`].
 pub fn used() -> usize {
     NEXT.load() - HEAP.start

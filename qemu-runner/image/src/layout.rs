@@ -1,52 +1,66 @@
-//! The fixed physical memory map shared by the image, the host harness and the lead's
-//! stage-2 code. QEMU `virt` with `-m 128M`: RAM is 0x4000_0000..0x4800_0000.
+//! The physical memory map. Everything the host also knows (pool, windows, stub frame and
+//! IPA) comes from `harness_core::layout` for this image's RAM base, so the simulator and the
+//! image agree by construction. QEMU `virt` with `-m 128M`: RAM is 0x4000_0000..0x4800_0000;
+//! a board image is built for its own RAM base (see build.rs).
 
 use core::ops::Range;
+use harness_core::layout::{self as shared, Layout};
+
+/// Parses a decimal number at compile time (build.rs passes addresses in decimal).
+const fn env_number(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut i, mut v) = (0, 0usize);
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as usize;
+        i += 1;
+    }
+    v
+}
 
 /// Stage-2 translation granule and frame size.
 pub const PAGE_SIZE: usize = 4096;
 
 /// Start of RAM; the image is linked and loaded here.
-pub const RAM_BASE: usize = 0x4000_0000;
-/// RAM size (`-m 128M`).
+pub const RAM_BASE: usize = env_number(env!("STAGEHAND_RAM_BASE_VALUE"));
+/// RAM this image relies on (the layout spans 128 MiB).
 pub const RAM_SIZE: usize = 128 << 20;
 /// First address past RAM.
 pub const RAM_END: usize = RAM_BASE + RAM_SIZE;
+/// The layout shared with the host harness.
+pub const LAYOUT: Layout = Layout { ram_base: RAM_BASE as u64 };
 
-/// Code + data + bss + stack must end below this (checked by `link.x`).
-pub const IMAGE_LIMIT: usize = 0x4080_0000;
+/// Code + data + bss + stack must end below this (checked by the link script).
+pub const IMAGE_LIMIT: usize = RAM_BASE + 0x0080_0000;
 /// The bump allocator's arena (see [`crate::heap`]).
-pub const HEAP: Range<usize> = 0x4080_0000..0x4100_0000;
-/// Pages for stage-2 tables, managed by the lead's code.
-pub const POOL: Range<usize> = 0x4100_0000..0x4200_0000;
+pub const HEAP: Range<usize> = IMAGE_LIMIT..LAYOUT.pool_base().0 as usize;
+/// Pages for stage-2 tables, handed out by the shared platform layer.
+pub const POOL: Range<usize> = LAYOUT.pool_base().0 as usize..LAYOUT.pool_end().0 as usize;
 /// Number of 4 KiB pages in [`POOL`].
-pub const POOL_PAGES: usize = (POOL.end - POOL.start) / PAGE_SIZE;
+pub const POOL_PAGES: usize = shared::POOL_PAGES;
 /// Frames that guests map as normal memory; every word holds its own PA.
-pub const GUEST_WINDOW: Range<usize> = 0x4400_0000..0x4410_0000;
+pub const GUEST_WINDOW: Range<usize> =
+    LAYOUT.guest_window().0 as usize..LAYOUT.guest_window().0 as usize + GUEST_FRAMES * PAGE_SIZE;
 /// Number of frames in [`GUEST_WINDOW`].
-pub const GUEST_FRAMES: usize = (GUEST_WINDOW.end - GUEST_WINDOW.start) / PAGE_SIZE;
+pub const GUEST_FRAMES: usize = shared::GUEST_FRAMES as usize;
 /// The guest stub page: code, guest vectors and the guest's stage-1 level-1 table.
-pub const STUB_FRAME: usize = 0x4580_0000;
+pub const STUB_FRAME: usize = LAYOUT.stub_frame().0 as usize;
 /// Frames that guests map as device memory (ioremap); every word holds its own PA.
-pub const DEVICE_WINDOW: Range<usize> = 0x4600_0000..0x4601_0000;
+pub const DEVICE_WINDOW: Range<usize> =
+    LAYOUT.device_window().0 as usize..LAYOUT.device_window().0 as usize + DEVICE_FRAMES * PAGE_SIZE;
 /// Number of frames in [`DEVICE_WINDOW`].
-pub const DEVICE_FRAMES: usize = (DEVICE_WINDOW.end - DEVICE_WINDOW.start) / PAGE_SIZE;
-/// Where `-device loader,file=BLOB,addr=0x47000000,force-raw=on` puts the input blob.
-pub const INPUT_BLOB: usize = 0x4700_0000;
+pub const DEVICE_FRAMES: usize = shared::DEVICE_FRAMES as usize;
+/// Where `-device loader,file=BLOB,addr=…,force-raw=on` puts the input blob.
+pub const INPUT_BLOB: usize = RAM_BASE + 0x0700_0000;
 /// The blob may extend up to the end of RAM.
 pub const INPUT_BLOB_END: usize = RAM_END;
 
 /// IPA at which every VM maps [`STUB_FRAME`] (read-only, executable, normal memory).
 /// 1 GiB aligned: the guest's stage-1 maps VA 0..1 GiB onto this IPA region.
-pub const STUB_IPA: u64 = 0x4B_0000_0000;
-/// IPA (< 4 GiB) at which every VM must *also* map [`STUB_FRAME`] read-only: the guest's
-/// TTBR0 points into this alias, so its stage-1 walks read the level-1 table here.
-///
-/// Why not at [`STUB_IPA`]: qemu-system-arm 7.2 truncates the IPA of a stage-1 table walk
-/// to 32 bits (STUB_IPA + 0x800 is walked as IPA 0x800), so a table above 4 GiB is
-/// unusable there. Instruction fetches and data accesses at IPAs >= 4 GiB are fine.
-/// Keep test IPAs out of this page.
-pub const STUB_TABLE_IPA: u64 = 0xffff_f000;
+pub const STUB_IPA: u64 = shared::STUB_IPA.0;
+/// IPA through which the guest's stage-1 walks read its level-1 table: the stub page
+/// itself, which is below 4 GiB because qemu-system-arm 7.2 truncates the IPA of a stage-1
+/// table walk to 32 bits.
+pub const STUB_TABLE_IPA: u64 = STUB_IPA;
 /// Stage-2 input size configured in VTCR.
 pub const IPA_BITS: u32 = 40;
 
@@ -58,11 +72,13 @@ pub const STUB_VECTORS_OFFSET: usize = 0x100;
 pub const STUB_S1_TABLE_OFFSET: usize = 0x800;
 
 /// PL011 UART.
-pub const UART_BASE: usize = 0x0900_0000;
-/// GICv2 distributor.
-pub const GICD_BASE: usize = 0x0800_0000;
+pub const UART_BASE: usize = env_number(env!("STAGEHAND_UART_VALUE"));
+/// GICv2 distributor (0: none, and no watchdog).
+pub const GICD_BASE: usize = env_number(env!("STAGEHAND_GIC_VALUE"));
 /// GICv2 CPU interface.
-pub const GICC_BASE: usize = 0x0801_0000;
+pub const GICC_BASE: usize = GICD_BASE + 0x1_0000;
+/// A board image: output on the UART, no semihosting.
+pub const BOARD: bool = env_number(env!("STAGEHAND_BOARD_VALUE")) == 1;
 /// A physical address with nothing behind it on `virt`: a Hyp load from it takes a
 /// synchronous external abort (used to test [`crate::recovery`]).
 pub const UNMAPPED_PA: usize = 0x0e00_0000;
@@ -72,7 +88,7 @@ const _: () = assert!(GUEST_FRAMES == 256);
 const _: () = assert!(DEVICE_FRAMES == 16);
 const _: () = assert!(STUB_IPA.is_multiple_of(1 << 30) && STUB_IPA < 1 << IPA_BITS);
 const _: () = assert!(STUB_TABLE_IPA.is_multiple_of(PAGE_SIZE as u64) && STUB_TABLE_IPA < 1 << 32);
-const _: () = assert!(HEAP.start == IMAGE_LIMIT && HEAP.end == POOL.start);
+const _: () = assert!(HEAP.start == IMAGE_LIMIT && HEAP.end == POOL.start && INPUT_BLOB > DEVICE_WINDOW.end);
 
 /// Writes the signature (each 32-bit word at PA `a` holds `a`) into [`GUEST_WINDOW`] and
 /// [`DEVICE_WINDOW`], so a guest load reveals which PA its translation used.

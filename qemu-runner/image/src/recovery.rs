@@ -58,20 +58,25 @@ impl HypFault {
 }
 
 /// Capacity of [`PanicMessage`]; longer messages are truncated.
-pub const PANIC_MESSAGE_CAPACITY: usize = 256;
+pub const PANIC_MESSAGE_CAPACITY: usize = 512;
 
 /// A panic's message and location, copied out of the panic handler (no heap needed).
 #[derive(Clone, Copy)]
 pub struct PanicMessage {
     buf: [u8; PANIC_MESSAGE_CAPACITY],
     len: usize,
+    /// Where the message proper starts, after the location.
+    message_at: usize,
 }
 
 impl PanicMessage {
-    const EMPTY: Self = Self {
-        buf: [0; PANIC_MESSAGE_CAPACITY],
-        len: 0,
-    };
+    const EMPTY: Self = Self { buf: [0; PANIC_MESSAGE_CAPACITY], len: 0, message_at: 0 };
+
+    /// The message alone, without the location: what `std` hands a panic hook as payload,
+    /// so traces recorded here and natively agree.
+    pub fn message(&self) -> &str {
+        self.as_str().get(self.message_at..).unwrap_or("")
+    }
 
     /// The text ("file:line:col: message"), truncated at a character boundary.
     pub fn as_str(&self) -> &str {
@@ -115,10 +120,15 @@ impl fmt::Display for Abort {
         match self {
             Abort::HypException(h) => {
                 write!(
-                f,
-                "Hyp {} (HSR=0x{:08x} ELR=0x{:08x} SPSR=0x{:08x} HDFAR=0x{:08x} HIFAR=0x{:08x})",
-                h.vector_name(), h.hsr, h.elr, h.spsr, h.hdfar, h.hifar
-            )
+                    f,
+                    "Hyp {} (HSR=0x{:08x} ELR=0x{:08x} SPSR=0x{:08x} HDFAR=0x{:08x} HIFAR=0x{:08x})",
+                    h.vector_name(),
+                    h.hsr,
+                    h.elr,
+                    h.spsr,
+                    h.hdfar,
+                    h.hifar
+                )
             }
             Abort::Panic(m) => write!(f, "panic: {}", m.as_str()),
         }
@@ -128,14 +138,8 @@ impl fmt::Display for Abort {
 /// SP of the innermost catch frame, 0 when no `try_run` is active.
 static CATCH_SP: RacyCell<usize> = RacyCell::new(0);
 /// Written by the Hyp vector path before it longjmps.
-static LAST_FAULT: RacyCell<HypFault> = RacyCell::new(HypFault {
-    vector: 0,
-    hsr: 0,
-    elr: 0,
-    spsr: 0,
-    hdfar: 0,
-    hifar: 0,
-});
+static LAST_FAULT: RacyCell<HypFault> =
+    RacyCell::new(HypFault { vector: 0, hsr: 0, elr: 0, spsr: 0, hdfar: 0, hifar: 0 });
 static LAST_PANIC: RacyCell<PanicMessage> = RacyCell::new(PanicMessage::EMPTY);
 /// Set while the panic handler formats, to stop a panic inside it from recursing.
 static IN_PANIC: RacyCell<bool> = RacyCell::new(false);
@@ -216,10 +220,7 @@ extern "C" fn uncaught(code: u32) -> ! {
         println!("stagehand: panic: {}", LAST_PANIC.load().as_str());
         semihosting::exit(EXIT_UNCAUGHT_PANIC);
     }
-    println!(
-        "stagehand: uncaught {}",
-        Abort::HypException(LAST_FAULT.load())
-    );
+    println!("stagehand: uncaught {}", Abort::HypException(LAST_FAULT.load()));
     semihosting::exit(EXIT_UNCAUGHT_HYP_EXCEPTION)
 }
 
@@ -241,14 +242,10 @@ pub fn try_run<R, F: FnOnce() -> R>(f: F) -> Result<R, Abort> {
         }
     }
 
-    let mut slot = Slot {
-        f: Some(f),
-        result: None,
-    };
+    let mut slot = Slot { f: Some(f), result: None };
     // Safe because stagehand_try_call calls trampoline with our slot and returns exactly
     // once, with callee-saved registers and SP as on entry (the longjmp restores them).
-    let code =
-        unsafe { stagehand_try_call(trampoline::<R, F>, (&mut slot as *mut Slot<F, R>).cast()) };
+    let code = unsafe { stagehand_try_call(trampoline::<R, F>, (&mut slot as *mut Slot<F, R>).cast()) };
     match (code, slot.result.take()) {
         (0, Some(result)) => Ok(result),
         (CODE_PANIC, _) => {
@@ -278,6 +275,7 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     if let Some(loc) = info.location() {
         let _ = write!(msg, "{}:{}:{}: ", loc.file(), loc.line(), loc.column());
     }
+    msg.message_at = msg.len;
     let _ = write!(msg, "{}", info.message());
     LAST_PANIC.store(msg);
     IN_PANIC.store(false);

@@ -37,6 +37,14 @@ pub unsafe fn call(op: u32, arg: usize) -> u32 {
 
 /// Ends the emulation with exit status `code` (SYS_EXIT_EXTENDED, so any code works).
 pub fn exit(code: u32) -> ! {
+    if crate::layout::BOARD {
+        // A board has no debugger to catch semihosting calls: say so on the UART and stop.
+        crate::println!("stagehand: exit {code}");
+        loop {
+            // Safe because waiting for an interrupt that never comes has no other effect.
+            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        }
+    }
     let block = [ADP_STOPPED_APPLICATION_EXIT, code];
     // Safe because the block is the two words SYS_EXIT_EXTENDED reads.
     unsafe { call(SYS_EXIT_EXTENDED, block.as_ptr() as usize) };

@@ -28,10 +28,16 @@ fn read(base: usize, offset: usize) -> u32 {
     unsafe { ((base + offset) as *const u32).read_volatile() }
 }
 
+/// False for a board image built without a GIC (`STAGEHAND_GIC=none`): no watchdog.
+pub const ENABLED: bool = GICD_BASE != 0;
+
 /// Enables the distributor and CPU interface with only the Hyp timer PPI enabled
 /// (priority 0x80, mask 0xff). Hyp itself keeps CPSR.I set: the IRQ is only taken while a
 /// guest runs.
 pub fn init_gic() {
+    if !ENABLED {
+        return;
+    }
     let prio_reg = GICD_IPRIORITYR + (HYP_TIMER_IRQ as usize & !3);
     let shift = (HYP_TIMER_IRQ % 4) * 8;
     let prio = read(GICD_BASE, prio_reg) & !(0xff << shift);
@@ -48,6 +54,9 @@ pub const MAX_TICKS: u32 = i32::MAX as u32;
 
 /// Starts the Hyp timer: it fires `ticks` (at most [`MAX_TICKS`]) counter ticks from now.
 pub fn arm(ticks: u32) {
+    if !ENABLED {
+        return;
+    }
     let ticks = ticks.min(MAX_TICKS);
     // Safe because CNTHP_TVAL/CTL only control the Hyp timer's interrupt.
     unsafe {

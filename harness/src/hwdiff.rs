@@ -1,0 +1,144 @@
+//! Native trace against hardware trace. Everything `mmu` did (results, events,
+//! violations) must agree exactly. Guest accesses are where the hardware is the thing being
+//! observed, so they are compared under explicit rules:
+//!
+//! 1. Same outcome: agreement. If the native access came from a stale TLB entry (it records
+//!    what the tables would have given), the hardware showed the same stale value:
+//!    **confirmed on hardware**.
+//! 2. The native access was stale and the hardware returned what the tables as written
+//!    give: the hardware had already dropped the TLB entry (QEMU flushes every guest entry
+//!    on any VTTBR change and on eviction; the simulator's TLB keeps everything until
+//!    invalidated), or its walker is coherent (QEMU models no caches, so a descriptor left
+//!    uncleaned under `walker non-coherent` is visible to it at once). Expected: the strict
+//!    TLB-protocol or cache-protocol oracle has already reported the cause.
+//! 3. A stage-2 abort on the guest's stage-1 walk with the same class and IPA but another
+//!    level: QEMU 7.2 reports the stage-1 lookup level there.
+//!
+//! `access-mismatch` violations are derived from access outcomes, so they are left out of
+//! the exact comparison; anything else that differs is a divergence.
+
+use crate::render;
+use crate::text::format_op;
+use harness_core::machine::{AbortOn, AccessOutcome};
+use harness_core::trace::Trace;
+use harness_core::violation::{Kind, Violation};
+use harness_core::OpResult;
+
+/// A tolerated difference or notable agreement at a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The hardware showed the stale value the simulator's TLB predicted.
+    StaleConfirmed,
+    /// The simulator answered from a stale TLB entry or an uncleaned descriptor; the
+    /// hardware showed the tables as written.
+    StaleDropped,
+    /// Stage-1 walk abort reported at another level (QEMU quirk).
+    S1WalkLevel,
+}
+
+/// The first difference the rules do not allow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The step.
+    pub step: usize,
+    /// What differs.
+    pub what: String,
+    /// The native side.
+    pub native: String,
+    /// The hardware side.
+    pub hardware: String,
+}
+
+/// The result of a comparison.
+#[derive(Clone, Debug, Default)]
+pub struct Comparison {
+    /// Notes by step.
+    pub notes: Vec<(usize, Note)>,
+    /// The first divergence, if any.
+    pub divergence: Option<Divergence>,
+}
+
+fn strict(v: &[Violation]) -> Vec<&Violation> {
+    v.iter().filter(|v| v.kind() != Kind::AccessMismatch).collect()
+}
+
+fn access_rule(native: &OpResult, hw: &OpResult) -> Result<Option<Note>, ()> {
+    let (OpResult::Access { outcome: n, fresh }, OpResult::Access { outcome: h, .. }) = (native, hw) else {
+        return if native == hw { Ok(None) } else { Err(()) };
+    };
+    if n == h {
+        return Ok(fresh.map(|_| Note::StaleConfirmed));
+    }
+    if fresh.as_ref() == Some(h) {
+        return Ok(Some(Note::StaleDropped));
+    }
+    match (n, h) {
+        (AccessOutcome::Abort(a), AccessOutcome::Abort(b))
+            if a.on == AbortOn::S1Walk
+                && b.on == AbortOn::S1Walk
+                && a.ipa == b.ipa
+                && a.fault.kind == b.fault.kind =>
+        {
+            Ok(Some(Note::S1WalkLevel))
+        }
+        _ => Err(()),
+    }
+}
+
+/// Compares a native trace with the trace of the same sequence from hardware.
+pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
+    let mut c = Comparison::default();
+    let diverge = |step: usize, what: &str, n: String, h: String| Divergence {
+        step,
+        what: what.into(),
+        native: n,
+        hardware: h,
+    };
+    if native.config != hw.config {
+        c.divergence = Some(diverge(
+            0,
+            "configuration",
+            render::config_line(&native.config),
+            render::config_line(&hw.config),
+        ));
+        return c;
+    }
+    for (i, (n, h)) in native.steps.iter().zip(&hw.steps).enumerate() {
+        if n.op != h.op {
+            c.divergence = Some(diverge(i, "op", format_op(&n.op), format_op(&h.op)));
+            return c;
+        }
+        if let Some(e) = (0..n.events.len().max(h.events.len())).find(|&e| n.events.get(e) != h.events.get(e))
+        {
+            let show =
+                |s: &harness_core::Step| s.events.get(e).map_or("(none)".to_string(), ToString::to_string);
+            c.divergence = Some(diverge(i, &format!("event {e}"), show(n), show(h)));
+            return c;
+        }
+        match access_rule(&n.result, &h.result) {
+            Ok(Some(note)) => c.notes.push((i, note)),
+            Ok(None) => {}
+            Err(()) => {
+                c.divergence = Some(diverge(i, "result", n.result.to_string(), h.result.to_string()));
+                return c;
+            }
+        }
+        let (sn, sh) = (strict(&n.violations), strict(&h.violations));
+        if sn != sh {
+            let show =
+                |v: &[&Violation]| v.iter().map(|v| render::violation_line(v)).collect::<Vec<_>>().join("; ");
+            c.divergence = Some(diverge(i, "violations", show(&sn), show(&sh)));
+            return c;
+        }
+    }
+    if native.steps.len() != hw.steps.len() {
+        let step = native.steps.len().min(hw.steps.len());
+        c.divergence = Some(diverge(
+            step,
+            "length",
+            format!("{} steps", native.steps.len()),
+            format!("{} steps", hw.steps.len()),
+        ));
+    }
+    c
+}
