@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-cargo build --release -j1 --target armv7a-none-eabi
-elf="$PWD/target/armv7a-none-eabi/release/stagehand-image"
+cargo build --release -j1 --target armv7a-none-eabi --bin selftest
+elf="$PWD/target/armv7a-none-eabi/release/selftest"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

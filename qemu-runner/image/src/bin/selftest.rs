@@ -154,10 +154,10 @@ extern "C" fn stagehand_main() -> u32 {
     }
     s2.map(root3, IPA_STALE, gw + 0x12000, S2_NORMAL_PAGE | S2_RW);
     let vm3 = hyp::make_vttbr(root3 as u64, 3);
-    // VM4: only a page in the region of STUB_TABLE_IPA, so the guest's stage-1 walk faults
-    // at stage-2 level 2.
+    // VM4: only a page 2 MiB past the stub, so the stub's level-3 table is missing and the
+    // guest's stage-1 walk faults at stage-2 level 2.
     let root4 = s2.root();
-    s2.map(root4, STUB_TABLE_IPA & !0x3fff_ffff, gw, S2_NORMAL_PAGE | S2_RO);
+    s2.map(root4, STUB_TABLE_IPA + 0x20_0000, gw, S2_NORMAL_PAGE | S2_RO);
     let vm4 = hyp::make_vttbr(root4 as u64, 4);
     println!(
         "     VTCR=0x{:08x} HCR=0x{:08x} VM1 VTTBR=0x{vm1:016x}, {} pool pages used",
@@ -216,7 +216,7 @@ extern "C" fn stagehand_main() -> u32 {
     let o = read(vm4, IPA_A);
     let f = o.fault();
     c.check(
-        "(c) missing table alias level 2 -> fault on S1 walk",
+        "(c) missing stub level-3 table -> fault on S1 walk",
         f.is_some_and(|f| f.s1ptw && f.kind == FaultKind::Translation && f.ipa == STUB_TABLE_IPA),
         format_args!("{f:x?} (architecturally level 2; QEMU 7.2 gives the stage-1 level)"),
     );
