@@ -150,6 +150,14 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         timeout: f64,
     },
+    /// Disassemble the ARM image's TLB and cache maintenance routines (capstone), with the
+    /// coprocessor operations named, and check them: exit 1 if a routine in use is a stub or
+    /// lacks its barriers (with `--defects tlb-flush-stub`, the seed's stub is in use).
+    Disasm {
+        /// Use this image instead of building qemu-runner/image.
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
     /// List the seed defect switches.
     Defects,
 }
@@ -211,6 +219,7 @@ fn main() -> ExitCode {
             .map_err(Failure::from),
         Command::Naive { seconds, seed, max_ops } => cmd_naive(&g, seconds, seed, max_ops),
         Command::Qemu { paths, image, timeout } => cmd_qemu(&g, &paths, image, timeout),
+        Command::Disasm { image } => cmd_disasm(&g, image),
         Command::Defects => {
             cmd_defects(&g);
             Ok(())
@@ -727,9 +736,10 @@ fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
             outln!("DIFFER {}: first divergence at step #{} `{op}`: {}", path.display(), d.step, d.what);
             outln!("         native:   {}", d.native);
             outln!("         hardware: {}", d.hardware);
-            if let Some(insn) =
-                harness::disasm::faulting_instruction(&image, hw.steps.get(d.step).map(|s| &s.result))
-            {
+            let result = hw.steps.get(d.step).map(|s| &s.result);
+            let insn =
+                seq.ops.get(d.step).and_then(|op| harness::disasm::faulting_instruction(&image, op, result));
+            if let Some(insn) = insn {
                 outln!("         faulting guest instruction: {insn}");
             }
             continue;
@@ -786,6 +796,44 @@ fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
         Ok(())
     } else {
         Err(Failure::Found)
+    }
+}
+
+fn cmd_disasm(g: &Global, image: Option<PathBuf>) -> Result<(), Failure> {
+    use harness::disasm;
+    let image = match image {
+        Some(i) => i,
+        None => harness::qemu::build_image(None).map_err(Failure::Input)?,
+    };
+    let routines = disasm::routines(&image).map_err(Failure::Input)?;
+    // Under tlb-flush-stub the seed's stub stands where __kvm_tlb_flush_vmid should be.
+    let stub = g.defects.is_some_and(|d| d.contains(Defects::TLB_FLUSH_STUB));
+    let in_use = |name: &str| match name {
+        "stagehand_tlb_flush_vmid_stub" => stub,
+        "stagehand_tlb_flush_vmid" => !stub,
+        _ => true,
+    };
+    let mut failed = false;
+    for r in &routines {
+        out!("{}", disasm::render(r));
+        let problems = disasm::check(r);
+        let verdict = match (problems.is_empty(), in_use(&r.name)) {
+            (true, _) => "ok".to_string(),
+            (false, true) => {
+                failed = true;
+                format!("FAIL: {}", problems.join("; "))
+            }
+            (false, false) => format!("not in use in this configuration ({})", problems.join("; ")),
+        };
+        outln!("  => {verdict}\n");
+    }
+    if stub {
+        outln!("with tlb-flush-stub, __kvm_tlb_flush_vmid is stagehand_tlb_flush_vmid_stub: changed entries are never invalidated");
+    }
+    if failed {
+        Err(Failure::Found)
+    } else {
+        Ok(())
     }
 }
 
