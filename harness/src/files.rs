@@ -14,6 +14,8 @@ pub enum Input {
     Trace(Trace),
     /// Fuzzer bytes, decoded (under the given configuration, with no expectation).
     Bytes(Sequence),
+    /// A serial log of a board image: the trace it printed (`S2:` lines).
+    HardwareLog(Trace),
 }
 
 /// A bad input: the file, the line when there is one, and what is wrong.
@@ -58,6 +60,18 @@ pub fn load(path: &Path, bytes_config: Config) -> Result<Input, InputError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, None, format!("cannot read: {e}")))?;
     if bytes.starts_with(MAGIC) {
         return Trace::from_bytes(&bytes).map(Input::Trace).map_err(|e| error(path, None, e.to_string()));
+    }
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        if text.lines().any(|l| l.contains("S2:")) {
+            let mut boot = crate::qemu::Boot::default();
+            crate::qemu::read_stream(&crate::qemu::stream_from_log(text), &mut boot);
+            return match boot.traces.into_iter().next().flatten() {
+                Some(t) => Ok(Input::HardwareLog(t)),
+                None => {
+                    Err(error(path, None, "a serial log without a complete trace (was the run cut short?)"))
+                }
+            };
+        }
     }
     let is_s2 = path.extension().is_some_and(|e| e == "s2");
     if looks_like_text(&bytes) || is_s2 {

@@ -142,3 +142,54 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness_core::machine::{Abort, Fault, FaultKind};
+    use harness_core::{Config, Op, Step};
+    use mmu::Ipa;
+
+    fn trace(results: &[OpResult]) -> Trace {
+        let steps = results
+            .iter()
+            .map(|r| Step { op: Op::Read { vm: 0, ipa: 0 }, result: *r, events: vec![], violations: vec![] })
+            .collect();
+        Trace::new(Config::default(), steps)
+    }
+
+    fn read(v: u32, fresh: Option<AccessOutcome>) -> OpResult {
+        OpResult::Access { outcome: AccessOutcome::Read(v), fresh }
+    }
+
+    fn abort(on: AbortOn, level: u8) -> AccessOutcome {
+        AccessOutcome::Abort(Abort {
+            on,
+            fault: Fault { kind: FaultKind::Translation, level },
+            ipa: Ipa(0x1000),
+        })
+    }
+
+    #[test]
+    fn access_rules() {
+        let fresh = Some(abort(AbortOn::Data, 3));
+        // Same value, native stale: confirmed.
+        let c = compare(&trace(&[read(1, fresh)]), &trace(&[read(1, None)]));
+        assert_eq!((c.notes, c.divergence), (vec![(0, Note::StaleConfirmed)], None));
+        // The hardware shows the fresh value: expected.
+        let hw = OpResult::Access { outcome: abort(AbortOn::Data, 3), fresh: None };
+        let c = compare(&trace(&[read(1, fresh)]), &trace(&[hw]));
+        assert_eq!((c.notes, c.divergence), (vec![(0, Note::StaleDropped)], None));
+        // A difference with no stale entry behind it is a divergence.
+        assert!(compare(&trace(&[read(1, None)]), &trace(&[read(2, None)])).divergence.is_some());
+        // Stage-1 walk aborts may differ in level only.
+        let n = OpResult::Access { outcome: abort(AbortOn::S1Walk, 2), fresh: None };
+        let h = OpResult::Access { outcome: abort(AbortOn::S1Walk, 1), fresh: None };
+        assert_eq!(compare(&trace(&[n]), &trace(&[h])).notes, vec![(0, Note::S1WalkLevel)]);
+        let h = OpResult::Access { outcome: abort(AbortOn::Data, 1), fresh: None };
+        assert!(compare(&trace(&[n]), &trace(&[h])).divergence.is_some());
+        // Anything else must be equal.
+        assert!(compare(&trace(&[OpResult::Ok]), &trace(&[OpResult::Panic])).divergence.is_some());
+        assert!(compare(&trace(&[OpResult::Ok]), &trace(&[OpResult::Ok, OpResult::Ok])).divergence.is_some());
+    }
+}

@@ -44,9 +44,25 @@ struct Global {
     /// Flag valid-to-valid output address changes (break-before-make).
     #[arg(long, global = true)]
     strict_bbm: bool,
+    /// RAM base of the memory layout (a board's), replacing the header's.
+    #[arg(long, global = true, value_parser = parse_ram)]
+    ram: Option<u64>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+}
+
+fn parse_ram(s: &str) -> Result<u64, String> {
+    text::parse_number(s)
+        .filter(|b| b % 0x0100_0000 == 0 && *b < 1 << 32)
+        .ok_or_else(|| format!("`{s}`: RAM base must be a 16 MiB-aligned address below 4 GiB"))
+}
+
+fn parse_addr(s: &str) -> Result<u64, String> {
+    if s == "none" {
+        return Ok(0);
+    }
+    text::parse_number(s).filter(|a| *a < 1 << 32).ok_or_else(|| format!("`{s}`: not a 32-bit address"))
 }
 
 impl Global {
@@ -62,6 +78,15 @@ impl Global {
         }
         c.strict_bbm |= self.strict_bbm;
         c
+    }
+
+    /// Applies the overrides to a loaded sequence, rebasing its frames for `--ram`.
+    fn apply_seq(&self, mut s: Sequence) -> Sequence {
+        s.config = self.apply(s.config);
+        if let Some(r) = self.ram {
+            s.rebase(r);
+        }
+        s
     }
 }
 
@@ -158,6 +183,19 @@ enum Command {
         #[arg(long)]
         image: Option<PathBuf>,
     },
+    /// Build a flat binary for a real Cortex-A7/A15 board with the sequence embedded; it
+    /// prints its trace on the UART (`stagehand diff board.log native.trace` compares).
+    Board {
+        file: PathBuf,
+        /// PL011 UART base.
+        #[arg(long, value_parser = parse_addr)]
+        uart: u64,
+        /// GICv2 distributor base for the watchdog, or `none` (default: none).
+        #[arg(long, value_parser = parse_addr)]
+        gic: Option<u64>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// List the seed defect switches.
     Defects,
 }
@@ -220,6 +258,7 @@ fn main() -> ExitCode {
         Command::Naive { seconds, seed, max_ops } => cmd_naive(&g, seconds, seed, max_ops),
         Command::Qemu { paths, image, timeout } => cmd_qemu(&g, &paths, image, timeout),
         Command::Disasm { image } => cmd_disasm(&g, image),
+        Command::Board { file, uart, gic, output } => cmd_board(&g, &file, uart, gic, &output),
         Command::Defects => {
             cmd_defects(&g);
             Ok(())
@@ -237,22 +276,18 @@ fn main() -> ExitCode {
 
 /// Loads a sequence (text or bytes) with the global overrides applied.
 fn load_sequence(g: &Global, path: &Path) -> Result<Sequence, Failure> {
-    match files::load(path, g.apply(Config::default()))? {
-        Input::Text(mut s) => {
-            s.config = g.apply(s.config);
-            Ok(s)
-        }
-        Input::Bytes(s) => Ok(s),
-        Input::Trace(t) => {
+    Ok(g.apply_seq(match files::load(path, Config::default())? {
+        Input::Text(s) | Input::Bytes(s) => s,
+        Input::Trace(t) | Input::HardwareLog(t) => {
             let ops = t.steps.iter().map(|s| s.op).collect();
-            Ok(Sequence { config: g.apply(t.config), expect: Expect::Clean, ops })
+            Sequence { config: t.config, expect: Expect::Clean, ops }
         }
-    }
+    }))
 }
 
 fn load_trace(path: &Path) -> Result<Trace, Failure> {
     match files::load(path, Config::default())? {
-        Input::Trace(t) => Ok(t),
+        Input::Trace(t) | Input::HardwareLog(t) => Ok(t),
         _ => Err(Failure::Input(format!(
             "{}: not a stagehand trace (record one with `stagehand record`)",
             path.display()
@@ -479,6 +514,37 @@ fn cmd_replay(path: &Path) -> Result<(), Failure> {
 }
 
 fn cmd_diff(a: &Path, b: &Path) -> Result<(), Failure> {
+    let is_log = |p: &Path| matches!(files::load(p, Config::default()), Ok(Input::HardwareLog(_)));
+    if is_log(a) != is_log(b) {
+        // Hardware against native: the rules of `stagehand qemu`.
+        let (hw_path, native_path) = if is_log(a) { (a, b) } else { (b, a) };
+        let (hw, native) = (load_trace(hw_path)?, load_trace(native_path)?);
+        let c = harness::hwdiff::compare(&native, &hw);
+        return match c.divergence {
+            None => {
+                outln!(
+                    "{} (hardware) agrees with {} (native): {} step(s)",
+                    hw_path.display(),
+                    native_path.display(),
+                    hw.steps.len()
+                );
+                for (i, note) in &c.notes {
+                    outln!("  #{i}: {note:?}: {}", hw.steps[*i].result);
+                }
+                Ok(())
+            }
+            Some(d) => {
+                outln!(
+                    "first divergence at step #{}: {}\n  native:   {}\n  hardware: {}",
+                    d.step,
+                    d.what,
+                    d.native,
+                    d.hardware
+                );
+                Err(Failure::Found)
+            }
+        };
+    }
     let (ta, tb) = (load_trace(a)?, load_trace(b)?);
     match first_divergence(&ta, &tb) {
         None => {
@@ -545,12 +611,12 @@ fn divergence_report(d: &Divergence, (na, a): (&str, &Trace), (nb, b): (&str, &T
 }
 
 fn cmd_show(g: &Global, input: &Path) -> Result<(), Failure> {
-    let trace = match files::load(input, g.apply(Config::default()))? {
-        Input::Trace(t) => t,
+    let trace = match files::load(input, Config::default())? {
+        Input::Trace(t) | Input::HardwareLog(t) => t,
         Input::Text(s) | Input::Bytes(s) => {
-            let config = g.apply(s.config);
-            outln!("{}", text::format_header(&config, &s.expect).trim_end());
-            run::run(config, &s.ops, true).trace()
+            let s = g.apply_seq(s);
+            outln!("{}", text::format_header(&s.config, &s.expect).trim_end());
+            run::run(s.config, &s.ops, true).trace()
         }
     };
     out!("{}", render::trace(&trace));
@@ -835,6 +901,53 @@ fn cmd_disasm(g: &Global, image: Option<PathBuf>) -> Result<(), Failure> {
     } else {
         Ok(())
     }
+}
+
+fn cmd_board(g: &Global, file: &Path, uart: u64, gic: Option<u64>, output: &Path) -> Result<(), Failure> {
+    let ram = g
+        .ram
+        .ok_or_else(|| Failure::Input("board: --ram <ADDR> is required (the board's RAM base)".into()))?;
+    let seq = load_sequence(g, file)?;
+    let batch = harness_core::batch::Batch {
+        jobs: vec![harness_core::batch::Job { config: seq.config, ops: seq.ops.clone() }],
+    };
+    let blob = std::env::temp_dir().join(format!("stagehand-board-{}.bin", std::process::id()));
+    write(&blob, &batch.to_bytes())?;
+    let board = harness::qemu::Board {
+        ram: Some(ram),
+        uart: Some(uart),
+        gic: Some(gic.unwrap_or(0)),
+        embed: Some(blob.clone()),
+    };
+    let elf = harness::qemu::build_image(Some(&board)).map_err(Failure::Input)?;
+    let _ = std::fs::remove_file(&blob);
+    let flat = harness::qemu::flat_binary(&elf, ram).map_err(Failure::Input)?;
+    write(output, &flat)?;
+    outln!(
+        "{}: {} bytes, linked at {} with {} op(s) of {} embedded",
+        output.display(),
+        flat.len(),
+        text::hex(ram),
+        seq.ops.len(),
+        file.display()
+    );
+    outln!("entry: the first byte, in Hyp mode (HYP/PL2; U-Boot must run non-secure in Hyp, e.g. `bootm_boot_mode=nonsec`)");
+    outln!("load and start with U-Boot, then capture the serial log:");
+    outln!(
+        "  loady {} ; go {}        (or: tftp {} {} ; go {})",
+        text::hex(ram),
+        text::hex(ram),
+        text::hex(ram),
+        output.display(),
+        text::hex(ram)
+    );
+    outln!("the image prints `S2:` lines and ends with `stagehand: exit 0`; then compare:");
+    outln!(
+        "  stagehand record --ram {} {} -o native.trace && stagehand diff board.log native.trace",
+        text::hex(ram),
+        file.display()
+    );
+    Ok(())
 }
 
 fn cmd_defects(g: &Global) {

@@ -239,3 +239,24 @@ pub fn run_jobs(
     }
     Ok((outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Failed("not run".into()))).collect(), walls))
 }
+
+/// The flat binary of an ELF image linked at `base`: its loadable segments laid out from
+/// `base` (gaps zero-filled), ready for U-Boot's `go`.
+pub fn flat_binary(elf: &Path, base: u64) -> Result<Vec<u8>, String> {
+    use object::{Object, ObjectSegment};
+    let bytes = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let file = object::File::parse(&*bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let mut out: Vec<u8> = Vec::new();
+    for seg in file.segments() {
+        let data = seg.data().map_err(|e| e.to_string())?;
+        if data.is_empty() {
+            continue;
+        }
+        let at = seg.address().checked_sub(base).ok_or("a segment lies below the RAM base")? as usize;
+        if out.len() < at + data.len() {
+            out.resize(at + data.len(), 0);
+        }
+        out[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok(out)
+}

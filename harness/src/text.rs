@@ -38,6 +38,23 @@ pub struct Sequence {
     pub ops: Vec<Op>,
 }
 
+impl Sequence {
+    /// Moves the sequence to another RAM base: the layout, and every frame operand that
+    /// lies in the old RAM (the layout spans 128 MiB), so it keeps naming the same frame of
+    /// the guest or device window.
+    pub fn rebase(&mut self, ram_base: u64) {
+        let old = self.config.layout.ram_base;
+        let moved = |pa: u64| if pa >= old && pa - old < 128 << 20 { pa - old + ram_base } else { pa };
+        for op in &mut self.ops {
+            match op {
+                Op::Map { pa, .. } | Op::Ioremap { pa, .. } | Op::SetSpteHva { pa, .. } => *pa = moved(*pa),
+                _ => {}
+            }
+        }
+        self.config.layout = Layout { ram_base };
+    }
+}
+
 /// A parse error at a line (1-based).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {

@@ -57,7 +57,7 @@ pub fn triage(
     for (i, artifact) in artifacts.iter().enumerate() {
         let seq = match files::load(artifact, config)? {
             Input::Text(s) | Input::Bytes(s) => s,
-            Input::Trace(t) => Sequence {
+            Input::Trace(t) | Input::HardwareLog(t) => Sequence {
                 config: t.config,
                 expect: Expect::Clean,
                 ops: t.steps.iter().map(|s| s.op).collect(),

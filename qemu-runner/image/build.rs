@@ -30,7 +30,7 @@ fn main() {
     println!("cargo:rerun-if-changed=link.x.in");
     let ram = hex("STAGEHAND_RAM_BASE", 0x4000_0000);
     assert!(
-        ram % 0x0100_0000 == 0 && ram < 1 << 32,
+        ram.is_multiple_of(0x0100_0000) && ram < 1 << 32,
         "STAGEHAND_RAM_BASE must be 16 MiB aligned and below 4 GiB"
     );
     let script = std::fs::read_to_string(dir.join("link.x.in"))

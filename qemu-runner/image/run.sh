@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-cargo build --release -j1 --target armv7a-none-eabi --bin selftest
+cargo build --release --target armv7a-none-eabi --bin selftest
 elf="$PWD/target/armv7a-none-eabi/release/selftest"
 
 work=$(mktemp -d)

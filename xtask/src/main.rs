@@ -27,7 +27,9 @@ usage: cargo xtask <command> [options]
           and a naive random generator, K trials each; writes bench/ttb.{md,json,svg}
           [--trials 5] [--cap 120] [--parallel 2] [--defects a,b]
   test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
-          a fuzzing smoke (clean code finds nothing, clear-nonpresent is found and triaged)
+          the corpus on QEMU in Hyp mode (and the board path, disassembly checks), a fuzzing
+          smoke (clean code finds nothing, clear-nonpresent is found and triaged), the
+          ClusterFuzzLite build, an AFL++ smoke
 ";
 
 /// `--name value` options and `--flag` switches.
@@ -172,6 +174,13 @@ fn test() -> Result {
     // The MMU code and the shared executor must build for the ARM image.
     cargo(&["build", "-p", "mmu", "-p", "harness-core", "--target", "armv7a-none-eabi", "--release"])?;
     no_std_in_mmu()?;
+    // QEMU in Hyp mode: the image's hardware self-test, then the corpus and the board path.
+    setup::apt(&[("qemu-system-arm", "qemu-system-arm")])?;
+    let image = |args: &[&str]| run(Command::new("cargo").current_dir("qemu-runner/image").args(args));
+    image(&["fmt", "--", "--check"])?;
+    image(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+    run(Command::new("bash").arg("qemu-runner/image/run.sh"))?;
+    cargo(&["test", "-p", "harness", "--test", "qemu", "--", "--ignored"])?;
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
     fuzz::afl_smoke(15)

@@ -21,7 +21,7 @@ pub struct HypMachine;
 
 fn word(pa: Pa) -> Option<*mut u64> {
     let a = pa.0 as usize;
-    (POOL.contains(&a) && a % 8 == 0).then_some(a as *mut u64)
+    (POOL.contains(&a) && a.is_multiple_of(8)).then_some(a as *mut u64)
 }
 
 fn note(pa: Pa) {

@@ -1,0 +1,114 @@
+//! On QEMU in Hyp mode. These need `qemu-system-arm` and the armv7 target, which
+//! `cargo xtask test` installs before running them with `--ignored`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn stagehand(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stagehand"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("stagehand runs")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
+fn the_corpus_agrees_with_qemu() {
+    let o = stagehand(&["qemu", "corpus"]);
+    let n = std::fs::read_dir(repo().join("corpus")).unwrap().count();
+    assert!(n > 0);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("agree with their native traces"), "{}", text(&o));
+    assert!(!text(&o).contains("DIFFER") && !text(&o).contains("FAIL"), "{}", text(&o));
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
+fn tlb_flush_stub_is_flagged_and_its_stale_read_confirmed_on_qemu() {
+    let f = "corpus/defects/tlb-flush-stub.s2";
+    let o = stagehand(&["run", "--ignore-expect", f]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("missing-tlbi"), "{}", text(&o));
+    let o = stagehand(&["qemu", f]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("stale read confirmed on hardware"), "{}", text(&o));
+}
+
+#[test]
+#[ignore = "needs the armv7 target; run by cargo xtask test"]
+fn maintenance_routines_check_out_and_the_seed_stub_does_not() {
+    let o = stagehand(&["disasm"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for name in ["TLBIALLIS", "TLBIALLNSNHIS", "DCCMVAC", "VTTBR"] {
+        assert!(text(&o).contains(name), "{name} not named:\n{}", text(&o));
+    }
+    let o = stagehand(&["disasm", "--defects", "tlb-flush-stub"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is a stub (`bx lr`)"), "{}", text(&o));
+}
+
+#[test]
+#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
+fn a_batch_past_its_timeout_is_killed_and_located() {
+    let o = stagehand(&["qemu", "--timeout", "0", "corpus/defects/no-bbm.s2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("QEMU timed out after"), "{}", text(&o));
+    assert!(text(&o).contains("at op #"), "{}", text(&o));
+}
+
+/// The board path on QEMU: virt's PL011 and RAM (at 0x4400_0000, past QEMU's device tree)
+/// stand in for a board; the serial log is compared with a native recording.
+#[test]
+#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
+fn a_board_image_runs_on_qemu_and_its_serial_log_agrees() {
+    let dir = std::env::temp_dir().join(format!("stagehand-board-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (bin, log, native) = (dir.join("board.bin"), dir.join("board.log"), dir.join("native.trace"));
+    let f = "corpus/defects/tlb-flush-stub.s2";
+    let o =
+        stagehand(&["board", f, "--ram", "0x44000000", "--uart", "0x09000000", "-o", bin.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("go 0x4400_0000"), "load instructions: {}", text(&o));
+    let mut qemu = Command::new("qemu-system-arm")
+        .args([
+            "-M",
+            "virt,virtualization=on",
+            "-cpu",
+            "cortex-a15",
+            "-m",
+            "256M",
+            "-nographic",
+            "-monitor",
+            "none",
+        ])
+        .arg("-device")
+        .arg(format!("loader,file={},addr=0x44000000,cpu-num=0", bin.display()))
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-arm runs");
+    // A board image never exits: wait for its last line, then stop QEMU.
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("stagehand: exit") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no `stagehand: exit` in the serial log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let o = stagehand(&["record", "--ram", "0x44000000", f, "-o", native.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = stagehand(&["diff", log.to_str().unwrap(), native.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("agrees") && text(&o).contains("StaleConfirmed"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
