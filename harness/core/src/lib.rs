@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod batch;
 pub mod bytes;
+pub mod codec;
 pub mod event;
 pub mod exec;
 pub mod host;

@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 /// Magic bytes at the start of a binary trace.
 pub const MAGIC: &[u8; 8] = b"S2TRACE\0";
 /// Version of the trace format. Bump when any serialized type changes.
-pub const VERSION: u32 = 1;
+/// 2: the body is [`crate::codec`] inside deflate (1 was plain postcard).
+pub const VERSION: u32 = 2;
+
+/// The most a trace body may inflate to: a corrupted or hostile file cannot exhaust memory.
+pub const MAX_BODY: usize = 256 << 20;
 
 /// One op of a run and everything it caused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,13 +69,13 @@ impl Trace {
         Trace { config, steps }
     }
 
-    /// The binary form: magic, version (u32 LE), then the postcard body.
+    /// The binary form: magic, version (u32 LE), then the compact body, deflated.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.steps.len() * 32);
+        let body = crate::codec::encode(self);
+        let mut out = Vec::with_capacity(16 + body.len() / 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        // Serializing plain data into a Vec cannot fail.
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out.extend(miniz_oxide::deflate::compress_to_vec(&body, 9));
         out
     }
 
@@ -83,10 +87,9 @@ impl Trace {
         if version != VERSION {
             return Err(TraceError::Version(version));
         }
-        match postcard::take_from_bytes::<Trace>(body) {
-            Ok((trace, [])) => Ok(trace),
-            _ => Err(TraceError::Corrupt),
-        }
+        let body = miniz_oxide::inflate::decompress_to_vec_with_limit(body, MAX_BODY)
+            .map_err(|_| TraceError::Corrupt)?;
+        crate::codec::decode(&body).map_err(|_| TraceError::Corrupt)
     }
 
     /// Every violation, in order.
