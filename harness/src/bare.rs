@@ -9,10 +9,13 @@ use harness_core::walker;
 use mmu::addr::PAGE_SIZE;
 use mmu::{Descriptor, Hva, Ipa, Kvm, Memslot, Pa, Platform, Vmid, VmidAllocator, Warning};
 
-/// Flat table memory and refcounts over the pool.
+/// Flat table memory and refcounts over the pool. Pages are zeroed lazily on first write,
+/// as the simulator does, so the comparison measures the oracles and not memset.
 pub struct BarePlatform {
     layout: Layout,
     mem: Vec<u64>,
+    /// The page reads as zero until its first write.
+    zero: Vec<bool>,
     count: Vec<u32>,
     free: Vec<u32>,
     next: usize,
@@ -24,6 +27,7 @@ impl BarePlatform {
         BarePlatform {
             layout,
             mem: vec![0; POOL_PAGES * 512],
+            zero: vec![true; POOL_PAGES],
             count: vec![0; POOL_PAGES],
             free: Vec::new(),
             next: 0,
@@ -61,7 +65,7 @@ impl Platform for BarePlatform {
                 i
             }
         };
-        self.mem[i * 512..(i + n) * 512].fill(0);
+        self.zero[i..i + n].fill(true);
         self.count[i] = 1;
         self.count[i + 1..i + n].fill(0);
         Some(self.layout.pool_page(i))
@@ -85,10 +89,17 @@ impl Platform for BarePlatform {
         self.count[self.page(pa)]
     }
     fn read_desc(&mut self, pa: Pa) -> Descriptor {
+        if self.zero[self.page(pa)] {
+            return Descriptor(0);
+        }
         Descriptor(self.mem[self.word(pa)])
     }
     fn write_desc(&mut self, pa: Pa, desc: Descriptor) {
-        let w = self.word(pa);
+        let (p, w) = (self.page(pa), self.word(pa));
+        if self.zero[p] {
+            self.mem[p * 512..(p + 1) * 512].fill(0);
+            self.zero[p] = false;
+        }
         self.mem[w] = desc.0;
     }
     fn clean_dcache(&mut self, _: Pa, _: u64) {}

@@ -144,8 +144,20 @@ pub const OP_KINDS: u8 = 16;
 /// The first opcode byte that decodes to op kind `kind` (0..[`OP_KINDS`]), for generators
 /// that choose kinds themselves.
 pub fn opcode_byte(kind: u8) -> u8 {
-    OPCODE.iter().position(|&c| c == kind % OP_KINDS).unwrap_or(0) as u8
+    FIRST_BYTE[usize::from(kind % OP_KINDS)]
 }
+
+const fn first_bytes() -> [u8; OP_KINDS as usize] {
+    let mut t = [0u8; OP_KINDS as usize];
+    let mut b = 256;
+    while b > 0 {
+        b -= 1;
+        t[OPCODE[b] as usize] = b as u8;
+    }
+    t
+}
+
+const FIRST_BYTE: [u8; OP_KINDS as usize] = first_bytes();
 
 /// Decodes bytes into a sequence of at most [`MAX_OPS`] ops. Never fails.
 pub fn decode(data: &[u8], layout: &Layout) -> Vec<Op> {

@@ -568,7 +568,7 @@ impl<M: Machine> Executor<M> {
     fn verify_changes(&mut self) {
         let mut todo = core::mem::take(&mut self.changed);
         todo.extend(self.host.leaf_writes.iter().map(|&(vm, ipa)| (vm, ipa.0)));
-        for &(vm, ipa, level) in &self.host.table_changes.clone() {
+        for &(vm, ipa, level) in &self.host.table_changes {
             if let Some(v) = &self.model.vms[vm as usize] {
                 let start = ipa.0;
                 if let Some((&first, _)) = v.map.range(start..start + level_size(level)).next() {

@@ -296,9 +296,10 @@ impl<M: Machine> Host<M> {
 
     /// Reads table memory for the oracles (no checks, no events). Outside the pool, where
     /// no table can be and hardware may fault, it reads poison.
+    #[inline]
     pub fn peek(&mut self, pa: Pa) -> u64 {
         match self.layout.pool_index(pa) {
-            Some(_) => self.machine.read(pa),
+            Some(i) => self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa),
             None => POISON,
         }
     }
@@ -518,7 +519,7 @@ impl<M: Machine> Platform for Host<M> {
         let Some(i) = self.layout.pool_index(pa) else {
             return self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Stray });
         };
-        let old = Descriptor(self.machine.read(pa));
+        let old = Descriptor(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa));
         self.machine.write(pa, new.0);
         self.event(Event::Write { pa, old, new });
         let page = self.pages[i];

@@ -110,15 +110,16 @@ impl Model {
     pub fn expect_access(&self, vm: u8, ipa: u64, kind: AccessKind, stub: Ipa) -> AccessOutcome {
         let v = self.vm(vm);
         let write = matches!(kind, AccessKind::Write(_));
-        let steps = [(stub.0, AbortOn::S1Walk), (stub.0, AbortOn::Fetch), (ipa, AbortOn::Data)];
-        let mut data = None;
-        for (at, on) in steps {
-            match v.translate(at, on, write && on == AbortOn::Data) {
-                Err(abort) => return AccessOutcome::Abort(abort),
-                Ok(m) => data = Some(m),
+        // The stage-1 walk reads the stub page, then the stub's instructions are fetched.
+        for on in [AbortOn::S1Walk, AbortOn::Fetch] {
+            if let Err(abort) = v.translate(stub.0, on, false) {
+                return AccessOutcome::Abort(abort);
             }
         }
-        let Some(m) = data else { unreachable!("three steps ran") };
+        let m = match v.translate(ipa, AbortOn::Data, write) {
+            Err(abort) => return AccessOutcome::Abort(abort),
+            Ok(m) => m,
+        };
         let pa = m.pa.0 | (ipa & (PAGE_SIZE - 1));
         match kind {
             AccessKind::Read => AccessOutcome::Read(self.load(Pa(pa))),
