@@ -762,6 +762,12 @@ fn cmd_naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), 
 fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64) -> Result<(), Failure> {
     use harness::hwdiff::{compare, Note};
     use harness::qemu::{self, Outcome};
+    // Per-file lines go to stderr under --json, which prints one JSON object on stdout.
+    macro_rules! report {
+        ($($a:tt)*) => {
+            if g.json { eprintln!($($a)*) } else { outln!($($a)*) }
+        };
+    }
     let mut files = Vec::new();
     for p in paths {
         files.extend(files::collect(p)?);
@@ -791,7 +797,7 @@ fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
             Outcome::Trace(t) => t,
             Outcome::Failed(why) => {
                 failed += 1;
-                outln!("FAIL   {}: {why}", path.display());
+                report!("FAIL   {}: {why}", path.display());
                 continue;
             }
         };
@@ -799,14 +805,14 @@ fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
         if let Some(d) = &c.divergence {
             failed += 1;
             let op = seq.ops.get(d.step).map_or("(end)".to_string(), format_op);
-            outln!("DIFFER {}: first divergence at step #{} `{op}`: {}", path.display(), d.step, d.what);
-            outln!("         native:   {}", d.native);
-            outln!("         hardware: {}", d.hardware);
+            report!("DIFFER {}: first divergence at step #{} `{op}`: {}", path.display(), d.step, d.what);
+            report!("         native:   {}", d.native);
+            report!("         hardware: {}", d.hardware);
             let result = hw.steps.get(d.step).map(|s| &s.result);
             let insn =
                 seq.ops.get(d.step).and_then(|op| harness::disasm::faulting_instruction(&image, op, result));
             if let Some(insn) = insn {
-                outln!("         faulting guest instruction: {insn}");
+                report!("         faulting guest instruction: {insn}");
             }
             continue;
         }
@@ -837,16 +843,27 @@ fn cmd_qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
             ));
         }
         if notes.is_empty() {
-            outln!("agree  {} ({} steps)", path.display(), native.steps.len());
+            report!("agree  {} ({} steps)", path.display(), native.steps.len());
         } else {
-            outln!("agree  {} ({} steps)", path.display(), native.steps.len());
+            report!("agree  {} ({} steps)", path.display(), native.steps.len());
             for n in notes {
-                outln!("         {n}");
+                report!("         {n}");
             }
         }
     }
     let run_wall: f64 = walls.iter().map(Duration::as_secs_f64).sum();
     let booted = (run_wall - overhead.as_secs_f64() * walls.len() as f64).max(1e-6);
+    if g.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "files": files.len(), "agree": agree, "confirmed_stale": confirmed, "failed": failed,
+                "boots": walls.len(), "boot_overhead_ms": overhead.as_secs_f64() * 1e3,
+                "seqs_per_sec_booted": files.len() as f64 / booted, "wall_seconds": wall,
+            })
+        );
+        return if failed == 0 { Ok(()) } else { Err(Failure::Found) };
+    }
     outln!(
         "\n{} file(s): {agree} agree with their native traces ({confirmed} with stale reads confirmed on hardware), {failed} do not",
         files.len()

@@ -36,6 +36,10 @@ struct Page {
     touched_at: u32,
     /// A refcount mismatch on this page was reported and has not been repaired since.
     reported: bool,
+    /// The content may be nonzero (written, or poisoned). A page that is known to be zero
+    /// needs no zeroing when allocated and no poison when freed: nothing can have read a
+    /// value from it that poison would hide.
+    dirty_content: bool,
 }
 
 /// A change to a valid entry that no TLB invalidation has covered yet.
@@ -408,9 +412,11 @@ impl<M: Machine> Host<M> {
             let (unlinked_at, ipa) = (pending.op, pending.ipa);
             self.violation(Detail::FreedBeforeTlbi { table: pa, unlinked_at, ipa });
         }
-        self.pages[i] = Page { touched_at: p.touched_at, ..Page::default() };
+        self.pages[i] = Page { touched_at: p.touched_at, dirty_content: p.dirty_content, ..Page::default() };
         self.free.push(i as u32);
-        self.machine.fill_page(pa, POISON);
+        if p.dirty_content {
+            self.machine.fill_page(pa, POISON);
+        }
     }
 }
 
@@ -444,6 +450,9 @@ impl<M: Machine> Platform for Host<M> {
         }
         let dirty = if self.non_coherent { u64::MAX } else { 0 };
         for j in 0..n {
+            if self.pages[i + j].dirty_content {
+                self.machine.fill_page(self.layout.pool_page(i + j), 0);
+            }
             self.pages[i + j] = Page {
                 allocated: true,
                 head: j == 0,
@@ -454,7 +463,6 @@ impl<M: Machine> Platform for Host<M> {
                 dirty_since: self.op,
                 ..Page::default()
             };
-            self.machine.fill_page(self.layout.pool_page(i + j), 0);
             if dirty != 0 {
                 self.dirty_pages.push((i + j) as u32);
             }
@@ -521,6 +529,7 @@ impl<M: Machine> Platform for Host<M> {
         };
         let old = Descriptor(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa));
         self.machine.write(pa, new.0);
+        self.pages[i].dirty_content = true;
         self.event(Event::Write { pa, old, new });
         let page = self.pages[i];
         if !page.allocated {

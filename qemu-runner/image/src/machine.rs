@@ -31,6 +31,30 @@ fn note(pa: Pa) {
     }
 }
 
+/// Fills `n` (a multiple of 8) words at `p`, a pool address, with 64-bit stores unrolled by
+/// eight (the generic `memset` of this target stores bytes; under QEMU's TCG every store
+/// instruction counts).
+fn fill_words(p: *mut u64, n: usize, value: u64) {
+    let mut i = 0;
+    while i < n {
+        // Safe because callers pass ranges inside the table pool, which no Rust reference
+        // covers; only this platform reads it, with volatile loads.
+        unsafe {
+            for k in 0..8 {
+                p.add(i + k).write_volatile(value);
+            }
+        }
+        i += 8;
+    }
+}
+
+impl HypMachine {
+    /// Zeroes the whole table pool (a board's RAM holds garbage at boot).
+    pub fn zero_pool() {
+        fill_words(POOL.start as *mut u64, POOL_PAGES * 512, 0);
+    }
+}
+
 impl Machine for HypMachine {
     fn read(&mut self, pa: Pa) -> u64 {
         // Safe because `word` only accepts aligned addresses inside the table pool (RAM).
@@ -54,10 +78,7 @@ impl Machine for HypMachine {
     fn fill_page(&mut self, pa: Pa, value: u64) {
         if let Some(p) = word(pa.page()) {
             note(pa);
-            for i in 0..512 {
-                // Safe because the whole page lies in the pool: `pa.page()` does.
-                unsafe { p.add(i).write_volatile(value) };
-            }
+            fill_words(p, 512, value);
         }
     }
 
@@ -130,10 +151,7 @@ impl Machine for HypMachine {
 
     fn reset(&mut self, _config: &Config, pool_pages_used: usize) {
         let used = pool_pages_used.max(HIGH.load()).min(POOL_PAGES);
-        for i in 0..used * 512 {
-            // Safe because the first `used` pages lie in the pool.
-            unsafe { (POOL.start as *mut u64).add(i).write_volatile(0) };
-        }
+        fill_words(POOL.start as *mut u64, used * 512, 0);
         HIGH.store(0);
         if GUEST_WROTE.load() {
             layout::refill_signatures();

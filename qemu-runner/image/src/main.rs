@@ -28,6 +28,11 @@ extern "C" fn stagehand_main() -> u32 {
         println!("stagehand: the input blob ({} bytes) is not a batch", input.len());
         return EXIT_BAD_INPUT;
     };
+    if stagehand_image::layout::BOARD {
+        // QEMU starts with zeroed RAM; a board does not, and the shared platform layer
+        // relies on never-used pool pages reading as zero.
+        HypMachine::zero_pool();
+    }
     let mut sink = Sink::open();
     for (i, job) in batch.jobs.iter().enumerate() {
         let mark = heap::mark();
