@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points. Each command installs what it needs
 //! on a fresh machine, then runs.
 
+mod bench;
 mod fuzz;
 mod setup;
 mod ttb;
@@ -23,6 +24,9 @@ usage: cargo xtask <command> [options]
   fuzz    a campaign: the same options as demo (without the corpus run)
   afl     an AFL++ campaign on the ops target [--seconds 60] [--defects none] ...
   cmin    minimize the libFuzzer corpus of the ops target (cargo fuzz cmin)
+  bench   every performance figure: native throughput and cost growth, traces, criterion
+          hot paths, fuzz execs/s, QEMU, campaign memory; writes bench/results.{md,json}
+          and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
   ttb     time to bug for every defect: libFuzzer from an empty corpus and from the seeds,
           and a naive random generator, K trials each; writes bench/ttb.{md,json,svg}
           [--trials 5] [--cap 120] [--parallel 2] [--defects a,b]
@@ -81,6 +85,14 @@ fn main() -> ExitCode {
         Some("fuzz") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| fuzz_cmd(&f).map(|_| ())),
         Some("afl") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| afl(&f)),
         Some("cmin") => cmin(),
+        Some("bench") => Flags::parse(rest, &["quick"]).and_then(|f| {
+            let quick = f.switches.iter().any(|s| s == "quick");
+            bench::bench(&bench::Options {
+                runs: f.get("runs", if quick { 3 } else { 7 })?,
+                fuzz_seconds: f.get("fuzz-seconds", if quick { 5 } else { 20 })?,
+                campaign_seconds: f.get("campaign-seconds", if quick { 30 } else { 600 })?,
+            })
+        }),
         Some("ttb") => Flags::parse(rest, &[]).and_then(|f| {
             let only = f.values.get("defects").cloned();
             ttb::ttb(f.get("trials", 5)?, f.get("cap", 120)?, f.get("parallel", 2)?, only.as_deref())
