@@ -89,6 +89,10 @@ pub fn qemu_command(image: &Path) -> Command {
         "-nographic",
         "-monitor",
         "none",
+        // No NIC: virt's default virtio-net wants efi-virtio.rom, which Debian ships only as a
+        // recommended package (ipxe-qemu).
+        "-nic",
+        "none",
     ]);
     cmd.args(["-semihosting-config", "enable=on,target=native", "-kernel"]).arg(image);
     cmd

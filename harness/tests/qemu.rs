@@ -90,6 +90,8 @@ fn a_board_image_runs_on_qemu_and_its_serial_log_agrees() {
             "-nographic",
             "-monitor",
             "none",
+            "-nic",
+            "none",
         ])
         .arg("-device")
         .arg(format!("loader,file={},addr=0x44000000,cpu-num=0", bin.display()))

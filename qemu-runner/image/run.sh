@@ -21,7 +21,7 @@ printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $((len & 255)) $((len >> 8 & 255)) \
 cat payload.bin >> blob.bin
 
 qemu() {
-    timeout 20 qemu-system-arm -M "$1" -cpu cortex-a15 -m 128M -nographic -monitor none \
+    timeout 20 qemu-system-arm -M "$1" -cpu cortex-a15 -m 128M -nographic -monitor none -nic none \
         -semihosting-config enable=on,target=native -kernel "$elf" "${@:2}"
 }
 

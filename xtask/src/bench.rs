@@ -138,6 +138,9 @@ fn qemu() -> Result<Value> {
             Command::new(&stagehand).args(["qemu", "--json", "corpus"]).stderr(Stdio::null()).output()?;
         let command_wall = start.elapsed().as_secs_f64();
         let mut v: Value = serde_json::from_slice(&out.stdout)?;
+        if v["agree"] != v["files"] {
+            return Err(format!("`stagehand qemu corpus` did not agree on every file: {v}").into());
+        }
         v["command_wall_seconds"] = json!(command_wall);
         runs.push(v);
     }

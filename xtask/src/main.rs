@@ -115,7 +115,8 @@ fn main() -> ExitCode {
 /// Runs a command, echoing it, and fails if it fails.
 pub(crate) fn run(cmd: &mut Command) -> Result {
     eprintln!("+ {}", render(cmd));
-    let status = cmd.status()?;
+    // Children talk on stderr, so that a command's own stdout (a summary) stays clean.
+    let status = cmd.stdout(std::io::stderr()).status()?;
     if status.success() {
         Ok(())
     } else {
