@@ -34,40 +34,57 @@ impl Hasher for WordHasher {
 }
 
 /// Pool memory: a page is either uniformly filled (a fresh allocation, a freed page) or
-/// materialised in a flat array on its first partial write. Allocation, free and reset cost
-/// O(1) per page, and nothing is allocated after construction.
+/// materialised in a slot of a flat array on its first partial write. Allocation, free and
+/// reset cost O(1) per page; the array grows with the pages actually written (a fresh
+/// machine allocates no page storage, and slots of refilled pages are reused).
 struct View {
     data: Vec<u64>,
     fill: Vec<u64>,
-    dense: Vec<bool>,
+    /// The page's slot in `data`, or [`View::UNIFORM`].
+    slot: Vec<u32>,
+    /// Slots of pages that went back to uniform.
+    spare: Vec<u32>,
 }
 
 impl View {
+    const UNIFORM: u32 = u32::MAX;
+
     fn new() -> Self {
         View {
-            data: vec![0; POOL_PAGES * 512],
+            data: Vec::new(),
             fill: vec![POISON; POOL_PAGES],
-            dense: vec![false; POOL_PAGES],
+            slot: vec![Self::UNIFORM; POOL_PAGES],
+            spare: Vec::new(),
         }
     }
     #[inline]
+    fn dense(&self, p: usize) -> bool {
+        self.slot[p] != Self::UNIFORM
+    }
+    #[inline]
     fn read(&self, p: usize, w: usize) -> u64 {
-        if self.dense[p] {
-            self.data[p * 512 + w]
-        } else {
-            self.fill[p]
+        match self.slot[p] {
+            Self::UNIFORM => self.fill[p],
+            s => self.data[s as usize * 512 + w],
         }
     }
     fn page_mut(&mut self, p: usize) -> &mut [u64] {
-        let page = &mut self.data[p * 512..(p + 1) * 512];
-        if !self.dense[p] {
-            page.fill(self.fill[p]);
-            self.dense[p] = true;
+        if self.slot[p] == Self::UNIFORM {
+            let s = self.spare.pop().unwrap_or_else(|| {
+                self.data.resize(self.data.len() + 512, 0);
+                (self.data.len() / 512 - 1) as u32
+            });
+            self.data[s as usize * 512..][..512].fill(self.fill[p]);
+            self.slot[p] = s;
         }
-        page
+        let s = self.slot[p] as usize;
+        &mut self.data[s * 512..(s + 1) * 512]
     }
     fn fill(&mut self, p: usize, value: u64) {
-        self.dense[p] = false;
+        let s = core::mem::replace(&mut self.slot[p], Self::UNIFORM);
+        if s != Self::UNIFORM {
+            self.spare.push(s);
+        }
         self.fill[p] = value;
     }
 }
@@ -200,7 +217,7 @@ impl Machine for SimMachine {
         while line < end {
             if let Some((p, w)) = self.slot(Pa(line)) {
                 // A whole uniform page cleans as a fill: no need to materialise it.
-                if !self.cpu.dense[p] && w == 0 && end - line >= PAGE_SIZE {
+                if !self.cpu.dense(p) && w == 0 && end - line >= PAGE_SIZE {
                     self.poc.fill(p, self.cpu.fill[p]);
                     line += PAGE_SIZE;
                     continue;

@@ -7,13 +7,27 @@ use crate::result::OpResult;
 use crate::violation::Violation;
 use alloc::vec::Vec;
 use core::fmt;
+use miniz_oxide::deflate::core::{
+    compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
+};
+use miniz_oxide::inflate::core::inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+use miniz_oxide::inflate::core::{decompress, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 use serde::{Deserialize, Serialize};
 
 /// Magic bytes at the start of a binary trace.
 pub const MAGIC: &[u8; 8] = b"S2TRACE\0";
 /// Version of the trace format. Bump when any serialized type changes.
-/// 2: the body is [`crate::codec`] inside deflate (1 was plain postcard).
-pub const VERSION: u32 = 2;
+/// 3: the deflate window is primed with [`DICTIONARY`] (2: plain deflate; 1: postcard).
+pub const VERSION: u32 = 3;
+
+/// The bytes that prime the deflate window: the codec body of a typical sequence
+/// (`harness/core/dict/typical.s2`), so that a short trace pays only for what is new in it.
+/// Part of the format: changing it means a new [`VERSION`].
+pub const DICTIONARY: &[u8] = include_bytes!("../dict/trace.dict");
+
+/// Deflate level: 6 compresses these bodies as well as 9, at half the time.
+const LEVEL: i32 = 6;
 
 /// The most a trace body may inflate to: a corrupted or hostile file cannot exhaust memory.
 pub const MAX_BODY: usize = 256 << 20;
@@ -69,13 +83,19 @@ impl Trace {
         Trace { config, steps }
     }
 
-    /// The binary form: magic, version (u32 LE), then the compact body, deflated.
+    /// The binary form: magic, version (u32 LE), then the compact body as raw deflate,
+    /// primed with [`DICTIONARY`] (see [`primed`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = crate::codec::encode(self);
         let mut out = Vec::with_capacity(16 + body.len() / 4);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend(miniz_oxide::deflate::compress_to_vec(&body, 9));
+        let mut compressor = primed();
+        let (status, _) = compress_to_output(&mut compressor, &body, TDEFLFlush::Finish, |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        });
+        debug_assert_eq!(status, TDEFLStatus::Done);
         out
     }
 
@@ -87,14 +107,51 @@ impl Trace {
         if version != VERSION {
             return Err(TraceError::Version(version));
         }
-        let body = miniz_oxide::inflate::decompress_to_vec_with_limit(body, MAX_BODY)
-            .map_err(|_| TraceError::Corrupt)?;
-        crate::codec::decode(&body).map_err(|_| TraceError::Corrupt)
+        let body = inflate_primed(body).ok_or(TraceError::Corrupt)?;
+        let body = body.get(DICTIONARY.len()..).ok_or(TraceError::Corrupt)?;
+        crate::codec::decode(body).map_err(|_| TraceError::Corrupt)
     }
 
     /// Every violation, in order.
     pub fn violations(&self) -> impl Iterator<Item = &Violation> {
         self.steps.iter().flat_map(|s| s.violations.iter())
+    }
+}
+
+/// A compressor that has consumed [`DICTIONARY`] and flushed it (sync flush: byte-aligned,
+/// the window kept). A trace stores only what the compressor emits after that flush; its
+/// back-references may reach into the dictionary, which the reader puts in front of its
+/// output buffer (raw deflate's form of a preset dictionary).
+fn primed() -> CompressorOxide {
+    let mut compressor = CompressorOxide::new(create_comp_flags_from_zip_params(LEVEL, -15, 0));
+    compress_to_output(&mut compressor, DICTIONARY, TDEFLFlush::Sync, |_| true);
+    compressor
+}
+
+/// Inflates a stream written by a [`primed`] compressor: the output buffer starts with
+/// [`DICTIONARY`], where the stream's back-references may reach. Returns the dictionary
+/// followed by the body; `None` when the stream is corrupt, truncated or too large.
+fn inflate_primed(mut input: &[u8]) -> Option<Vec<u8>> {
+    let limit = DICTIONARY.len() + MAX_BODY;
+    let mut out = Vec::from(DICTIONARY);
+    out.resize((DICTIONARY.len() + input.len().saturating_mul(4)).min(limit), 0);
+    let mut state = alloc::boxed::Box::<DecompressorOxide>::default();
+    let mut pos = DICTIONARY.len();
+    loop {
+        let (status, read, written) =
+            decompress(&mut state, input, &mut out, pos, TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF);
+        pos += written;
+        input = input.get(read..)?;
+        match status {
+            TINFLStatus::Done => {
+                out.truncate(pos);
+                return Some(out);
+            }
+            TINFLStatus::HasMoreOutput if out.len() < limit => {
+                out.resize(out.len().saturating_mul(2).min(limit), 0)
+            }
+            _ => return None,
+        }
     }
 }
 
