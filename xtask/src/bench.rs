@@ -19,23 +19,9 @@ pub struct Options {
     pub campaign_seconds: u64,
 }
 
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-fn machine() -> (String, usize) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find_map(|l| {
-                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown".into());
-    (cpu, std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `taskset -c 0` when available, so single-core figures use one core.
@@ -50,16 +36,8 @@ fn one_core(cmd: &str) -> Command {
 }
 
 fn native(runs: usize) -> Result<Value> {
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "harness",
-        "--bin",
-        "stagehand-bench",
-    ]))?;
-    let out = one_core("target/release/stagehand-bench").args(["--runs", &runs.to_string()]).output()?;
+    let bin = fuzz::harness_bin("stagehand-bench")?;
+    let out = one_core(&bin.display().to_string()).args(["--runs", &runs.to_string()]).output()?;
     if !out.status.success() {
         return Err(format!("stagehand-bench failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -212,8 +190,8 @@ fn find<'a>(v: &'a Value, list: &str, key: &str, name: &str) -> &'a Value {
 /// Runs everything and writes the results.
 pub fn bench(o: &Options) -> Result {
     setup::base()?;
-    setup::apt(&[("fonts-dejavu-core", FONT)])?;
-    let (cpu, cores) = machine();
+    setup::plot_font()?;
+    let (cpu, cores) = setup::machine();
     eprintln!("bench: native measurements ({} runs each)", o.runs);
     let native = native(o.runs)?;
     eprintln!("bench: criterion");
@@ -392,9 +370,6 @@ fn markdown(d: &Value, o: &Options) -> String {
 
 fn plot(d: &Value, out: &Path) -> Result {
     use plotters::prelude::*;
-    let font = std::fs::read(FONT)?;
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
-        .map_err(|_| "cannot load the DejaVu font")?;
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let by_len: Vec<(f64, f64)> = d["native"]["throughput"]
         .as_array()

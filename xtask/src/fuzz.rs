@@ -109,16 +109,13 @@ pub fn build_target(target: &str, build: Build) -> Result<PathBuf> {
 
 /// Builds `stagehand` (release) and returns its path.
 pub fn stagehand() -> Result<PathBuf> {
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "harness",
-        "--bin",
-        "stagehand",
-    ]))?;
-    Ok(PathBuf::from("target/release/stagehand"))
+    harness_bin("stagehand")
+}
+
+/// Builds a binary of the `harness` package (release) and returns its path.
+pub fn harness_bin(name: &str) -> Result<PathBuf> {
+    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "harness", "--bin", name]))?;
+    Ok(PathBuf::from("target/release").join(name))
 }
 
 /// Encodes `corpus/**/*.s2` (minus `exclude`) into `dir` as seeds.

@@ -88,3 +88,30 @@ pub fn base() -> Result {
     rust_component("stable", "clippy")?;
     rust_target("stable", "armv7a-none-eabi")
 }
+
+/// The CPU model and the number of cores, for benchmark reports.
+pub fn machine() -> (String, usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    (cpu, std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Installs DejaVu Sans if missing and registers it as the plots' `sans-serif`.
+pub fn plot_font() -> Result {
+    const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+    apt(&[("fonts-dejavu-core", FONT)])?;
+    let font = std::fs::read(FONT)?;
+    plotters::style::register_font(
+        "sans-serif",
+        plotters::style::FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| "cannot load the DejaVu font")?;
+    Ok(())
+}
