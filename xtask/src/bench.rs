@@ -208,15 +208,28 @@ pub fn bench(o: &Options) -> Result {
     });
     std::fs::create_dir_all("bench")?;
     std::fs::write("bench/results.json", serde_json::to_string_pretty(&doc)? + "\n")?;
-    let md = markdown(&doc, o);
+    write_report(&doc, o.runs)
+}
+
+/// Rewrites `bench/results.md` and `bench/cost.svg` from `bench/results.json`, measuring
+/// nothing (`cargo xtask bench --render`, after a change to the report's form).
+pub fn render() -> Result {
+    setup::plot_font()?;
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string("bench/results.json")?)?;
+    let runs = doc["native"]["runs"].as_u64().ok_or("bench/results.json: no native.runs")? as usize;
+    write_report(&doc, runs)
+}
+
+fn write_report(doc: &Value, runs: usize) -> Result {
+    let md = markdown(doc, runs);
     std::fs::write("bench/results.md", &md)?;
-    plot(&doc, Path::new("bench/cost.svg"))?;
+    plot(doc, Path::new("bench/cost.svg"))?;
     print!("{md}");
     eprintln!("wrote bench/results.md, bench/results.json, bench/cost.svg");
     Ok(())
 }
 
-fn markdown(d: &Value, o: &Options) -> String {
+fn markdown(d: &Value, runs: usize) -> String {
     let n = &d["native"];
     let r64 = find(n, "throughput", "workload", "random-64");
     let growth =
@@ -230,7 +243,7 @@ fn markdown(d: &Value, o: &Options) -> String {
          core, median of {} runs; ratios are against baselines measured in the same run.\n\n",
         d["machine"]["cpu"].as_str().unwrap_or("?"),
         d["machine"]["cores"],
-        o.runs
+        runs
     );
     let oracles_64 = f(&r64["oracles"]["ops_per_sec"]);
     let overhead_64 = f(&r64["oracle_overhead"]);
@@ -387,6 +400,7 @@ fn plot(d: &Value, out: &Path) -> Result {
         .map(|g| (f(&g["mapped_pages"]), f(&g["ns_per_op"])))
         .collect();
     let ymax = by_len.iter().chain(&by_pages).map(|p| p.1).fold(0.0, f64::max) * 1.5;
+    let ymin = by_len.iter().chain(&by_pages).map(|p| p.1).fold(f64::INFINITY, f64::min) / 1.5;
     let root = SVGBackend::new(out, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -394,7 +408,7 @@ fn plot(d: &Value, out: &Path) -> Result {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((1f64..200_000f64).log_scale(), (10f64..ymax.max(100.0)).log_scale())?;
+        .build_cartesian_2d((1f64..200_000f64).log_scale(), (ymin.min(100.0)..ymax.max(200.0)).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("sequence length (ops) / pages mapped (log)")

@@ -27,6 +27,7 @@ usage: cargo xtask <command> [options]
   bench   every performance figure: native throughput and cost growth, traces, criterion
           hot paths, fuzz execs/s, QEMU, campaign memory; writes bench/results.{md,json}
           and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
+          (--render: rewrite the report and plot from bench/results.json, measuring nothing)
   ttb     time to bug for every defect: libFuzzer from an empty corpus and from the seeds,
           and a naive random generator, K trials each; writes bench/ttb.{md,json,svg}
           [--trials 5] [--cap 120] [--parallel 2] [--defects a,b]
@@ -85,7 +86,10 @@ fn main() -> ExitCode {
         Some("fuzz") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| fuzz_cmd(&f).map(|_| ())),
         Some("afl") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| afl(&f)),
         Some("cmin") => cmin(),
-        Some("bench") => Flags::parse(rest, &["quick"]).and_then(|f| {
+        Some("bench") => Flags::parse(rest, &["quick", "render"]).and_then(|f| {
+            if f.switches.iter().any(|s| s == "render") {
+                return bench::render();
+            }
             let quick = f.switches.iter().any(|s| s == "quick");
             bench::bench(&bench::Options {
                 runs: f.get("runs", if quick { 3 } else { 7 })?,
