@@ -1,0 +1,30 @@
+//! Stagehand's bare-metal AArch64 EL2 image: primitives for running real stage-2
+//! translations on QEMU (`-M virt,virtualization=on -cpu cortex-a57`).
+//!
+//! The library owns boot (`_start`, EL2 vectors, stack, bss), the panic handler and the
+//! global allocator. The binary provides the test body as
+//! `#[no_mangle] extern "C" fn stagehand_main() -> u32`, called after [`boot`] has
+//! initialised everything; its return value becomes the QEMU exit status.
+//!
+//! EL2 runs with its own MMU off (VA = PA) and IRQs masked; guests run one access at a
+//! time through [`guest::guest_access`].
+#![no_std]
+
+extern crate alloc;
+
+#[macro_use]
+pub mod console;
+pub mod blob;
+pub mod boot;
+pub mod el2;
+pub mod fault;
+pub mod guest;
+pub mod heap;
+pub mod layout;
+pub mod recovery;
+pub mod semihosting;
+pub mod stub;
+pub mod sync;
+pub mod tlb;
+pub mod uart;
+pub mod watchdog;
