@@ -241,11 +241,15 @@ pub fn guest_access(vtcr: u64, vttbr: u64, ipa: u64, access: Access, mode: Guest
     // restores SP and callee-saved registers), and the guest can only reach memory that
     // stage 2 maps for it, never EL2's state.
     unsafe { stagehand_guest_enter(op, ipa, value, STUB_ENTRY) };
+    let exit = EXIT.load();
+    // Acknowledge before disarming: disarming drops the timer's level-triggered line, after
+    // which GICC_IAR reads spurious.
+    let iar = if exit.vector == VECTOR_LOWER_IRQ { watchdog::ack_irq() } else { watchdog::SPURIOUS_IRQ };
     watchdog::disarm();
-    decode(EXIT.load())
+    decode(exit, iar)
 }
 
-fn decode(e: RawExit) -> GuestOutcome {
+fn decode(e: RawExit, iar: u32) -> GuestOutcome {
     let other = |esr| GuestOutcome::El2Exception { vector: e.vector, esr, elr: e.elr, far: e.far };
     match e.vector {
         VECTOR_LOWER_SYNC => match e.esr >> 26 {
@@ -287,7 +291,6 @@ fn decode(e: RawExit) -> GuestOutcome {
             _ => other(e.esr),
         },
         VECTOR_LOWER_IRQ => {
-            let iar = watchdog::ack_irq();
             let id = iar & 0x3ff;
             if id != watchdog::SPURIOUS_IRQ {
                 watchdog::end_irq(iar);
