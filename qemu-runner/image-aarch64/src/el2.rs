@@ -105,8 +105,9 @@ pub fn vtcr() -> u64 {
     v
 }
 
-/// Writes VTCR_EL2 (+ ISB). QEMU 7.2 flushes the EL1&0 TLBs on every VTCR write (see
-/// NOTES.md), so [`crate::guest::guest_access`] writes it only when the value changes.
+/// Writes VTCR_EL2 (+ ISB). QEMU 7.2 does not flush any TLB entry on a VTCR write, not
+/// even when the value changes (see NOTES.md): changing VTCR under live entries needs a
+/// TLBI, as the architecture says.
 pub fn write_vtcr(value: u64) {
     // Safe because no guest is running; the next guest entry uses the new configuration.
     unsafe { asm!("msr vtcr_el2, {}", "isb", in(reg) value, options(nostack)) };

@@ -10,10 +10,10 @@
 //! (VBAR_EL2 + 0x400); a guest that never traps is stopped by the [`crate::watchdog`]
 //! timer (VBAR_EL2 + 0x480).
 
-pub use crate::stub::{install_stub, GuestMode, StubKind};
 use crate::fault::{decode_fsc, FaultClass};
 use crate::layout::{STUB_FRAME, STUB_IPA};
 use crate::stub::{self, HVC_GUEST_VECTOR, S1_BLOCKS, S1_TABLE_IPA, STUB_ENTRY};
+pub use crate::stub::{install_stub, GuestMode, StubKind};
 use crate::sync::RacyCell;
 use crate::{el2, watchdog};
 use core::arch::global_asm;

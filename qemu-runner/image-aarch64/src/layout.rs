@@ -26,7 +26,8 @@ pub const POOL: Range<usize> = RAM_BASE + 0x0100_0000..RAM_BASE + 0x0100_0000 + 
 /// Number of 4 KiB pages in [`POOL`].
 pub const POOL_PAGES: usize = 4096;
 /// Frames that guests map as normal memory; every word holds its own PA.
-pub const GUEST_WINDOW: Range<usize> = RAM_BASE + 0x0400_0000..RAM_BASE + 0x0400_0000 + GUEST_FRAMES * PAGE_SIZE;
+pub const GUEST_WINDOW: Range<usize> =
+    RAM_BASE + 0x0400_0000..RAM_BASE + 0x0400_0000 + GUEST_FRAMES * PAGE_SIZE;
 /// Number of frames in [`GUEST_WINDOW`].
 pub const GUEST_FRAMES: usize = 256;
 /// The guest stub page: guest vectors, guest code and the guest's stage-1 table.

@@ -9,6 +9,7 @@
 //! EL2 runs with its own MMU off (VA = PA) and IRQs masked; guests run one access at a
 //! time through [`guest::guest_access`].
 #![no_std]
+#![warn(missing_docs)]
 
 extern crate alloc;
 

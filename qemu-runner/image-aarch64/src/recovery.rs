@@ -130,7 +130,8 @@ impl fmt::Display for Abort {
 /// SP of the innermost catch frame, 0 when no `try_run` is active.
 static CATCH_SP: RacyCell<usize> = RacyCell::new(0);
 /// Written by the EL2 vector path before it longjmps.
-static LAST_FAULT: RacyCell<El2Fault> = RacyCell::new(El2Fault { vector: 0, esr: 0, elr: 0, far: 0, spsr: 0 });
+static LAST_FAULT: RacyCell<El2Fault> =
+    RacyCell::new(El2Fault { vector: 0, esr: 0, elr: 0, far: 0, spsr: 0 });
 static LAST_PANIC: RacyCell<PanicMessage> = RacyCell::new(PanicMessage::EMPTY);
 /// Set while the panic handler formats, to stop a panic inside it from recursing.
 static IN_PANIC: RacyCell<bool> = RacyCell::new(false);

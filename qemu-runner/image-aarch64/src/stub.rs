@@ -12,7 +12,9 @@
 //! guest mode does ([`set_mode`]): on QEMU 7.2 every SCTLR/TCR write flushes the TLB.
 
 use crate::el2;
-use crate::layout::{PAGE_SIZE, STUB_CODE_OFFSET, STUB_FRAME, STUB_IPA, STUB_S1_TABLE_OFFSET, STUB_VECTORS_OFFSET};
+use crate::layout::{
+    PAGE_SIZE, STUB_CODE_OFFSET, STUB_FRAME, STUB_IPA, STUB_S1_TABLE_OFFSET, STUB_VECTORS_OFFSET,
+};
 use crate::sync::RacyCell;
 use core::arch::{asm, global_asm};
 

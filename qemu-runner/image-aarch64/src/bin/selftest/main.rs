@@ -2,6 +2,7 @@
 //! hand in the pool and checks each primitive, one numbered PASS/FAIL line per check;
 //! exits 0 only if all pass. Run with `./run.sh` from the crate directory (see NOTES.md).
 #![no_std]
+#![warn(missing_docs)]
 #![no_main]
 
 extern crate alloc;

@@ -33,24 +33,31 @@ pub fn run(c: &mut Checks, v: &Vms) {
         guest::install_stub(StubKind::Normal);
         let next = vm1.load(vms::IPA_A, mode);
         let budget = ticks_to_ns(u64::from(guest::budget_ticks())) / 1000;
-        c.check(&alloc::format!("[{m}] spinning guest -> Timeout within the budget, next access works"),
+        c.check(
+            &alloc::format!("[{m}] spinning guest -> Timeout within the budget, next access works"),
             o == GuestOutcome::Timeout && spent >= budget && spent < budget + 10_000 && next == a,
-            format_args!("{o:?} after {spent} us (budget {budget} us); next {next:x?}"));
+            format_args!("{o:?} after {spent} us (budget {budget} us); next {next:x?}"),
+        );
 
         guest::install_stub(StubKind::FirstWord(INSN_UDF));
         let o = vm1.load(vms::IPA_A, mode);
         guest::install_stub(StubKind::Normal);
-        c.check(&alloc::format!("[{m}] guest udf #0 -> GuestException"),
+        c.check(
+            &alloc::format!("[{m}] guest udf #0 -> GuestException"),
             matches!(o, GuestOutcome::GuestException { vector: 4, esr } if esr >> 26 == 0),
-            format_args!("{o:x?} (vector 4 = synchronous, EL1h; ESR_EL1.EC 0 = unknown)"));
+            format_args!("{o:x?} (vector 4 = synchronous, EL1h; ESR_EL1.EC 0 = unknown)"),
+        );
     }
     recovery(c, vm1, a);
 
     match blob::input() {
         Some(data) if !data.is_empty() => {
             let r = HostFile::create("blob-echo.bin").and_then(|mut f| f.write_all(data));
-            c.check("input blob echoed to the host file blob-echo.bin", r.is_ok(),
-                format_args!("{} bytes, {r:?}", data.len()));
+            c.check(
+                "input blob echoed to the host file blob-echo.bin",
+                r.is_ok(),
+                format_args!("{} bytes, {r:?}", data.len()),
+            );
         }
         Some(_) => println!("     (no input blob loaded)"),
         None => c.check("input blob length sane", false, format_args!("length word is garbage")),
@@ -78,15 +85,21 @@ fn recovery(c: &mut Checks, vm1: Vm, a: GuestOutcome) {
     }
     let nested = try_run(|| try_run(|| -> u32 { panic!("inner") }).is_err());
     let after = [vm1.load(vms::IPA_A, GuestMode::MmuOff), vm1.load(vms::IPA_A, GuestMode::Identity)];
-    c.check("nested try_run, then guest accesses work in both modes",
-        matches!(nested, Ok(true)) && after == [a, a], format_args!("{nested:?}; {after:x?}"));
+    c.check(
+        "nested try_run, then guest accesses work in both modes",
+        matches!(nested, Ok(true)) && after == [a, a],
+        format_args!("{nested:?}; {after:x?}"),
+    );
     let oom = try_run(|| {
         let mut v = alloc::vec::Vec::<u8>::with_capacity(heap::capacity() + 1);
         v.push(1);
         core::hint::black_box(&v).len()
     });
-    c.check("heap exhaustion is a catchable panic",
-        matches!(&oom, Err(Abort::Panic(m)) if m.message().contains("memory allocation")), format_args!("{}", show(&oom)));
+    c.check(
+        "heap exhaustion is a catchable panic",
+        matches!(&oom, Err(Abort::Panic(m)) if m.message().contains("memory allocation")),
+        format_args!("{}", show(&oom)),
+    );
 }
 
 /// Prints the round-trip and primitive costs.
@@ -111,8 +124,10 @@ pub fn measure(v: &Vms) {
             vm1.load(vms::IPA_HOLE_L3, mode);
         }
         let abort = per(t0);
-        println!("     measure [{}]: guest round trip load {load} ns, store {store} ns, stage-2 abort {abort} ns",
-            mode_name(mode));
+        println!(
+            "     measure [{}]: guest round trip load {load} ns, store {store} ns, stage-2 abort {abort} ns",
+            mode_name(mode)
+        );
     }
     let t0 = counter();
     for i in 0..N {
@@ -126,9 +141,12 @@ pub fn measure(v: &Vms) {
         vm.load(vms::IPA_ISO, GuestMode::MmuOff);
     }
     let vm_switch = per(t0);
-    println!("     measure: round trip alternating guest modes {switching} ns, alternating VMs {vm_switch} ns");
+    println!(
+        "     measure: round trip alternating guest modes {switching} ns, alternating VMs {vm_switch} ns"
+    );
     let vt = vm1.vttbr;
-    let costs: [(&str, fn(u64)); 7] = [
+    type Primitive = (&'static str, fn(u64));
+    let costs: [Primitive; 7] = [
         ("tlbi_ipas2e1is", |vt| tlb::stagehand_tlbi_ipas2e1is(vt, vms::IPA_A)),
         ("tlbi_vmalle1is", |vt| tlb::stagehand_tlbi_vmalle1is(vt)),
         ("tlbi_vmalls12e1is", |vt| tlb::stagehand_tlbi_vmalls12e1is(vt)),

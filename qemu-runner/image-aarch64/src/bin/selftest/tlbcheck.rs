@@ -42,26 +42,43 @@ fn sequence(c: &mut Checks, v: &Vms, mode: GuestMode) {
     let first = warm(vm1, v.stale_desc, FRAME_X, mode);
     s2::set(v.stale_desc, s2::page(FRAME_Y, s2::RW));
     let stale = vm1.load(IPA, mode);
-    c.check(&alloc::format!("[{m}] leaf changed without TLBI -> guest still reads the old frame"),
-        first == sees(FRAME_X) && stale == sees(FRAME_X), format_args!("before {first:x?}, after remap {stale:x?}"));
+    c.check(
+        &alloc::format!("[{m}] leaf changed without TLBI -> guest still reads the old frame"),
+        first == sees(FRAME_X) && stale == sees(FRAME_X),
+        format_args!("before {first:x?}, after remap {stale:x?}"),
+    );
     tlb::stagehand_tlbi_ipas2e1is(vm1.vttbr, IPA);
     let after_ipa = vm1.load(IPA, mode);
-    let verdict = if after_ipa == sees(FRAME_X) { "STALE (old frame)" } else if after_ipa == sees(FRAME_Y) { "fresh" } else { "?" };
-    c.check(&alloc::format!("[{m}] after tlbi ipas2e1is + dsb ish alone: observed {verdict}"),
-        after_ipa == sees(FRAME_X) || after_ipa == sees(FRAME_Y), format_args!("{after_ipa:x?}"));
+    let verdict = if after_ipa == sees(FRAME_X) {
+        "STALE (old frame)"
+    } else if after_ipa == sees(FRAME_Y) {
+        "fresh"
+    } else {
+        "?"
+    };
+    c.check(
+        &alloc::format!("[{m}] after tlbi ipas2e1is + dsb ish alone: observed {verdict}"),
+        after_ipa == sees(FRAME_X) || after_ipa == sees(FRAME_Y),
+        format_args!("{after_ipa:x?}"),
+    );
     tlb::stagehand_tlbi_vmalle1is(vm1.vttbr);
     let after_all = vm1.load(IPA, mode);
-    c.check(&alloc::format!("[{m}] after tlbi vmalle1is -> guest reads the new frame"),
-        after_all == sees(FRAME_Y), format_args!("{after_all:x?}"));
+    c.check(
+        &alloc::format!("[{m}] after tlbi vmalle1is -> guest reads the new frame"),
+        after_all == sees(FRAME_Y),
+        format_args!("{after_all:x?}"),
+    );
 
     let first = warm(vm1, v.stale_desc, FRAME_X, mode);
     s2::set(v.stale_desc, s2::page(FRAME_Y, s2::RW));
     let stale = vm1.load(IPA, mode);
     tlb::stagehand_kvm_tlb_flush_vmid_ipa(vm1.vttbr, IPA);
     let fresh = vm1.load(IPA, mode);
-    c.check(&alloc::format!("[{m}] Linux __kvm_tlb_flush_vmid_ipa sequence removes the stale entry"),
+    c.check(
+        &alloc::format!("[{m}] Linux __kvm_tlb_flush_vmid_ipa sequence removes the stale entry"),
         first == sees(FRAME_X) && stale == sees(FRAME_X) && fresh == sees(FRAME_Y),
-        format_args!("{first:x?} / remap {stale:x?} / flush {fresh:x?}"));
+        format_args!("{first:x?} / remap {stale:x?} / flush {fresh:x?}"),
+    );
 }
 
 fn isolation(c: &mut Checks, v: &Vms) {
@@ -69,12 +86,20 @@ fn isolation(c: &mut Checks, v: &Vms) {
         let m = mode_name(mode);
         tlb::stagehand_tlbi_alle1is();
         let (a, b) = (frame(0x20), frame(0x21));
-        let r = [v.vm1.load(vms::IPA_ISO, mode), v.vm2.load(vms::IPA_ISO, mode), v.vm1.load(vms::IPA_ISO, mode)];
+        let r =
+            [v.vm1.load(vms::IPA_ISO, mode), v.vm2.load(vms::IPA_ISO, mode), v.vm1.load(vms::IPA_ISO, mode)];
         tlb::stagehand_tlbi_vmalls12e1is(v.vm2.vttbr);
         let after = [v.vm1.load(vms::IPA_ISO, mode), v.vm2.load(vms::IPA_ISO, mode)];
-        c.check(&alloc::format!("[{m}] VMID isolation: same IPA, own frame per VMID, also after the other's TLBI"),
+        c.check(
+            &alloc::format!(
+                "[{m}] VMID isolation: same IPA, own frame per VMID, also after the other's TLBI"
+            ),
             r == [sees(a), sees(b), sees(a)] && after == [sees(a), sees(b)],
-            format_args!("VM1 {:x?} VM2 {:x?} VM1 {:x?}; after TLBI VM2: {:x?} {:x?}", r[0], r[1], r[2], after[0], after[1]));
+            format_args!(
+                "VM1 {:x?} VM2 {:x?} VM1 {:x?}; after TLBI VM2: {:x?} {:x?}",
+                r[0], r[1], r[2], after[0], after[1]
+            ),
+        );
         // Can QEMU show a stale VM1 entry surviving VM2's TLBI? (Switching VMID flushes.)
         let warm = v.vm1.load(vms::IPA_ISO, mode);
         s2::set(v.iso_desc, s2::page(frame(0x22), s2::RW));
@@ -125,7 +150,10 @@ fn survey(v: &Vms, mode: GuestMode) {
         }),
         ("guest mode switched and back", |_| {}),
     ];
-    println!("     TLB survey [{}] (IPA 0x{IPA:x} remapped without maintenance, then the op):", mode_name(mode));
+    println!(
+        "     TLB survey [{}] (IPA 0x{IPA:x} remapped without maintenance, then the op):",
+        mode_name(mode)
+    );
     for (i, (name, op)) in ops.iter().enumerate() {
         let before = warm(v.vm1, v.stale_desc, FRAME_X, mode);
         s2::set(v.stale_desc, s2::page(FRAME_Y, s2::RW));

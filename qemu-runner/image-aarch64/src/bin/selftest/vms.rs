@@ -38,8 +38,12 @@ pub const FRAME_X: usize = frame(0x10);
 pub const FRAME_Y: usize = frame(0x11);
 
 /// IPAs of the 40-bit VM (T0SZ 24, two concatenated level-1 tables).
-pub const WIDE_IPAS: [(u64, usize); 4] =
-    [(0x1000, frame(0x30)), (0x10_0000_2000, frame(0x31)), (0x80_0000_3000, frame(0x32)), (0xff_c000_4000, frame(0x33))];
+pub const WIDE_IPAS: [(u64, usize); 4] = [
+    (0x1000, frame(0x30)),
+    (0x10_0000_2000, frame(0x31)),
+    (0x80_0000_3000, frame(0x32)),
+    (0xff_c000_4000, frame(0x33)),
+];
 /// Unmapped, in the second concatenated level-1 table.
 pub const WIDE_HOLE_L1: u64 = 0x80_4000_0000;
 /// IPAs of the 39-bit VM (T0SZ 25, one 512-entry level-1 table).
@@ -56,6 +60,8 @@ pub struct Vms {
     pub empty: Vm,
     /// VMID 4: the stub's level-2 entry is missing (its level-2 table exists).
     pub no_stub_l2: Vm,
+    /// VMID 7: the stub's level-3 table exists, its entry is missing.
+    pub no_stub_l3: Vm,
     /// VMID 5: 40-bit IPA space.
     pub wide: Vm,
     /// VMID 6: 39-bit IPA space.
@@ -99,6 +105,8 @@ pub fn build() -> Vms {
     let root4 = b.root(1);
     b.map_page(root4, STUB_IPA + 0x20_0000, frame(8), s2::RO);
 
+    let root7 = b.root(1);
+    b.map_page(root7, STUB_IPA + 0x1000, frame(9), s2::RO);
     let root5 = b.root(2);
     map_stub(&mut b, root5);
     for (ipa, pa) in WIDE_IPAS {
@@ -116,6 +124,7 @@ pub fn build() -> Vms {
         vm2: vm(vtcr32, root2, 2),
         empty: vm(vtcr32, root3, 3),
         no_stub_l2: vm(vtcr32, root4, 4),
+        no_stub_l3: vm(vtcr32, root7, 7),
         wide: vm(el2::make_vtcr(24, 1, ps), root5, 5),
         mid: vm(el2::make_vtcr(25, 1, ps), root6, 6),
         stale_desc,
