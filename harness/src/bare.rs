@@ -1,19 +1,24 @@
-//! The baseline for measurements: `mmu` on the smallest platform that works (flat memory,
-//! refcounts, a bump-and-free-list allocator) with no oracle, no event and no model. The
-//! same ops as the executor, dispatched straight to `mmu`; guest accesses become one
-//! architectural walk, the least a hardware access costs.
+//! The baseline for measurements: a target on the smallest [`Services`] that work (flat
+//! memory, refcounts, a bump-and-free-list allocator) with no oracle, no event and no model.
+//! The ops go through the same adapter (`Target::call`) as in the executor; guest accesses
+//! become one architectural walk, the least a hardware access costs.
 
-use harness_core::layout::{Layout, POOL_PAGES, STUB_IPA};
+use harness_core::arch::tlb::Tlbi;
+use harness_core::arch::walk;
+use harness_core::arch::{Desc, Ipa, Pa, PAGE_SIZE};
+use harness_core::event::Warning;
+use harness_core::layout::{Layout, POOL_PAGES};
 use harness_core::op::{Config, Op, MAX_VMS};
-use harness_core::walker;
-use mmu::addr::PAGE_SIZE;
-use mmu::{Descriptor, Hva, Ipa, Kvm, Memslot, Pa, Platform, Vmid, VmidAllocator, Warning};
+use harness_core::target::{Services, Target};
+use std::cell::Cell;
+use std::ptr::NonNull;
 
 /// Flat table memory and refcounts over the pool. Pages are zeroed lazily on first write,
-/// as the simulator does, so the comparison measures the oracles and not memset.
-pub struct BarePlatform {
+/// as the simulator does, so the comparison measures the oracles and not memset. Memory is
+/// cells, so a memory-owning target may write through the pointers it is given.
+pub struct BareServices {
     layout: Layout,
-    mem: Vec<u64>,
+    mem: Vec<Cell<u64>>,
     /// The page reads as zero until its first write.
     zero: Vec<bool>,
     count: Vec<u32>,
@@ -21,12 +26,12 @@ pub struct BarePlatform {
     next: usize,
 }
 
-impl BarePlatform {
-    /// A platform over the pool of `layout`.
+impl BareServices {
+    /// Services over the pool of `layout`.
     pub fn new(layout: Layout) -> Self {
-        BarePlatform {
+        BareServices {
             layout,
-            mem: vec![0; POOL_PAGES * 512],
+            mem: vec![Cell::new(0); POOL_PAGES * 512],
             zero: vec![true; POOL_PAGES],
             count: vec![0; POOL_PAGES],
             free: Vec::new(),
@@ -37,18 +42,40 @@ impl BarePlatform {
     fn reset(&mut self) {
         self.free.clear();
         self.next = 0;
+        self.zero.fill(true);
+    }
+
+    fn page(&self, pa: Pa) -> usize {
+        ((pa.0 - self.layout.pool_base().0) / PAGE_SIZE) as usize
     }
 
     fn word(&self, pa: Pa) -> usize {
         ((pa.0 - self.layout.pool_base().0) / 8) as usize
     }
 
-    fn page(&self, pa: Pa) -> usize {
-        ((pa.0 - self.layout.pool_base().0) / PAGE_SIZE) as usize
+    fn materialise(&mut self, p: usize) {
+        if self.zero[p] {
+            for c in &self.mem[p * 512..(p + 1) * 512] {
+                c.set(0);
+            }
+            self.zero[p] = false;
+        }
+    }
+
+    /// Reads a word of table memory (zero outside the pool).
+    pub fn read(&self, pa: Pa) -> u64 {
+        match self.layout.pool_index(pa) {
+            Some(p) if !self.zero[p] => self.mem[self.word(pa)].get(),
+            _ => 0,
+        }
     }
 }
 
-impl Platform for BarePlatform {
+impl Services for BareServices {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+    fn new_root(&mut self, _: Pa) {}
     fn alloc_pages(&mut self, order: u32) -> Option<Pa> {
         let n = 1usize << order;
         let i = match (order, self.free.pop()) {
@@ -88,94 +115,75 @@ impl Platform for BarePlatform {
     fn page_count(&mut self, pa: Pa) -> u32 {
         self.count[self.page(pa)]
     }
-    fn read_desc(&mut self, pa: Pa) -> Descriptor {
-        if self.zero[self.page(pa)] {
-            return Descriptor(0);
-        }
-        Descriptor(self.mem[self.word(pa)])
+    fn read_desc(&mut self, pa: Pa) -> Desc {
+        Desc(self.read(pa))
     }
-    fn write_desc(&mut self, pa: Pa, desc: Descriptor) {
+    fn write_desc(&mut self, pa: Pa, desc: Desc) {
         let (p, w) = (self.page(pa), self.word(pa));
-        if self.zero[p] {
-            self.mem[p * 512..(p + 1) * 512].fill(0);
-            self.zero[p] = false;
-        }
-        self.mem[w] = desc.0;
+        self.materialise(p);
+        self.mem[w].set(desc.0);
     }
     fn clean_dcache(&mut self, _: Pa, _: u64) {}
-    fn tlb_flush_vmid(&mut self, _: Vmid) {}
-    fn tlb_flush_all(&mut self) {}
+    fn tlbi(&mut self, _: Tlbi) {}
     fn dsb(&mut self) {}
     fn warn(&mut self, _: Warning) {}
+    fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>> {
+        let p = self.layout.pool_index(pa)?;
+        self.materialise(p);
+        NonNull::new(self.mem[p * 512].as_ptr())
+    }
 }
 
-/// Runs ops straight on `mmu`, keeping nothing but the VMs. Reuses `p` across runs.
-pub struct BareRunner {
-    p: BarePlatform,
-    vms: [Option<Kvm>; MAX_VMS],
-    vmids: VmidAllocator,
+/// Runs ops straight on a target, keeping nothing but which VMs exist. Reuses its memory
+/// across runs.
+pub struct BareRunner<T: Target> {
+    s: BareServices,
+    target: T,
+    live: [bool; MAX_VMS],
 }
 
-impl BareRunner {
+impl<T: Target + Default> BareRunner<T> {
     /// A runner for `config`.
     pub fn new(config: &Config) -> Self {
-        let vmids = VmidAllocator::new(config.vmid_bits)
-            .unwrap_or_else(|_| VmidAllocator::new(8).expect("8 is valid"));
-        BareRunner { p: BarePlatform::new(config.layout), vms: Default::default(), vmids }
+        BareRunner { s: BareServices::new(config.layout), target: T::default(), live: [false; MAX_VMS] }
     }
 
-    /// Runs a sequence from a fresh state; returns how many ops reached `mmu`.
+    /// Runs a sequence from a fresh state; returns how many ops reached the target.
     pub fn run(&mut self, config: &Config, ops: &[Op]) -> usize {
-        self.p.reset();
-        self.vms = Default::default();
-        self.vmids = VmidAllocator::new(config.vmid_bits)
-            .unwrap_or_else(|_| VmidAllocator::new(8).expect("8 is valid"));
-        let stub = config.layout.stub_frame();
+        self.s.reset();
+        self.target.reset(config);
+        self.live = [false; MAX_VMS];
+        let info = self.target.info();
         let mut done = 0;
         for op in ops {
-            let p = &mut self.p;
-            if let Op::CreateVm { vm } = *op {
-                if (vm as usize) < MAX_VMS && self.vms[vm as usize].is_none() {
-                    let mut k = Kvm::new(config.defects);
-                    if k.alloc_stage2_pgd(p).is_ok() && k.map_guest_page(p, STUB_IPA, stub, false).is_ok() {
-                        self.vms[vm as usize] = Some(k);
-                    }
-                    done += 1;
-                }
+            if !info.offers(op) {
                 continue;
             }
-            let Some(Some(k)) = op.vm().map(|vm| self.vms.get_mut(vm as usize).and_then(Option::as_mut))
-            else {
-                continue;
-            };
+            let vm = op.vm().map(usize::from);
+            match (*op, vm) {
+                (Op::FailAlloc { .. }, _) => continue,
+                (_, Some(v)) if v >= MAX_VMS => continue,
+                (Op::CreateVm { .. }, Some(v)) if self.live[v] => continue,
+                (Op::CreateVm { .. }, _) => {}
+                (_, Some(v)) if !self.live[v] => continue,
+                _ => {}
+            }
             done += 1;
-            let _ = match *op {
-                Op::DestroyVm { vm } => {
-                    k.free_memory_caches(p);
-                    k.free_stage2_pgd(p);
-                    self.vms[vm as usize] = None;
+            let r = match *op {
+                Op::Read { vm, ipa } | Op::Write { vm, ipa, .. } => {
+                    let root = self.target.root(vm).unwrap_or(Pa(0));
+                    let s = &self.s;
+                    let page = Ipa(ipa & !(PAGE_SIZE - 1));
+                    let _ = walk::translate(&info.geometry, &mut |a| s.read(a), root, page);
                     Ok(())
                 }
-                Op::AddMemslot { slot, gpa, pages, hva, .. } => {
-                    Memslot::new(slot, Ipa(gpa), pages, Hva(hva)).and_then(|s| k.add_memslot(s))
-                }
-                Op::RemoveMemslot { slot, .. } => k.remove_memslot(slot).map(|_| ()),
-                Op::Topup { min, max, .. } => k.topup(p, min.into(), max.into()),
-                Op::Map { ipa, pa, writable, .. } => k.map_guest_page(p, Ipa(ipa), Pa(pa), writable),
-                Op::Clear { ipa, .. } => k.stage2_clear_pte(p, Ipa(ipa)).map(|_| ()),
-                Op::Ioremap { ipa, pa, size, .. } => k.phys_addr_ioremap(p, Ipa(ipa), Pa(pa), size),
-                Op::UnmapHva { hva, .. } => k.unmap_hva(p, Hva(hva)),
-                Op::UnmapHvaRange { start, end, .. } => k.unmap_hva_range(p, Hva(start), Hva(end)),
-                Op::SetSpteHva { hva, pa, .. } => k.set_spte_hva(p, Hva(hva), Pa(pa)),
-                Op::UpdateVmid { .. } => k.update_vttbr(&mut self.vmids, p).map(|_| ()),
-                Op::Enter { .. } => k.vcpu_enter(&mut self.vmids, p).map(|_| ()),
-                Op::Read { ipa, .. } | Op::Write { ipa, .. } => {
-                    let root = k.root().unwrap_or(Pa(0));
-                    let _ = walker::translate(&mut |a| p.read_desc(a).0, root, Ipa(ipa & !(PAGE_SIZE - 1)));
-                    Ok(())
-                }
-                Op::CreateVm { .. } | Op::FailAlloc { .. } => Ok(()),
+                _ => self.target.call(&mut self.s, op),
             };
+            match *op {
+                Op::CreateVm { vm } => self.live[vm as usize] = r.is_ok(),
+                Op::DestroyVm { vm } => self.live[vm as usize] = false,
+                _ => {}
+            }
         }
         done
     }

@@ -1,7 +1,7 @@
 //! Reading inputs (text sequences, traces, fuzzer artifacts) and writing outputs atomically.
 
 use crate::text::{self, Sequence};
-use harness_core::op::{Config, Expect};
+use harness_core::op::{Config, Expect, Op};
 use harness_core::trace::{Trace, MAGIC};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,10 +53,19 @@ fn looks_like_text(bytes: &[u8]) -> bool {
     first.is_some_and(|l| l.split_whitespace().next() == Some(text::MAGIC))
 }
 
+/// How fuzzer bytes become a configuration and ops (a campaign's decoder, with its pins).
+pub type Decode<'a> = &'a dyn Fn(&[u8]) -> (Config, Vec<Op>);
+
+/// Decodes fuzzer bytes with no pins: the configuration is the input's own.
+pub fn own_config(bytes: &[u8]) -> (Config, Vec<Op>) {
+    let campaign = crate::fuzz::Campaign { pins: Default::default(), defects: None, expect: None };
+    campaign.decode(bytes)
+}
+
 /// Loads a sequence, trace or fuzzer artifact. Text is recognised by its header (or a `.s2`
 /// extension, to report what is wrong with it), traces by their magic; anything else is
-/// fuzzer bytes, decoded under `bytes_config`.
-pub fn load(path: &Path, bytes_config: Config) -> Result<Input, InputError> {
+/// fuzzer bytes, decoded by `decode`.
+pub fn load(path: &Path, decode: Decode<'_>) -> Result<Input, InputError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, None, format!("cannot read: {e}")))?;
     if bytes.starts_with(MAGIC) {
         return Trace::from_bytes(&bytes).map(Input::Trace).map_err(|e| error(path, None, e.to_string()));
@@ -78,8 +87,8 @@ pub fn load(path: &Path, bytes_config: Config) -> Result<Input, InputError> {
         let s = std::str::from_utf8(&bytes).map_err(|e| error(path, None, format!("not UTF-8 text: {e}")))?;
         return text::parse(s).map(Input::Text).map_err(|e| error(path, Some(e.line), e.message));
     }
-    let ops = harness_core::bytes::decode(&bytes, &bytes_config.layout);
-    Ok(Input::Bytes(Sequence { config: bytes_config, expect: Expect::Clean, ops }))
+    let (config, ops) = decode(&bytes);
+    Ok(Input::Bytes(Sequence { config, expect: Expect::Clean, ops }))
 }
 
 /// Every `.s2` file under `path` (recursively, sorted), or `path` itself when it is a file.

@@ -1,46 +1,80 @@
 //! What the fuzz targets call: one function per target, shared by libFuzzer and AFL++.
 //!
-//! The configuration is read once from the environment, so one binary serves every campaign:
+//! Each input's first byte chooses the configuration (target, walker, BBM mode, VMID
+//! width: see [`harness_core::bytes`]), so one campaign explores all of them. The
+//! environment may pin any of them, for reproduction, and sets what bytes do not choose:
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `STAGEHAND_DEFECTS` | switches, comma-separated, or `none` | `none` |
-//! | `STAGEHAND_VMID_BITS` | VMID width, 1..=8 | 8 |
-//! | `STAGEHAND_WALKER` | `coherent` or `non-coherent` | coherent |
-//! | `STAGEHAND_STRICT_BBM` | `1` to flag valid-to-valid output address changes | off |
+//! | `STAGEHAND_TARGET` | pin the target | from the input |
+//! | `STAGEHAND_WALKER` | pin `coherent` or `non-coherent` | from the input |
+//! | `STAGEHAND_STRICT_BBM` | pin `1` (strict) or `0` (relaxed) | from the input |
+//! | `STAGEHAND_VMID_BITS` | pin the VMID width | from the input |
+//! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
 //! | `STAGEHAND_EXPECT` | crash only on this violation kind (time-to-bug trials) | any kind |
 
 use crate::run::{executor, run_ops, NativeExecutor};
-use crate::text;
-use harness_core::op::{Config, Op, Walker};
+use crate::{targets, text};
+use harness_core::bytes::{Codec, Header, Pins};
+use harness_core::op::{Config, Defects, Op, Walker};
 use harness_core::violation::{Kind, Violation};
+use harness_core::Layout;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// A campaign's settings, from the environment.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Campaign {
-    /// The configuration every input runs under.
-    pub config: Config,
+    /// What the environment pins.
+    pub pins: Pins,
+    /// Defect switches by name (resolved against each input's target).
+    pub defects: Option<String>,
     /// Only this kind counts as a finding.
     pub expect: Option<Kind>,
+}
+
+/// The byte codec over every registered target.
+pub fn codec() -> &'static Codec {
+    static CODEC: OnceLock<Codec> = OnceLock::new();
+    CODEC.get_or_init(|| Codec::new(targets::ALL))
 }
 
 impl Campaign {
     /// Reads `STAGEHAND_*` variables; a bad value is a configuration error worth stopping for.
     pub fn from_env() -> Result<Campaign, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let mut config = Config::default();
-        if let Some(v) = var("STAGEHAND_DEFECTS") {
-            config.defects = text::parse_defects(&v).map_err(|e| format!("STAGEHAND_DEFECTS: {e}"))?;
-        }
-        if let Some(v) = var("STAGEHAND_VMID_BITS") {
-            config.vmid_bits = text::parse_vmid_bits(&v).map_err(|e| format!("STAGEHAND_VMID_BITS: {e}"))?;
+        let mut pins = Pins::default();
+        if let Some(v) = var("STAGEHAND_TARGET") {
+            pins.target = Some(text::parse_target(&v).map_err(|e| format!("STAGEHAND_TARGET: {e}"))?);
         }
         if let Some(v) = var("STAGEHAND_WALKER") {
-            config.walker = text::parse_walker(&v).map_err(|e| format!("STAGEHAND_WALKER: {e}"))?;
+            pins.walker = Some(text::parse_walker(&v).map_err(|e| format!("STAGEHAND_WALKER: {e}"))?);
         }
-        config.strict_bbm = var("STAGEHAND_STRICT_BBM").is_some_and(|v| v == "1");
+        if let Some(v) = var("STAGEHAND_STRICT_BBM") {
+            pins.strict_bbm = Some(match v.as_str() {
+                "1" => true,
+                "0" => false,
+                _ => return Err(format!("STAGEHAND_STRICT_BBM: `1` or `0`, not `{v}`")),
+            });
+        }
+        if let Some(v) = var("STAGEHAND_VMID_BITS") {
+            let t = targets::info(pins.target.unwrap_or(0));
+            pins.vmid_bits =
+                Some(text::parse_vmid_bits(&v, t).map_err(|e| format!("STAGEHAND_VMID_BITS: {e}"))?);
+        }
+        let defects = var("STAGEHAND_DEFECTS").filter(|d| d != "none");
+        if let Some(d) = &defects {
+            // Every switch named must exist in the pinned target, or in some target.
+            let ok = match pins.target {
+                Some(t) => text::parse_defects(d, targets::info(t)).map(|_| ()),
+                None => targets::ALL
+                    .iter()
+                    .find_map(|t| text::parse_defects(d, t).ok())
+                    .map(|_| ())
+                    .ok_or_else(|| text::parse_defects(d, targets::info(0)).err().unwrap_or_default()),
+            };
+            ok.map_err(|e| format!("STAGEHAND_DEFECTS: {e}"))?;
+        }
         let expect = match var("STAGEHAND_EXPECT") {
             Some(k) => Some(
                 Kind::from_name(&k)
@@ -48,7 +82,7 @@ impl Campaign {
             ),
             None => None,
         };
-        Ok(Campaign { config, expect })
+        Ok(Campaign { pins, defects, expect })
     }
 
     /// The campaign of this process (read once).
@@ -59,6 +93,31 @@ impl Campaign {
         })
     }
 
+    /// The configuration an input runs under: its first byte, then the pins, then the
+    /// defects (switches the input's target does not have are left off).
+    pub fn config(&self, h: &Header) -> Config {
+        let target = targets::info(h.target);
+        let defects = self
+            .defects
+            .as_deref()
+            .and_then(|d| text::parse_defects(d, target).ok())
+            .unwrap_or(Defects::NONE);
+        Config {
+            vmid_bits: h.vmid_bits,
+            defects,
+            walker: h.walker,
+            strict_bbm: h.strict_bbm,
+            layout: Layout::default(),
+            target: h.target,
+        }
+    }
+
+    /// Decodes a fuzzer input.
+    pub fn decode(&self, data: &[u8]) -> (Config, Vec<Op>) {
+        let (h, ops) = codec().decode(data, &self.pins, &Layout::default());
+        (self.config(&h), ops)
+    }
+
     /// The finding in `violations` that this campaign reports, if any.
     pub fn finding<'a>(&self, violations: &'a [Violation]) -> Option<&'a Violation> {
         violations.iter().find(|v| self.expect.is_none_or(|k| v.kind() == k))
@@ -66,16 +125,19 @@ impl Campaign {
 
     /// The environment variables that reproduce this campaign.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let walker = match self.config.walker {
-            Walker::Coherent => "coherent",
-            Walker::NonCoherent => "non-coherent",
-        };
-        let mut env = vec![
-            ("STAGEHAND_DEFECTS", self.config.defects.to_string()),
-            ("STAGEHAND_VMID_BITS", self.config.vmid_bits.to_string()),
-            ("STAGEHAND_WALKER", walker.to_string()),
-            ("STAGEHAND_STRICT_BBM", if self.config.strict_bbm { "1" } else { "0" }.to_string()),
-        ];
+        let mut env = vec![("STAGEHAND_DEFECTS", self.defects.clone().unwrap_or_else(|| "none".into()))];
+        if let Some(t) = self.pins.target {
+            env.push(("STAGEHAND_TARGET", targets::info(t).name.to_string()));
+        }
+        if let Some(w) = self.pins.walker {
+            env.push(("STAGEHAND_WALKER", walker_name(w).to_string()));
+        }
+        if let Some(b) = self.pins.strict_bbm {
+            env.push(("STAGEHAND_STRICT_BBM", if b { "1" } else { "0" }.to_string()));
+        }
+        if let Some(b) = self.pins.vmid_bits {
+            env.push(("STAGEHAND_VMID_BITS", b.to_string()));
+        }
         if let Some(k) = self.expect {
             env.push(("STAGEHAND_EXPECT", k.name().to_string()));
         }
@@ -83,14 +145,37 @@ impl Campaign {
     }
 }
 
+/// The word of a walker mode.
+pub const fn walker_name(w: Walker) -> &'static str {
+    match w {
+        Walker::Coherent => "coherent",
+        Walker::NonCoherent => "non-coherent",
+    }
+}
+
+/// The header byte that reproduces `config` (for seeds and converted files).
+pub fn header(config: &Config) -> Header {
+    Header {
+        target: config.target,
+        walker: config.walker,
+        strict_bbm: config.strict_bbm,
+        vmid_bits: config.vmid_bits,
+    }
+}
+
+/// Encodes a sequence (its configuration in the first byte) as fuzzer bytes.
+pub fn encode(config: &Config, ops: &[Op]) -> Vec<u8> {
+    codec().encode(&header(config), ops, &config.layout)
+}
+
 thread_local! {
     static EXEC: RefCell<Option<NativeExecutor>> = const { RefCell::new(None) };
 }
 
-/// A fuzzer input as an op sequence: `Arbitrary` over the byte codec, which is total, so
-/// every input is a sequence and every sequence has an input.
+/// A fuzzer input as a configuration and an op sequence: `Arbitrary` over the byte codec,
+/// which is total, so every input is a sequence and every sequence has an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FuzzSequence(pub Vec<Op>);
+pub struct FuzzSequence(pub Config, pub Vec<Op>);
 
 impl<'a> arbitrary::Arbitrary<'a> for FuzzSequence {
     fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
@@ -98,34 +183,36 @@ impl<'a> arbitrary::Arbitrary<'a> for FuzzSequence {
         Self::arbitrary_take_rest(arbitrary::Unstructured::new(rest))
     }
     fn arbitrary_take_rest(u: arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        let layout = Campaign::current().config.layout;
-        Ok(FuzzSequence(harness_core::bytes::decode(u.take_rest(), &layout)))
+        let (config, ops) = Campaign::current().decode(u.take_rest());
+        Ok(FuzzSequence(config, ops))
     }
 }
 
-/// Runs an op sequence under `campaign` and returns the finding's text, if any. The
+/// Runs an op sequence under `config` and returns the campaign's finding, if any. The
 /// executor is reused, so an execution allocates (almost) nothing.
-pub fn check_ops(campaign: &Campaign, ops: &[Op]) -> Option<String> {
+pub fn check_ops(campaign: &Campaign, config: Config, ops: &[Op]) -> Option<String> {
     EXEC.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let exec = slot.get_or_insert_with(|| executor(campaign.config, false));
-        run_ops(exec, campaign.config, ops);
+        let exec = slot.get_or_insert_with(|| executor(config, false));
+        run_ops(exec, config, ops);
+        let profile = targets::info(config.target).geometry.profile;
         campaign.finding(exec.violations()).map(|v| {
-            format!("stagehand violation at op #{}: {}: {}: {}", v.op, v.kind(), v.kind().title(), v.detail)
+            format!("stagehand violation at op #{}: {}", v.op, crate::render::violation_line(v, profile))
         })
     })
 }
 
 /// The `ops` target: a finding is a crash.
-pub fn ops_target(ops: &[Op]) {
-    if let Some(finding) = check_ops(Campaign::current(), ops) {
+pub fn ops_target(config: Config, ops: &[Op]) {
+    if let Some(finding) = check_ops(Campaign::current(), config, ops) {
         panic!("{finding}");
     }
 }
 
 /// The `ops` target for engines that hand over raw bytes (AFL++).
 pub fn ops_target_bytes(data: &[u8]) {
-    ops_target(&harness_core::bytes::decode(data, &Campaign::current().config.layout));
+    let (config, ops) = Campaign::current().decode(data);
+    ops_target(config, &ops);
 }
 
 /// The `parse` target: the text parser and the trace decoder must never panic.
@@ -153,6 +240,11 @@ impl Naive {
         Naive { state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, max_ops: max_ops.max(1) }
     }
 
+    /// A random byte.
+    pub fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
     fn next(&mut self) -> u64 {
         // xorshift64*
         self.state ^= self.state >> 12;
@@ -161,19 +253,23 @@ impl Naive {
         self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    /// The next random sequence.
-    pub fn sequence(&mut self, layout: &harness_core::Layout) -> Vec<Op> {
-        use harness_core::bytes::{decode, opcode_byte, OP_KINDS};
+    /// The next random sequence for `config`'s target: each op's kind uniform over the
+    /// kinds the target offers.
+    pub fn sequence(&mut self, config: &Config) -> Vec<Op> {
+        let target = targets::info(config.target);
+        let kinds: Vec<u8> = (0..harness_core::op::OP_KINDS).filter(|&k| target.ops.has(k)).collect();
+        let table = codec().table(config.target);
+        let pins = Pins { target: Some(config.target), ..Pins::default() };
         let n = 1 + (self.next() % self.max_ops as u64) as usize;
         (0..n)
             .filter_map(|_| {
-                let mut bytes = [0u8; 17];
-                bytes[0] = opcode_byte((self.next() % u64::from(OP_KINDS)) as u8);
-                for chunk in bytes[1..].chunks_mut(8) {
+                let mut bytes = [0u8; 18];
+                bytes[1] = table.byte(kinds[(self.next() % kinds.len() as u64) as usize]);
+                for chunk in bytes[2..].chunks_mut(8) {
                     let r = self.next().to_le_bytes();
                     chunk.copy_from_slice(&r[..chunk.len()]);
                 }
-                decode(&bytes, layout).into_iter().next()
+                codec().decode(&bytes, &pins, &config.layout).1.into_iter().next()
             })
             .collect()
     }

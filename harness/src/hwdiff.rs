@@ -1,4 +1,4 @@
-//! Native trace against hardware trace. Everything `mmu` did (results, events,
+//! Native trace against hardware trace. Everything the target did (results, events,
 //! violations) must agree exactly. Guest accesses are where the hardware is the thing being
 //! observed, so they are compared under explicit rules:
 //!
@@ -87,6 +87,7 @@ fn access_rule(native: &OpResult, hw: &OpResult) -> Result<Option<Note>, ()> {
 
 /// Compares a native trace with the trace of the same sequence from hardware.
 pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
+    let profile = render::profile(&native.config);
     let mut c = Comparison::default();
     let diverge = |step: usize, what: &str, n: String, h: String| Divergence {
         step,
@@ -110,8 +111,9 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
         }
         if let Some(e) = (0..n.events.len().max(h.events.len())).find(|&e| n.events.get(e) != h.events.get(e))
         {
-            let show =
-                |s: &harness_core::Step| s.events.get(e).map_or("(none)".to_string(), ToString::to_string);
+            let show = |s: &harness_core::Step| {
+                s.events.get(e).map_or("(none)".to_string(), |e| e.show(profile).to_string())
+            };
             c.divergence = Some(diverge(i, &format!("event {e}"), show(n), show(h)));
             return c;
         }
@@ -125,8 +127,9 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
         }
         let (sn, sh) = (strict(&n.violations), strict(&h.violations));
         if sn != sh {
-            let show =
-                |v: &[&Violation]| v.iter().map(|v| render::violation_line(v)).collect::<Vec<_>>().join("; ");
+            let show = |v: &[&Violation]| {
+                v.iter().map(|v| render::violation_line(v, profile)).collect::<Vec<_>>().join("; ")
+            };
             c.divergence = Some(diverge(i, "violations", show(&sn), show(&sh)));
             return c;
         }
@@ -146,9 +149,9 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use harness_core::arch::Ipa;
     use harness_core::machine::{Abort, Fault, FaultKind};
     use harness_core::{Config, Op, Step};
-    use mmu::Ipa;
 
     fn trace(results: &[OpResult]) -> Trace {
         let steps = results

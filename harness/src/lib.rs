@@ -5,8 +5,10 @@
 pub mod files;
 pub mod minimize;
 pub mod render;
+pub mod report;
 pub mod run;
 pub mod sim;
+pub mod targets;
 pub mod text;
 
 pub use harness_core as core;

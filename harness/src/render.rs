@@ -1,54 +1,61 @@
 //! Human-readable output: the trace render (what snapshots hold), the folded table dump, and
 //! failure reports.
 
+use crate::targets;
 use crate::text::{format_op, hex};
+use harness_core::arch::walk::{self, Visit};
+use harness_core::arch::{Desc, Geometry, Pa, Profile, PAGE_SIZE};
 use harness_core::layout::POISON;
 use harness_core::op::{Config, Walker};
 use harness_core::trace::{Step, Trace};
 use harness_core::violation::Violation;
-use harness_core::walker::{self, Visit};
 use harness_core::Event;
-use mmu::addr::{level_size, PAGE_SIZE};
-use mmu::Pa;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// One line describing a configuration.
+/// One line describing a configuration (the target only when it is not the default).
 pub fn config_line(c: &Config) -> String {
     let walker = match c.walker {
         Walker::Coherent => "coherent",
         Walker::NonCoherent => "non-coherent",
     };
     let bbm = if c.strict_bbm { "strict" } else { "relaxed" };
+    let t = targets::info(c.target);
+    let target = if c.target == 0 { String::new() } else { format!("target {}, ", t.name) };
     format!(
-        "vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}",
+        "{target}vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}",
         c.vmid_bits,
-        c.defects,
+        c.defects.show(t.defects),
         hex(c.layout.ram_base)
     )
 }
 
-/// A violation as `kind: title` plus its details.
-pub fn violation_line(v: &Violation) -> String {
-    format!("{}: {}: {}", v.kind(), v.kind().title(), v.detail)
+/// The profile a configuration's target uses.
+pub fn profile(c: &Config) -> Profile {
+    targets::info(c.target).geometry.profile
+}
+
+/// A violation as `kind: title` plus its details, descriptors read under `profile`.
+pub fn violation_line(v: &Violation, profile: Profile) -> String {
+    format!("{}: {}: {}", v.kind(), v.kind().title(), v.detail.show(profile))
 }
 
 /// Renders one step: the op and result, its events indented, its violations marked `!`.
-pub fn step(out: &mut String, index: usize, s: &Step, events: bool) {
+pub fn step(out: &mut String, index: usize, s: &Step, events: bool, profile: Profile) {
     let _ = writeln!(out, "#{index} {} => {}", format_op(&s.op), s.result);
     if events {
-        for line in fold_events(&s.events) {
+        for line in fold_events(&s.events, profile) {
             let _ = writeln!(out, "    {line}");
         }
     }
     for v in &s.violations {
-        let _ = writeln!(out, "    ! {}", violation_line(v));
+        let _ = writeln!(out, "    ! {}", violation_line(v, profile));
     }
 }
 
 /// Event lines, with runs of single-page allocations (or frees) of consecutive pages folded
 /// into one line: a 40-page cache topup reads as one allocation.
-pub fn fold_events(events: &[Event]) -> Vec<String> {
+pub fn fold_events(events: &[Event], profile: Profile) -> Vec<String> {
     let mut lines = Vec::new();
     let mut i = 0;
     while i < events.len() {
@@ -72,7 +79,7 @@ pub fn fold_events(events: &[Event]) -> Vec<String> {
                 continue;
             }
         }
-        lines.push(events[i].to_string());
+        lines.push(events[i].show(profile).to_string());
         i += 1;
     }
     lines
@@ -81,45 +88,56 @@ pub fn fold_events(events: &[Event]) -> Vec<String> {
 /// Renders a whole trace.
 pub fn trace(t: &Trace) -> String {
     let mut out = format!("trace v{}: {}\n", harness_core::trace::VERSION, config_line(&t.config));
+    let p = profile(&t.config);
     for (i, s) in t.steps.iter().enumerate() {
-        step(&mut out, i, s, true);
+        step(&mut out, i, s, true, p);
     }
     out
 }
 
 /// Dumps the tables under `root`, folding runs of empty entries and indenting subtables,
 /// in the manner of `aarch64-paging`'s `Debug` output.
-pub fn tables(out: &mut String, read: &mut impl FnMut(Pa) -> u64, vm: u8, root: Pa) {
+pub fn tables(out: &mut String, g: &Geometry, read: &mut impl FnMut(Pa) -> u64, vm: u8, root: Pa) {
     let _ = writeln!(out, "vm {vm}: root {root}");
-    walker::visit(read, root, &mut |v| {
+    let shown = |desc: Desc| harness_core::arch::desc::Shown { desc, profile: g.profile };
+    walk::visit(g, read, root, &mut |v| {
         let (level, ptr) = match v {
             Visit::Table { level, ptr, .. }
             | Visit::Leaf { level, ptr, .. }
             | Visit::Empty { level, ptr, .. }
             | Visit::Alias { level, ptr, .. } => (level, ptr),
         };
-        let index = if level == 1 { (ptr.0 - root.0) / 8 } else { (ptr.0 % PAGE_SIZE) / 8 };
-        let pad = "  ".repeat(level as usize);
+        let index = if level == g.start_level { (ptr.0 - root.0) / 8 } else { (ptr.0 % PAGE_SIZE) / 8 };
+        let pad = "  ".repeat(usize::from(level - g.start_level) + 1);
         let _ = match v {
             Visit::Empty { count: 1, .. } => writeln!(out, "{pad}{index}: 0"),
             Visit::Empty { count, .. } => {
                 writeln!(out, "{pad}{index}-{}: 0", index + count as u64 - 1)
             }
             Visit::Table { desc, ipa, .. } => {
-                writeln!(out, "{pad}{index}: table {}  (ipa {})", desc.output_address(), hex(ipa.0))
+                writeln!(
+                    out,
+                    "{pad}{index}: table {}  (ipa {})",
+                    Pa(desc.0 & g.profile.oa_mask()),
+                    hex(ipa.0)
+                )
             }
             Visit::Alias { desc, ipa, .. } => {
                 writeln!(
                     out,
                     "{pad}{index}: table {}  (ipa {}) ALIAS: already linked above",
-                    desc.output_address(),
+                    Pa(desc.0 & g.profile.oa_mask()),
                     hex(ipa.0)
                 )
             }
             Visit::Leaf { desc, ipa, level, .. } => {
-                let kind =
-                    if level < 3 { format!("block of {} ", hex(level_size(level))) } else { String::new() };
-                writeln!(out, "{pad}{index}: {kind}{desc}  (ipa {})", hex(ipa.0))
+                let kind = match level {
+                    2 => "2 MiB ",
+                    1 => "1 GiB ",
+                    0 => "512 GiB ",
+                    _ => "",
+                };
+                writeln!(out, "{pad}{index}: {kind}{}  (ipa {})", shown(desc), hex(ipa.0))
             }
         };
     });
@@ -133,12 +151,16 @@ pub struct Replayed {
     pages: BTreeMap<u64, Box<[u64; 512]>>,
     /// Live roots by VM.
     pub roots: BTreeMap<u8, Pa>,
+    geometry: Option<Geometry>,
 }
 
 impl Replayed {
     /// Folds the events of `t`.
     pub fn from_trace(t: &Trace) -> Self {
-        let mut r = Replayed::default();
+        let mut r =
+            Replayed { geometry: Some(targets::info(t.config.target).geometry), ..Replayed::default() };
+        let root_order = r.geometry.map_or(1, |g| g.root_pages().trailing_zeros() as u8);
+        let mut created: Option<u8> = None;
         for s in &t.steps {
             for e in &s.events {
                 match *e {
@@ -146,8 +168,10 @@ impl Replayed {
                         for i in 0..1u64 << order {
                             r.pages.insert(pa.0 + i * PAGE_SIZE, Box::new([0; 512]));
                         }
-                        if order == 1 {
-                            if let harness_core::Op::CreateVm { vm } = s.op {
+                        // The first allocation of the root's size while creating a VM is its root.
+                        if let (harness_core::Op::CreateVm { vm }, true) = (s.op, order == root_order) {
+                            if created != Some(vm) {
+                                created = Some(vm);
                                 r.roots.insert(vm, pa);
                             }
                         }
@@ -164,6 +188,7 @@ impl Replayed {
                     _ => {}
                 }
             }
+            created = None;
             if let harness_core::Op::DestroyVm { vm } = s.op {
                 r.roots.remove(&vm);
             }
@@ -182,8 +207,9 @@ impl Replayed {
     /// Dumps every live VM's tables.
     pub fn dump(&self) -> String {
         let mut out = String::new();
+        let g = self.geometry.unwrap_or(Geometry::ARMV7_40BIT);
         for (&vm, &root) in &self.roots {
-            tables(&mut out, &mut |pa| self.read(pa), vm, root);
+            tables(&mut out, &g, &mut |pa| self.read(pa), vm, root);
         }
         if out.is_empty() {
             out.push_str("(no live VM)\n");

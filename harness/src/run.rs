@@ -1,16 +1,105 @@
-//! Running sequences natively: the executor over the simulator, with `BUG_ON` panics turned
-//! into findings instead of crashes.
+//! Running sequences natively: the executor over the simulator, for whichever target a
+//! configuration names, with `BUG_ON` panics turned into findings instead of crashes.
 
 use crate::sim::SimMachine;
+use crate::targets;
+use harness_core::arch::Pa;
 use harness_core::op::{Config, Expect, Op};
+use harness_core::target::{Target, TargetInfo};
+use harness_core::trace::{Step, Trace};
 use harness_core::violation::{Kind, Violation};
 use harness_core::Executor;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
+use target_kvm_arm_2012::KvmArm2012;
 
-/// The native executor.
-pub type NativeExecutor = Executor<SimMachine>;
+/// A native executor of one of the registered targets.
+pub enum Native {
+    /// `kvm-arm-2012`.
+    Kvm(Box<Executor<SimMachine, KvmArm2012>>),
+}
+
+/// The old name of [`Native`].
+pub type NativeExecutor = Native;
+
+macro_rules! each {
+    ($n:expr, $e:ident => $body:expr) => {
+        match $n {
+            Native::Kvm($e) => $body,
+        }
+    };
+}
+
+fn make<T: Target + Default>(config: Config, record: bool) -> Box<Executor<SimMachine, T>> {
+    let target = T::default();
+    let machine = SimMachine::new(&config, &target.info().geometry);
+    Box::new(Executor::new(machine, target, config, record))
+}
+
+impl Native {
+    /// A fresh executor for `config`'s target.
+    pub fn new(config: Config, record: bool) -> Native {
+        // One variant per registered target (see `crate::targets`).
+        Native::Kvm(make(config, record))
+    }
+    /// The target's registry index.
+    pub fn target(&self) -> u8 {
+        match self {
+            Native::Kvm(_) => 0,
+        }
+    }
+    /// What the target is.
+    pub fn info(&self) -> &'static TargetInfo {
+        targets::info(self.target())
+    }
+    /// Every violation so far.
+    pub fn violations(&self) -> &[Violation] {
+        each!(self, e => e.violations())
+    }
+    /// The recorded trace.
+    pub fn trace(&self) -> Trace {
+        each!(self, e => e.trace())
+    }
+    /// The recorded steps.
+    pub fn steps(&self) -> &[Step] {
+        each!(self, e => e.steps())
+    }
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        each!(self, e => e.config())
+    }
+    /// Roots of the live VMs.
+    pub fn roots(&self) -> Vec<(u8, Pa)> {
+        each!(self, e => e.roots().collect())
+    }
+    /// Reads table memory.
+    pub fn peek(&mut self, pa: Pa) -> u64 {
+        each!(self, e => e.host.peek(pa))
+    }
+    /// Ops run.
+    pub fn ops_run(&self) -> u32 {
+        each!(self, e => e.ops_run())
+    }
+    /// Pages allocated now and since the last reset.
+    pub fn pool_usage(&self) -> (usize, usize) {
+        each!(self, e => e.host.pool_usage())
+    }
+    /// Starts a new sequence (same target).
+    pub fn reset(&mut self, config: Config) {
+        each!(self, e => e.reset(config))
+    }
+    /// Runs one op (no panic capture: see [`run_ops`]).
+    pub fn run(&mut self, op: &Op) -> harness_core::OpResult {
+        each!(self, e => e.run(op))
+    }
+    fn record_panic(&mut self, op: &Op, message: String) {
+        each!(self, e => e.record_panic(op, message))
+    }
+    fn finish(&mut self) {
+        each!(self, e => e.finish())
+    }
+}
 
 thread_local! {
     static CAPTURING: Cell<bool> = const { Cell::new(false) };
@@ -40,13 +129,18 @@ fn install_hook() {
 }
 
 /// A fresh native executor.
-pub fn executor(config: Config, record: bool) -> NativeExecutor {
-    Executor::new(SimMachine::new(&config), config, record)
+pub fn executor(config: Config, record: bool) -> Native {
+    Native::new(config, record)
 }
 
-/// Runs `ops` from a fresh state (reusing `exec`'s allocations) and finishes the sequence.
-pub fn run_ops(exec: &mut NativeExecutor, config: Config, ops: &[Op]) {
+/// Runs `ops` from a fresh state (reusing `exec`'s allocations when the target is the same)
+/// and finishes the sequence.
+pub fn run_ops(exec: &mut Native, config: Config, ops: &[Op]) {
     install_hook();
+    if exec.target() != config.target.min(targets::ALL.len() as u8 - 1) {
+        let record = each!(exec, e => e.recording());
+        *exec = Native::new(config, record);
+    }
     exec.reset(config);
     CAPTURING.with(|c| c.set(true));
     for op in ops {
@@ -61,7 +155,7 @@ pub fn run_ops(exec: &mut NativeExecutor, config: Config, ops: &[Op]) {
 }
 
 /// Runs a sequence once in a fresh executor.
-pub fn run(config: Config, ops: &[Op], record: bool) -> NativeExecutor {
+pub fn run(config: Config, ops: &[Op], record: bool) -> Native {
     let mut exec = executor(config, record);
     run_ops(&mut exec, config, ops);
     exec

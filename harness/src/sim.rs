@@ -1,16 +1,19 @@
-//! The simulated machine: sparse table memory with a point-of-coherency view, a per-VMID TLB
-//! that keeps every translation until invalidated, and guest accesses walked the way the
-//! ARM image's guest stub performs them (stage-1 walk and fetch through the stub page, then
-//! the access). Small and boring on purpose; the checking lives in the shared core.
+//! The simulated machine: pool memory with a point-of-coherency view, a TLB that keeps every
+//! translation the architecture allows it to keep (stage-2-only and combined stage 1+2
+//! entries, per VMID) until an invalidation whose scope covers it, and guest accesses
+//! walked the way the ARM images' guest stubs perform them. Small and boring on purpose; the
+//! checking lives in the shared core.
 
+use harness_core::arch::tlb::{Cached, Tlbi};
+use harness_core::arch::walk::{self, Leaf, Need};
+use harness_core::arch::{level_size, Geometry, Ipa, Pa, Profile, Vttbr, PAGE_SIZE};
 use harness_core::layout::{Layout, POISON, POOL_PAGES, STUB_IPA};
 use harness_core::machine::{Abort, AbortOn, AccessKind, AccessOutcome, Machine};
 use harness_core::op::{Config, Walker};
-use harness_core::walker::{self, Leaf, Need};
-use mmu::addr::PAGE_SIZE;
-use mmu::{Ipa, Pa, Vmid, Vttbr};
+use std::alloc::{alloc_zeroed, dealloc, Layout as AllocLayout};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ptr::NonNull;
 
 /// A fast deterministic hasher for small integer keys (Fx-style multiply-rotate).
 #[derive(Default)]
@@ -25,6 +28,9 @@ impl Hasher for WordHasher {
     fn write_u8(&mut self, v: u8) {
         self.write_u64(u64::from(v));
     }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
     fn write_u64(&mut self, v: u64) {
         self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
@@ -33,73 +39,87 @@ impl Hasher for WordHasher {
     }
 }
 
-/// Pool memory: a page is either uniformly filled (a fresh allocation, a freed page) or
-/// materialised in a slot of a flat array on its first partial write. Allocation, free and
-/// reset cost O(1) per page; the array grows with the pages actually written (a fresh
-/// machine allocates no page storage, and slots of refilled pages are reused).
+const WORDS: usize = POOL_PAGES * 512;
+
+/// Pool memory: one flat, page-aligned allocation the OS zeroes lazily, so a page keeps its
+/// address for its whole life (a memory-owning target writes through pointers into it).
+/// A page is either uniformly filled (a fresh allocation, a freed page: O(1) to fill) or
+/// materialised on its first partial write. All access goes through the raw base pointer.
 struct View {
-    data: Vec<u64>,
+    base: NonNull<u64>,
     fill: Vec<u64>,
-    /// The page's slot in `data`, or [`View::UNIFORM`].
-    slot: Vec<u32>,
-    /// Slots of pages that went back to uniform.
-    spare: Vec<u32>,
+    dense: Vec<bool>,
 }
 
 impl View {
-    const UNIFORM: u32 = u32::MAX;
+    fn layout() -> AllocLayout {
+        AllocLayout::from_size_align(WORDS * 8, PAGE_SIZE as usize).expect("a valid layout")
+    }
 
     fn new() -> Self {
-        View {
-            data: Vec::new(),
-            fill: vec![POISON; POOL_PAGES],
-            slot: vec![Self::UNIFORM; POOL_PAGES],
-            spare: Vec::new(),
-        }
+        // Safe because the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc_zeroed(Self::layout()) }.cast::<u64>())
+            .unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout()));
+        View { base, fill: vec![POISON; POOL_PAGES], dense: vec![false; POOL_PAGES] }
     }
-    #[inline]
-    fn dense(&self, p: usize) -> bool {
-        self.slot[p] != Self::UNIFORM
-    }
+
     #[inline]
     fn read(&self, p: usize, w: usize) -> u64 {
-        match self.slot[p] {
-            Self::UNIFORM => self.fill[p],
-            s => self.data[s as usize * 512 + w],
+        if self.dense[p] {
+            // Safe because p < POOL_PAGES and w < 512 index inside the allocation.
+            unsafe { self.base.as_ptr().add(p * 512 + w).read() }
+        } else {
+            self.fill[p]
         }
     }
-    fn page_mut(&mut self, p: usize) -> &mut [u64] {
-        if self.slot[p] == Self::UNIFORM {
-            let s = self.spare.pop().unwrap_or_else(|| {
-                self.data.resize(self.data.len() + 512, 0);
-                (self.data.len() / 512 - 1) as u32
-            });
-            self.data[s as usize * 512..][..512].fill(self.fill[p]);
-            self.slot[p] = s;
+
+    /// The page's memory, materialised.
+    fn page(&mut self, p: usize) -> *mut u64 {
+        // Safe because p < POOL_PAGES indexes a page inside the allocation.
+        let ptr = unsafe { self.base.as_ptr().add(p * 512) };
+        if !self.dense[p] {
+            for w in 0..512 {
+                // Safe because the 512 words of page p lie inside the allocation.
+                unsafe { ptr.add(w).write(self.fill[p]) };
+            }
+            self.dense[p] = true;
         }
-        let s = self.slot[p] as usize;
-        &mut self.data[s * 512..(s + 1) * 512]
+        ptr
     }
+
+    fn write(&mut self, p: usize, w: usize, value: u64) {
+        let page = self.page(p);
+        // Safe because w < 512.
+        unsafe { page.add(w).write(value) };
+    }
+
     fn fill(&mut self, p: usize, value: u64) {
-        let s = core::mem::replace(&mut self.slot[p], Self::UNIFORM);
-        if s != Self::UNIFORM {
-            self.spare.push(s);
-        }
+        self.dense[p] = false;
         self.fill[p] = value;
     }
 }
 
+impl Drop for View {
+    fn drop(&mut self) {
+        // Safe because `base` came from `alloc_zeroed` with this layout.
+        unsafe { dealloc(self.base.as_ptr().cast(), Self::layout()) };
+    }
+}
+
+/// A cached translation: which kind, under which VMID, of which page.
+type TlbKey = (u16, Cached, u64);
+
 /// The simulated machine.
 pub struct SimMachine {
     layout: Layout,
+    geometry: Geometry,
     non_coherent: bool,
     /// Table memory as the CPU sees it.
     cpu: View,
     /// Table memory at the point of coherency (non-coherent mode only).
     poc: View,
-    /// Cached stage-2 translations by (VMID, IPA page). Never iterated into anything
-    /// recorded, so a hash map is fine here.
-    tlb: HashMap<(u8, u64), Leaf, BuildHasherDefault<WordHasher>>,
+    /// Cached translations. Never iterated into anything recorded, so a hash map is fine.
+    tlb: HashMap<TlbKey, Leaf, BuildHasherDefault<WordHasher>>,
     /// Guest words stored so far (others hold their signature).
     stored: BTreeMap<u64, u32>,
     /// A TLB entry answered a translation of the current access.
@@ -107,10 +127,11 @@ pub struct SimMachine {
 }
 
 impl SimMachine {
-    /// A machine for `config`.
-    pub fn new(config: &Config) -> Self {
+    /// A machine for `config` and the target's `geometry`.
+    pub fn new(config: &Config, geometry: &Geometry) -> Self {
         let mut m = SimMachine {
             layout: config.layout,
+            geometry: *geometry,
             non_coherent: false,
             cpu: View::new(),
             poc: View::new(),
@@ -118,7 +139,7 @@ impl SimMachine {
             stored: BTreeMap::new(),
             tlb_hit: false,
         };
-        m.reset(config, POOL_PAGES);
+        m.reset(config, geometry, POOL_PAGES);
         m
     }
 
@@ -133,42 +154,56 @@ impl SimMachine {
         self.slot(pa).map_or(POISON, |(p, w)| view.read(p, w))
     }
 
+    /// One translation of `ipa`. With `use_tlb`, a cached entry of `kind` answers first,
+    /// then (for a combined lookup) a stage-2-only one; a walk fills both kinds, as the
+    /// architecture allows. Without, the tables as the CPU wrote them.
     fn translate(
         &mut self,
-        vmid: Vmid,
-        root: Pa,
+        vttbr: Vttbr,
         ipa: u64,
+        kind: Cached,
         use_tlb: bool,
-    ) -> Result<Leaf, harness_core::machine::Fault> {
-        let key = (vmid.0, ipa & !(PAGE_SIZE - 1));
+    ) -> Result<Leaf, walk::Fault> {
+        let vmid = vttbr.vmid_field().0;
+        let page = ipa & !(PAGE_SIZE - 1);
         if use_tlb {
-            if let Some(leaf) = self.tlb.get(&key) {
-                self.tlb_hit = true;
-                return Ok(*leaf);
+            for k in [kind, Cached::Stage2] {
+                if let Some(leaf) = self.tlb.get(&(vmid, k, page)).copied() {
+                    self.tlb_hit = true;
+                    self.tlb.insert((vmid, kind, page), leaf);
+                    return Ok(leaf);
+                }
             }
         }
-        let leaf = walker::translate(&mut |a| self.walker_read(a, use_tlb), root, Ipa(ipa))?;
+        let root = self.geometry.vttbr_root(vttbr);
+        let g = self.geometry;
+        let leaf = walk::translate(&g, &mut |a| self.walker_read(a, use_tlb), root, Ipa(ipa))?;
         if use_tlb {
-            self.tlb.insert(key, leaf);
+            self.tlb.insert((vmid, Cached::Stage2, page), leaf);
+            self.tlb.insert((vmid, kind, page), leaf);
         }
         Ok(leaf)
     }
 
-    /// The guest stub's access: stage-1 walk (reads the stub page), fetch, then the data
-    /// access. With `use_tlb` false, every translation walks the tables as the CPU wrote
-    /// them: no TLB, and no point-of-coherency lag.
+    /// The guest stub's access. ARMv7: stage-1 walk (reads the stub page), fetch, then the
+    /// data access. AArch64 (guest MMU off): fetch, then the access. With `use_tlb` false,
+    /// every translation walks the tables as the CPU wrote them.
     fn run_stub(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind, use_tlb: bool) -> Result<Pa, Abort> {
         let need_data = if matches!(kind, AccessKind::Write(_)) { Need::Write } else { Need::Read };
+        let s1 = self.geometry.profile == Profile::Armv7Lpae;
         let steps = [
-            (STUB_IPA, AbortOn::S1Walk, Need::Read),
-            (STUB_IPA, AbortOn::Fetch, Need::Execute),
-            (ipa, AbortOn::Data, need_data),
+            (STUB_IPA, AbortOn::S1Walk, Need::Read, Cached::Stage2, s1),
+            (STUB_IPA, AbortOn::Fetch, Need::Execute, Cached::Combined, true),
+            (ipa, AbortOn::Data, need_data, Cached::Combined, true),
         ];
         let mut pa = Pa(0);
-        for (at, on, need) in steps {
+        for (at, on, need, cached, present) in steps {
+            if !present {
+                continue;
+            }
             let leaf = self
-                .translate(vttbr.vmid(), vttbr.root(), at.0, use_tlb)
-                .and_then(|leaf| walker::permit(&leaf, need).map(|()| leaf))
+                .translate(vttbr, at.0, cached, use_tlb)
+                .and_then(|leaf| walk::permit(&leaf, need).map(|()| leaf))
                 .map_err(|fault| Abort { on, fault, ipa: at.page() })?;
             pa = Pa(leaf.pa.0 | at.page_offset());
         }
@@ -198,7 +233,7 @@ impl Machine for SimMachine {
 
     fn write(&mut self, pa: Pa, value: u64) {
         if let Some((p, w)) = self.slot(pa) {
-            self.cpu.page_mut(p)[w] = value;
+            self.cpu.write(p, w, value);
         }
     }
 
@@ -217,24 +252,33 @@ impl Machine for SimMachine {
         while line < end {
             if let Some((p, w)) = self.slot(Pa(line)) {
                 // A whole uniform page cleans as a fill: no need to materialise it.
-                if !self.cpu.dense(p) && w == 0 && end - line >= PAGE_SIZE {
+                if !self.cpu.dense[p] && w == 0 && end - line >= PAGE_SIZE {
                     self.poc.fill(p, self.cpu.fill[p]);
                     line += PAGE_SIZE;
                     continue;
                 }
-                let src: [u64; 8] = core::array::from_fn(|i| self.cpu.read(p, w + i));
-                self.poc.page_mut(p)[w..w + 8].copy_from_slice(&src);
+                for i in 0..8 {
+                    let v = self.cpu.read(p, w + i);
+                    self.poc.write(p, w + i, v);
+                }
             }
             line += 64;
         }
     }
 
-    fn tlbi_vmid(&mut self, vmid: Vmid) {
-        self.tlb.retain(|(v, _), _| *v != vmid.0);
-    }
-
-    fn tlbi_all(&mut self) {
-        self.tlb.clear();
+    fn tlbi(&mut self, op: Tlbi) {
+        self.tlb.retain(|&(vmid, kind, page), leaf| {
+            let vmid = harness_core::arch::Vmid(vmid);
+            // An invalidation by IPA reaches everything cached from the leaf holding it.
+            let covered = match op {
+                Tlbi::Ipas2 { vmid: v, ipa } => {
+                    let size = level_size(leaf.level);
+                    v == vmid && kind == Cached::Stage2 && page & !(size - 1) == ipa.0 & !(size - 1)
+                }
+                _ => op.covers(vmid, kind, Ipa(page)),
+            };
+            !covered
+        });
     }
 
     fn dsb(&mut self) {}
@@ -262,8 +306,9 @@ impl Machine for SimMachine {
         (outcome, fresh)
     }
 
-    fn reset(&mut self, config: &Config, pool_pages_used: usize) {
+    fn reset(&mut self, config: &Config, geometry: &Geometry, pool_pages_used: usize) {
         self.layout = config.layout;
+        self.geometry = *geometry;
         self.non_coherent = config.walker == Walker::NonCoherent;
         // A fresh boot: the pool reads as zero until something is allocated and freed.
         for p in 0..pool_pages_used.min(POOL_PAGES) {
@@ -272,5 +317,9 @@ impl Machine for SimMachine {
         }
         self.tlb.clear();
         self.stored.clear();
+    }
+
+    fn page_ptr(&mut self, page: usize) -> Option<NonNull<u64>> {
+        (page < POOL_PAGES).then(|| NonNull::new(self.cpu.page(page)).expect("inside the allocation"))
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! stagehand-s2 1          # format version, first non-comment line
-//! vmid-bits 8             # 1..=8
-//! defects none            # or a comma-separated list of switches
+//! target kvm-arm-2012     # optional: the code under test (this is the default)
+//! vmid-bits 8             # within the target's widths (1..=8 for kvm-arm-2012)
+//! defects none            # or a comma-separated list of the target's switches
 //! walker coherent         # or non-coherent
 //! bbm relaxed             # or strict
 //! ram 0x4000_0000         # optional: RAM base of the memory layout
@@ -13,12 +14,15 @@
 //! map 0 0x20_0000 0x4400_0000 rw
 //! ```
 //!
-//! Header lines may come in any order, each at most once, all before the first op.
+//! Header lines may come in any order, each at most once, all before the first op. An op the
+//! target does not offer is an error naming its line.
 
-use harness_core::op::{Config, Expect, Op, Walker};
+use crate::targets;
+use harness_core::arch::Prot;
+use harness_core::op::{Config, Defects, Expect, Op, Walker, OP_NAMES};
+use harness_core::target::TargetInfo;
 use harness_core::violation::Kind;
 use harness_core::Layout;
-use mmu::Defects;
 use std::fmt::{self, Write as _};
 
 /// Version of the text format.
@@ -81,20 +85,26 @@ pub fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
-/// Parses the value of `--defects` or a `defects` header line.
-pub fn parse_defects(s: &str) -> Result<Defects, String> {
+/// Parses the value of `--defects` or a `defects` header line for `target`.
+pub fn parse_defects(s: &str, target: &TargetInfo) -> Result<Defects, String> {
     if s == "none" {
         return Ok(Defects::NONE);
     }
     let mut set = Defects::NONE;
     for name in s.split(',').map(str::trim) {
-        let d = Defects::from_name(name).ok_or_else(|| {
-            let known: Vec<&str> = Defects::ALL.iter().map(|(_, n, _)| *n).collect();
-            format!("unknown defect `{name}` (known: {})", known.join(", "))
+        let i = target.defect(name).ok_or_else(|| {
+            let known: Vec<&str> = target.defects.iter().map(|(n, _)| *n).collect();
+            format!("unknown defect `{name}` for target {} (known: {})", target.name, known.join(", "))
         })?;
-        set = set.with(d);
+        set = set.with(Defects::bit(i));
     }
     Ok(set)
+}
+
+/// Parses a target name.
+pub fn parse_target(s: &str) -> Result<u8, String> {
+    targets::by_name(s)
+        .ok_or_else(|| format!("unknown target `{s}` (targets: {})", targets::names().join(", ")))
 }
 
 /// Parses `coherent` / `non-coherent`.
@@ -106,11 +116,12 @@ pub fn parse_walker(s: &str) -> Result<Walker, String> {
     }
 }
 
-/// Parses a VMID width.
-pub fn parse_vmid_bits(s: &str) -> Result<u8, String> {
+/// Parses a VMID width for `target`.
+pub fn parse_vmid_bits(s: &str, target: &TargetInfo) -> Result<u8, String> {
+    let (lo, hi) = target.vmid_bits;
     match parse_number(s) {
-        Some(n @ 1..=8) => Ok(n as u8),
-        _ => Err(format!("vmid-bits must be 1 to 8, not `{s}`")),
+        Some(n) if n >= u64::from(lo) && n <= u64::from(hi) => Ok(n as u8),
+        _ => Err(format!("vmid-bits must be {lo} to {hi} for target {}, not `{s}`", target.name)),
     }
 }
 
@@ -139,28 +150,12 @@ fn fields(name: &str) -> Option<&'static [&'static str]> {
         "set_spte_hva" => &["vm", "hva", "pa"],
         "write" => &["vm", "ipa", "value"],
         "fail_alloc" => &["nth"],
+        "map_range" => &["vm", "ipa", "pa", "size", "prot"],
+        "unmap_range" => &["vm", "ipa", "size"],
+        "protect_range" => &["vm", "ipa", "size", "prot"],
         _ => return None,
     })
 }
-
-const OP_NAMES: &[&str] = &[
-    "create_vm",
-    "destroy_vm",
-    "add_memslot",
-    "remove_memslot",
-    "topup",
-    "map",
-    "clear",
-    "ioremap",
-    "unmap_hva",
-    "unmap_hva_range",
-    "set_spte_hva",
-    "update_vmid",
-    "enter",
-    "read",
-    "write",
-    "fail_alloc",
-];
 
 fn parse_op(words: &[&str]) -> Result<Op, String> {
     let name = words[0];
@@ -185,6 +180,10 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
         Ok(v)
     };
     let vm = |i| num(i, 255).map(|v| v as u8);
+    let prot = |w: &str| {
+        Prot::from_word(w)
+            .ok_or_else(|| format!("{name}: field `prot`: must be `rw`, `ro` or `dev`, not `{w}`"))
+    };
     Ok(match name {
         "create_vm" => Op::CreateVm { vm: vm(0)? },
         "destroy_vm" => Op::DestroyVm { vm: vm(0)? },
@@ -221,6 +220,20 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
             Op::Write { vm: vm(0)?, ipa: num(1, u64::MAX)?, value: num(2, u64::from(u32::MAX))? as u32 }
         }
         "fail_alloc" => Op::FailAlloc { nth: num(0, u64::from(u32::MAX))? as u32 },
+        "map_range" => Op::MapRange {
+            vm: vm(0)?,
+            ipa: num(1, u64::MAX)?,
+            pa: num(2, u64::MAX)?,
+            size: num(3, u64::MAX)?,
+            prot: prot(args[4])?,
+        },
+        "unmap_range" => Op::UnmapRange { vm: vm(0)?, ipa: num(1, u64::MAX)?, size: num(2, u64::MAX)? },
+        "protect_range" => Op::ProtectRange {
+            vm: vm(0)?,
+            ipa: num(1, u64::MAX)?,
+            size: num(2, u64::MAX)?,
+            prot: prot(args[3])?,
+        },
         _ => unreachable!("fields() knows every name"),
     })
 }
@@ -229,7 +242,9 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
 pub fn parse(text: &str) -> Result<Sequence, ParseError> {
     let mut seq = Sequence { config: Config::default(), expect: Expect::Clean, ops: Vec::new() };
     let mut version_seen = false;
-    let mut seen: Vec<&str> = Vec::new();
+    // Header values wait until the target is known: defects and widths are the target's.
+    let mut header: Vec<(usize, &str, &str)> = Vec::new();
+    let mut body: Vec<(usize, Vec<&str>)> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let err = |message: String| ParseError { line, message };
@@ -260,26 +275,38 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             continue;
         }
         let key = words[0];
-        let header = matches!(key, "vmid-bits" | "defects" | "walker" | "bbm" | "ram" | "expect");
-        if !header {
-            let op = parse_op(&words).map_err(err)?;
-            seq.ops.push(op);
+        if !matches!(key, "target" | "vmid-bits" | "defects" | "walker" | "bbm" | "ram" | "expect") {
+            body.push((line, words));
             continue;
         }
-        if !seq.ops.is_empty() {
+        if !body.is_empty() {
             return Err(err(format!("header line `{key}` after the first op; the header comes first")));
         }
-        if seen.contains(&key) {
+        if header.iter().any(|(_, k, _)| *k == key) {
             return Err(err(format!("header line `{key}` appears twice")));
         }
-        seen.push(key);
         let [_, value] = words[..] else {
             return Err(err(format!("header line `{key}` takes exactly one value")));
         };
-        let c = &mut seq.config;
+        header.push((line, key, value));
+    }
+    if !version_seen {
+        return Err(ParseError {
+            line: text.lines().count().max(1),
+            message: format!("empty file: no `{MAGIC} {VERSION}` header"),
+        });
+    }
+    let c = &mut seq.config;
+    if let Some(&(line, _, value)) = header.iter().find(|(_, k, _)| *k == "target") {
+        c.target = parse_target(value).map_err(|message| ParseError { line, message })?;
+    }
+    let target = targets::info(c.target);
+    for &(line, key, value) in &header {
+        let err = |message: String| ParseError { line, message };
         match key {
-            "vmid-bits" => c.vmid_bits = parse_vmid_bits(value).map_err(err)?,
-            "defects" => c.defects = parse_defects(value).map_err(err)?,
+            "target" => {}
+            "vmid-bits" => c.vmid_bits = parse_vmid_bits(value, target).map_err(err)?,
+            "defects" => c.defects = parse_defects(value, target).map_err(err)?,
             "walker" => c.walker = parse_walker(value).map_err(err)?,
             "bbm" => {
                 c.strict_bbm = match value {
@@ -298,11 +325,18 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             _ => seq.expect = parse_expect(value).map_err(err)?,
         }
     }
-    if !version_seen {
-        return Err(ParseError {
-            line: text.lines().count().max(1),
-            message: format!("empty file: no `{MAGIC} {VERSION}` header"),
-        });
+    if !header.iter().any(|(_, k, _)| *k == "vmid-bits") {
+        c.vmid_bits = c.vmid_bits.clamp(target.vmid_bits.0, target.vmid_bits.1);
+    }
+    for (line, words) in body {
+        let op = parse_op(&words).map_err(|message| ParseError { line, message })?;
+        if !target.offers(&op) {
+            return Err(ParseError {
+                line,
+                message: format!("op {} is not offered by target {}", op.name(), target.name),
+            });
+        }
+        seq.ops.push(op);
     }
     Ok(seq)
 }
@@ -379,16 +413,39 @@ pub fn format_op(op: &Op) -> String {
             }
         }
         Op::FailAlloc { nth } => push(nth.to_string()),
+        Op::MapRange { vm, ipa, pa, size, prot } => {
+            for v in [vm.to_string(), hex(ipa), hex(pa), hex(size), prot_word(prot)] {
+                push(v);
+            }
+        }
+        Op::UnmapRange { vm, ipa, size } => {
+            for v in [vm.to_string(), hex(ipa), hex(size)] {
+                push(v);
+            }
+        }
+        Op::ProtectRange { vm, ipa, size, prot } => {
+            for v in [vm.to_string(), hex(ipa), hex(size), prot_word(prot)] {
+                push(v);
+            }
+        }
     }
     s
+}
+
+fn prot_word(p: Prot) -> String {
+    p.word().unwrap_or("rw").to_string()
 }
 
 /// Prints the header lines of a configuration and expectation.
 pub fn format_header(config: &Config, expect: &Expect) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{MAGIC} {VERSION}");
+    let target = targets::info(config.target);
+    if config.target != 0 {
+        let _ = writeln!(s, "target {}", target.name);
+    }
     let _ = writeln!(s, "vmid-bits {}", config.vmid_bits);
-    let _ = writeln!(s, "defects {}", config.defects);
+    let _ = writeln!(s, "defects {}", config.defects.show(target.defects));
     let walker = match config.walker {
         Walker::Coherent => "coherent",
         Walker::NonCoherent => "non-coherent",
@@ -440,10 +497,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seq.config.vmid_bits, 2);
-        assert!(
-            seq.config.defects.contains(Defects::NO_BBM)
-                && seq.config.defects.contains(Defects::TLB_FLUSH_STUB)
-        );
+        let kvm = targets::info(0);
+        assert!(seq.config.defects.has(kvm.defect("no-bbm").unwrap()));
+        assert!(seq.config.defects.has(kvm.defect("tlb-flush-stub").unwrap()));
         assert_eq!(seq.config.walker, Walker::NonCoherent);
         assert!(seq.config.strict_bbm);
         assert_eq!(seq.expect, Expect::Violation(Kind::MissingTlbi));
@@ -468,6 +524,11 @@ mod tests {
         assert!(e("stagehand-s2 1\ncreate_vm 0\nvmid-bits 2\n")
             .starts_with("3: header line `vmid-bits` after the first op"));
         assert!(e("stagehand-s2 1\nvmid-bits 9\n").starts_with("2: vmid-bits must be 1 to 8"));
+        assert!(e("stagehand-s2 1\ntarget nope\n").starts_with("2: unknown target `nope`"));
+        assert_eq!(
+            e("stagehand-s2 1\ncreate_vm 0\nmap_range 0 0 0x4400_0000 0x1000 rw\n"),
+            "3: op map_range is not offered by target kvm-arm-2012"
+        );
         assert!(e("stagehand-s2 1\ndefects bogus\n").starts_with("2: unknown defect `bogus`"));
         assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect must be"));
         assert_eq!(e("stagehand-s2 1\ncreate_vm 256\n"), "2: create_vm: field `vm`: 256 is larger than 255");

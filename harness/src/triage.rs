@@ -1,12 +1,12 @@
 //! Crash to regression: a fuzzer artifact becomes a minimized `.s2` file in
 //! `corpus/regressions/` with its snapshot, de-duplicated by violation kind and site.
 
-use crate::files::{self, Input, InputError};
+use crate::files::{self, Decode, Input, InputError};
 use crate::minimize::minimize;
 use crate::render;
 use crate::run;
 use crate::text::{self, Sequence};
-use harness_core::op::{Config, Expect, Op};
+use harness_core::op::{Expect, Op};
 use harness_core::violation::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ fn short_hash(s: &str) -> u32 {
 /// An artifact of a group: its index, its sequence and its first violation's kind.
 type Member = (usize, Sequence, Kind);
 
-/// Triage `artifacts` under `config`: write regressions into `out_dir` and their snapshots
+/// Triage `artifacts`, decoding fuzzer bytes with `decode`: write regressions into `out_dir` and their snapshots
 /// into `snapshot_dir`. `repo` is where paths in snapshot headers are relative to.
 ///
 /// Every artifact is classified first (one run each); artifacts whose first violation has
@@ -47,7 +47,7 @@ type Member = (usize, Sequence, Kind);
 /// minimized, so hundreds of artifacts of one bug cost one minimization.
 pub fn triage(
     artifacts: &[PathBuf],
-    config: Config,
+    decode: Decode<'_>,
     out_dir: &Path,
     snapshot_dir: &Path,
     repo: &Path,
@@ -55,7 +55,7 @@ pub fn triage(
     let mut groups: BTreeMap<(String, String), Vec<Member>> = BTreeMap::new();
     let mut results: Vec<(PathBuf, Outcome)> = Vec::new();
     for (i, artifact) in artifacts.iter().enumerate() {
-        let seq = match files::load(artifact, config)? {
+        let seq = match files::load(artifact, decode)? {
             Input::Text(s) | Input::Bytes(s) => s,
             Input::Trace(t) | Input::HardwareLog(t) => Sequence {
                 config: t.config,
@@ -113,7 +113,8 @@ fn regression(
         return Ok(Outcome::Duplicate { kind, site, file });
     }
     written.insert(name, small.len());
-    let detail = found.map(|v| v.detail.to_string()).unwrap_or_default();
+    let profile = render::profile(&seq.config);
+    let detail = found.map(|v| v.detail.show(profile).to_string()).unwrap_or_default();
     let mut body = format!("# regression: {kind}: {}\n# site: {site}\n", kind.title());
     body += &format!(
         "# {detail}\n# found by fuzzing; minimized from {} op(s) of {}\n",
@@ -154,9 +155,9 @@ pub fn seeds(paths: &[PathBuf], exclude: &[PathBuf], out: &Path) -> Result<usize
             if exclude.iter().any(|x| f.ends_with(x) || x == &f) {
                 continue;
             }
-            let Input::Text(seq) = files::load(&f, Config::default())? else { continue };
+            let Input::Text(seq) = files::load(&f, &files::own_config)? else { continue };
             let name = f.strip_prefix(p).unwrap_or(&f).display().to_string().replace('/', "__");
-            let bytes = harness_core::bytes::encode(&seq.ops, &seq.config.layout);
+            let bytes = crate::fuzz::encode(&seq.config, &seq.ops);
             let target = out.join(format!("{name}.bin"));
             files::write_atomic(&target, &bytes).map_err(|e| InputError {
                 path: target.clone(),

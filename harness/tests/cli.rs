@@ -44,7 +44,7 @@ fn run_corpus_meets_every_expectation() {
 
 #[test]
 fn every_defect_switch_has_a_trigger_in_the_corpus() {
-    for (_, name, _) in mmu::Defects::ALL {
+    for (name, _) in target_kvm_arm_2012::INFO.defects {
         assert!(
             corpus().join("defects").join(format!("{name}.s2")).exists(),
             "corpus/defects/{name}.s2 missing"
@@ -117,7 +117,7 @@ fn replay_reports_the_first_divergence() {
     // Same configuration, different recorded content: tamper with a trace and replay it.
     let mut bytes = std::fs::read(&a).unwrap();
     let mut trace = harness::core::Trace::from_bytes(&bytes).unwrap();
-    trace.steps[4].result = harness::core::OpResult::Err(mmu::Error::Fault);
+    trace.steps[4].result = harness::core::OpResult::Err(harness::core::Errno::Fault);
     bytes = trace.to_bytes();
     std::fs::write(&a, &bytes).unwrap();
     let o = stagehand(&["replay", a.to_str().unwrap()]);
@@ -233,7 +233,7 @@ fn minimize_shrinks_a_200_op_sequence_to_a_handful() {
 fn defects_lists_every_switch() {
     let o = stagehand(&["defects"]);
     assert_eq!(code(&o), 0);
-    for (_, name, line) in mmu::Defects::ALL {
+    for (name, line) in target_kvm_arm_2012::INFO.defects {
         assert!(text(&o).contains(name) && text(&o).contains(line));
     }
 }

@@ -1,8 +1,10 @@
 //! Property tests of the two encodings: print/parse and encode/decode round-trip, and
 //! decoding any bytes is total.
 
-use harness::core::bytes::{decode, encode};
-use harness::core::{Layout, Op};
+use harness::core::arch::Prot;
+use harness::core::bytes::{Header, Pins};
+use harness::core::{Layout, Op, Walker};
+use harness::fuzz::codec;
 use harness::text::{parse, print, Sequence};
 use proptest::prelude::*;
 
@@ -54,13 +56,49 @@ fn op(full: bool) -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Range ops (offered by AArch64 targets), fields within the byte format's ranges.
+fn range_op() -> impl Strategy<Value = Op> {
+    let prot = prop_oneof![Just(Prot::RAM_RW), Just(Prot::RAM_RO), Just(Prot::DEVICE_RW)];
+    let addr = prop_oneof![any::<u64>(), (0u64..64).prop_map(|k| 0x20_0000 + k * 4096)];
+    prop_oneof![
+        (0u8..8, addr.clone(), addr.clone(), addr.clone(), prot.clone())
+            .prop_map(|(vm, ipa, pa, size, prot)| Op::MapRange { vm, ipa, pa, size, prot }),
+        (0u8..8, addr.clone(), addr.clone()).prop_map(|(vm, ipa, size)| Op::UnmapRange { vm, ipa, size }),
+        (0u8..8, addr.clone(), addr, prot).prop_map(|(vm, ipa, size, prot)| Op::ProtectRange {
+            vm,
+            ipa,
+            size,
+            prot
+        }),
+    ]
+}
+
+/// A configuration byte of the reference target.
+fn header() -> impl Strategy<Value = Header> {
+    (any::<bool>(), any::<bool>(), 1u8..=8).prop_map(|(nc, strict, vmid_bits)| Header {
+        target: 0,
+        walker: if nc { Walker::NonCoherent } else { Walker::Coherent },
+        strict_bbm: strict,
+        vmid_bits,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn bytes_round_trip(ops in proptest::collection::vec(op(false), 0..64)) {
+    fn bytes_round_trip(h in header(), ops in proptest::collection::vec(op(false), 0..64)) {
         let l = Layout::default();
-        prop_assert_eq!(decode(&encode(&ops, &l), &l), ops);
+        let (back, decoded) = codec().decode(&codec().encode(&h, &ops, &l), &Pins::default(), &l);
+        prop_assert_eq!(back, h);
+        prop_assert_eq!(decoded, ops);
+    }
+
+    #[test]
+    fn range_ops_do_not_reach_a_target_that_lacks_them(h in header(), ops in proptest::collection::vec(range_op(), 1..8)) {
+        let l = Layout::default();
+        let (_, decoded) = codec().decode(&codec().encode(&h, &ops, &l), &Pins::default(), &l);
+        prop_assert!(decoded.is_empty(), "the reference target offers no range op: {:?}", decoded);
     }
 
     #[test]
@@ -74,16 +112,18 @@ proptest! {
     #[test]
     fn any_bytes_decode_and_reencode(data in proptest::collection::vec(any::<u8>(), 0..512)) {
         let l = Layout::default();
-        let ops = decode(&data, &l);
-        prop_assert_eq!(decode(&encode(&ops, &l), &l), ops);
+        let (h, ops) = codec().decode(&data, &Pins::default(), &l);
+        let target = harness::targets::info(h.target);
+        prop_assert!(ops.iter().all(|op| target.offers(op)), "the decoder only produces offered ops");
+        prop_assert_eq!(codec().decode(&codec().encode(&h, &ops, &l), &Pins::default(), &l), (h, ops));
     }
 
     #[test]
     fn any_bytes_run_without_harness_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let l = Layout::default();
-        let ops = decode(&data, &l);
-        let exec = harness::run::run(Default::default(), &ops, false);
-        // The corrected MMU code is clean on every sequence.
-        prop_assert!(exec.violations().is_empty(), "{:?}", exec.violations());
+        let campaign = harness::fuzz::Campaign { pins: Pins::default(), defects: None, expect: None };
+        let (config, ops) = campaign.decode(&data);
+        let exec = harness::run::run(config, &ops, false);
+        // The corrected code is clean on every sequence, in every configuration.
+        prop_assert!(exec.violations().is_empty(), "{config:?}: {:?}", exec.violations());
     }
 }

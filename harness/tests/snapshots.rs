@@ -6,9 +6,9 @@ use harness::{render, run, text};
 /// The final tables as the executor's memory holds them.
 fn dump_from_memory(exec: &mut run::NativeExecutor) -> String {
     let mut out = String::new();
-    let roots: Vec<_> = exec.roots().collect();
-    for (vm, root) in roots {
-        render::tables(&mut out, &mut |pa| exec.host.peek(pa), vm, root);
+    let g = exec.info().geometry;
+    for (vm, root) in exec.roots() {
+        render::tables(&mut out, &g, &mut |pa| exec.peek(pa), vm, root);
     }
     if out.is_empty() {
         out.push_str("(no live VM)\n");

@@ -6,7 +6,7 @@ use core::fmt;
 /// A set of seed defects to re-enable.
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Defects(u16);
+pub struct Defects(u32);
 
 macro_rules! defects {
     ($( $(#[$doc:meta])* $konst:ident = $bit:expr, $name:literal, $line:literal; )*) => {
@@ -51,6 +51,15 @@ defects! {
     /// `ioremap` computes the end with a 32-bit `PAGE_MASK`, so ranges at or across 4 GiB map nothing.
     IOREMAP_32BIT_MASK = 9, "ioremap-32bit-mask",
         "kvm_phys_addr_ioremap masks the end with a 32-bit PAGE_MASK: ranges reaching 4 GiB map nothing";
+    /// Removing a memslot leaves its stage-2 mappings (the seed has no `kvm_arch_flush_shadow_memslot`).
+    MEMSLOT_KEEP_MAPPINGS = 10, "memslot-keep-mappings",
+        "removing a memslot leaves its stage-2 mappings (later: kvm_arch_flush_shadow_memslot unmaps the range; ARM: KVM: Unmap IPA on memslot delete/move)";
+    /// Descriptor writes are plain stores and no DSB precedes the TLBI.
+    SET_PTE_NO_BARRIER = 11, "set-pte-no-barrier",
+        "descriptor writes are plain stores (the seed's set_pte_ext cleans only on UP) and no DSB precedes the TLBI (later: kvm_set_pte's dsb ishst, __kvm_tlb_flush_vmid_ipa's leading dsb ishst)";
+    /// A live entry is broken and made again before the TLB invalidation.
+    BBM_LATE_TLBI = 12, "bbm-late-tlbi",
+        "a live entry is replaced by invalid, then new, then the TLB is invalidated: a break without its TLBI (half-way between the seed and arm64: KVM: Enforce Break-Before-Make on Stage-2 page tables)";
 }
 
 impl Defects {
@@ -70,11 +79,11 @@ impl Defects {
         self.0 == 0
     }
     /// The raw bit set (stable: bit i is entry i of [`Defects::ALL`]).
-    pub const fn bits(self) -> u16 {
+    pub const fn bits(self) -> u32 {
         self.0
     }
     /// Builds a set from raw bits, dropping unknown ones.
-    pub const fn from_bits_truncate(bits: u16) -> Defects {
+    pub const fn from_bits_truncate(bits: u32) -> Defects {
         Defects(bits & ((1 << Self::ALL.len()) - 1))
     }
     /// Looks a switch up by its command-line name.
@@ -124,6 +133,6 @@ mod tests {
         assert!(!Defects::NONE.contains(Defects::NONE));
         let two = Defects::NO_BBM.with(Defects::TLB_FLUSH_STUB);
         assert!(two.contains(Defects::NO_BBM) && !two.contains(Defects::CLEAR_NONPRESENT));
-        assert_eq!(Defects::from_bits_truncate(0xffff).iter().count(), Defects::ALL.len());
+        assert_eq!(Defects::from_bits_truncate(u32::MAX).iter().count(), Defects::ALL.len());
     }
 }

@@ -101,9 +101,14 @@ impl Kvm {
         self.memslots.add(slot)
     }
 
-    /// Removes a memslot. Its stage-2 mappings are left alone, as in the seed.
-    pub fn remove_memslot(&mut self, id: u16) -> Result<Memslot, Error> {
-        self.memslots.remove(id)
+    /// Removes a memslot and unmaps its guest physical range, as later kernels do in
+    /// `kvm_arch_flush_shadow_memslot` (the seed leaves the mappings: a defect switch).
+    pub fn remove_memslot<P: Platform>(&mut self, p: &mut P, id: u16) -> Result<Memslot, Error> {
+        let slot = self.memslots.remove(id)?;
+        if self.root.is_some() && !self.defects.contains(Defects::MEMSLOT_KEEP_MAPPINGS) {
+            self.clear_range(p, Ipa(slot.gpa_start()), Ipa(slot.gpa_end()))?;
+        }
+        Ok(slot)
     }
 
     /// `kvm_unmap_hva`: clears the stage-2 entry of every guest page backed by `hva`.

@@ -23,6 +23,9 @@ pub enum Overwrite {
     Replace,
     /// Refuse with `EFAULT` (`ioremap` in later kernels).
     Refuse,
+    /// Replace it in place and invalidate afterwards, as the seed's `stage2_set_pte` does
+    /// for every caller (`ioremap` with the seed's overwrite).
+    InPlace,
 }
 
 /// How a `stage2_clear_pte` walk ended, so range clears can skip empty regions.
@@ -43,10 +46,11 @@ impl Kvm {
         }
     }
 
-    /// Writes an entry and cleans it to the PoC (unless the seed's missing clean is on).
+    /// Writes an entry and cleans it to the PoC, which ends with a DSB (`kvm_set_pte` with
+    /// `flush_pmd_entry` in later kernels; the seed's `set_pte_ext` is a plain store on SMP).
     fn write_entry<P: Platform>(&self, p: &mut P, e: &mut Entry, desc: Descriptor) {
         e.set(p, desc);
-        if !self.defects.contains(Defects::NO_DCACHE_CLEAN) {
+        if !self.defects.contains(Defects::SET_PTE_NO_BARRIER) {
             p.clean_dcache(e.ptr, 8);
         }
     }
@@ -161,7 +165,7 @@ impl Kvm {
             if self.defects.contains(Defects::IOREMAP_32BIT_MASK) { 0xffff_f000 } else { !(PAGE_SIZE - 1) };
         let end = (ipa.0 + size + PAGE_SIZE - 1) & page_mask;
         let overwrite = if self.defects.contains(Defects::IOREMAP_OVERWRITE) {
-            Overwrite::Replace
+            Overwrite::InPlace
         } else {
             Overwrite::Refuse
         };
@@ -236,13 +240,20 @@ impl<P: Platform> Visitor<P> for SetPte<'_, '_> {
             p.get_page(kvm.counted_page(e.level, e.ptr, self.root));
         } else if self.overwrite == Overwrite::Refuse {
             return Err(Error::Fault);
-        } else if kvm.defects.contains(Defects::NO_BBM) {
+        } else if kvm.defects.contains(Defects::NO_BBM) || self.overwrite == Overwrite::InPlace {
+            // The seed: make, then invalidate.
+            kvm.write_entry(p, e, self.new);
+            kvm.flush_tlb(p);
+        } else if old != self.new && kvm.defects.contains(Defects::BBM_LATE_TLBI) {
+            kvm.write_entry(p, e, Descriptor::INVALID);
             kvm.write_entry(p, e, self.new);
             kvm.flush_tlb(p);
         } else if old != self.new {
             // Break, invalidate, make.
             kvm.write_entry(p, e, Descriptor::INVALID);
-            p.dsb();
+            if !kvm.defects.contains(Defects::SET_PTE_NO_BARRIER) {
+                p.dsb();
+            }
             kvm.flush_tlb(p);
             kvm.write_entry(p, e, self.new);
         }

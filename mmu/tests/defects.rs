@@ -60,6 +60,53 @@ fn ioremap_overwrite() {
 }
 
 #[test]
+fn ioremap_overwrite_replaces_in_place_then_flushes() {
+    let (mut kvm, mut p) = vm(Defects::IOREMAP_OVERWRITE);
+    map(&mut kvm, &mut p, A, FRAME);
+    p.log.clear();
+    kvm.phys_addr_ioremap(&mut p, Ipa(A), Pa(0x4600_0000), 0x1000).unwrap();
+    let seen: Vec<_> = p.log.iter().filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_))).cloned().collect();
+    let device = Descriptor::page(Pa(0x4600_0000), S2Attrs::DEVICE_RW).0;
+    assert!(matches!(seen.as_slice(), [Ev::Write(_, _, n), Ev::Flush(0)] if *n == device), "{seen:?}");
+}
+
+#[test]
+fn memslot_keep_mappings() {
+    for (defects, kept) in [(Defects::NONE, false), (Defects::MEMSLOT_KEEP_MAPPINGS, true)] {
+        let (mut kvm, mut p) = vm(defects);
+        kvm.add_memslot(Memslot { id: 0, base_gfn: A >> 12, npages: 16, userspace_addr: Hva(0x8000_0000) })
+            .unwrap();
+        map(&mut kvm, &mut p, A + 0x3000, FRAME);
+        kvm.remove_memslot(&mut p, 0).unwrap();
+        assert_eq!(lookup(&kvm, &p, A + 0x3000).is_ok(), kept, "{defects}");
+    }
+}
+
+#[test]
+fn set_pte_no_barrier() {
+    for (defects, barrier) in [(Defects::NONE, true), (Defects::SET_PTE_NO_BARRIER, false)] {
+        let (mut kvm, mut p) = vm(defects);
+        map(&mut kvm, &mut p, A, FRAME);
+        p.log.clear();
+        map(&mut kvm, &mut p, A, FRAME.add(0x1000));
+        let flush = p.log.iter().position(|e| matches!(e, Ev::Flush(_))).unwrap();
+        let before = &p.log[..flush];
+        let synced = matches!(before.last(), Some(Ev::Dsb | Ev::Clean(..)));
+        assert_eq!(synced, barrier, "{defects}: {:?}", p.log);
+    }
+}
+
+#[test]
+fn bbm_late_tlbi() {
+    let (mut kvm, mut p) = vm(Defects::BBM_LATE_TLBI);
+    map(&mut kvm, &mut p, A, FRAME);
+    p.log.clear();
+    map(&mut kvm, &mut p, A, FRAME.add(0x1000));
+    let seen: Vec<_> = p.log.iter().filter(|e| matches!(e, Ev::Write(..) | Ev::Flush(_))).cloned().collect();
+    assert!(matches!(seen.as_slice(), [Ev::Write(_, _, 0), Ev::Write(..), Ev::Flush(0)]), "{seen:?}");
+}
+
+#[test]
 fn tlb_flush_stub() {
     for (defects, flushes) in [(Defects::NONE, 1), (Defects::TLB_FLUSH_STUB, 0)] {
         let (mut kvm, mut p) = vm(defects);
@@ -71,7 +118,9 @@ fn tlb_flush_stub() {
 
 #[test]
 fn no_dcache_clean() {
-    for (defects, entry_cleans, table_cleans) in [(Defects::NONE, 3, 2), (Defects::NO_DCACHE_CLEAN, 0, 1)] {
+    // The seed's set_pte_ext and flush_pmd_entry clean each entry; only the new level-2 table
+    // is never cleaned.
+    for (defects, entry_cleans, table_cleans) in [(Defects::NONE, 3, 2), (Defects::NO_DCACHE_CLEAN, 3, 1)] {
         let (mut kvm, mut p) = vm(defects);
         map(&mut kvm, &mut p, A, FRAME);
         let cleans = |len| p.log.iter().filter(|e| matches!(e, Ev::Clean(_, l) if *l == len)).count();

@@ -351,17 +351,17 @@ fn set_spte_hva_replaces_existing_entries_read_only() {
 
 #[test]
 fn memslot_mistakes_are_errors() {
-    let (mut kvm, _p) = with_memslot();
+    let (mut kvm, mut p) = with_memslot();
     let slot = |id, base_gfn, npages, hva| Memslot { id, base_gfn, npages, userspace_addr: Hva(hva) };
     assert_eq!(kvm.add_memslot(slot(1, 0x9000, 1, 0)), Err(Error::MemslotOverlap), "id taken");
     assert_eq!(kvm.add_memslot(slot(2, 0x4ff, 2, 0)), Err(Error::MemslotOverlap), "gpa overlap");
     assert_eq!(kvm.add_memslot(slot(2, 0, 0, 0)), Err(Error::OutOfRange));
     assert_eq!(kvm.add_memslot(slot(2, 1 << 28, 1, 0)), Err(Error::OutOfRange));
     assert_eq!(kvm.add_memslot(slot(2, 0, 1, 0x10)), Err(Error::Misaligned));
-    assert_eq!(kvm.remove_memslot(7), Err(Error::UnknownMemslot));
+    assert_eq!(kvm.remove_memslot(&mut p, 7), Err(Error::UnknownMemslot));
     kvm.add_memslot(slot(0, 0, 1, 0x7000_0000)).unwrap(); // hva aliasing is allowed
     assert_eq!(kvm.memslots().iter().map(|s| s.id).collect::<Vec<_>>(), vec![0, 1]);
-    assert_eq!(kvm.remove_memslot(1).unwrap().base_gfn, 0x100);
+    assert_eq!(kvm.remove_memslot(&mut p, 1).unwrap().base_gfn, 0x100);
     for id in 1..32 {
         kvm.add_memslot(slot(id, 0x1000 + id as u64, 1, 0)).unwrap();
     }

@@ -8,38 +8,42 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The configuration of a campaign, as STAGEHAND_* variables and `stagehand` flags.
-#[derive(Clone, Debug)]
+/// The configuration of a campaign, as STAGEHAND_* variables and `stagehand` flags. Each
+/// input's first byte chooses the target, walker, BBM mode and VMID width; a field set here
+/// pins it for the whole campaign instead.
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
+    /// Defect switches (of whichever target an input chooses), or `none`.
     pub defects: String,
-    pub vmid_bits: u8,
-    pub walker: String,
-    pub strict_bbm: bool,
+    /// Pin the target.
+    pub target: Option<String>,
+    /// Pin the VMID width.
+    pub vmid_bits: Option<u8>,
+    /// Pin `coherent` or `non-coherent`.
+    pub walker: Option<String>,
+    /// Pin strict (true) or relaxed BBM.
+    pub strict_bbm: Option<bool>,
     /// Only this violation kind counts (time-to-bug trials).
     pub expect: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            defects: "none".into(),
-            vmid_bits: 8,
-            walker: "coherent".into(),
-            strict_bbm: false,
-            expect: None,
-        }
-    }
 }
 
 impl Settings {
     /// The environment a fuzz target reads its configuration from.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![
-            ("STAGEHAND_DEFECTS", self.defects.clone()),
-            ("STAGEHAND_VMID_BITS", self.vmid_bits.to_string()),
-            ("STAGEHAND_WALKER", self.walker.clone()),
-            ("STAGEHAND_STRICT_BBM", if self.strict_bbm { "1" } else { "0" }.into()),
-        ];
+        let defects = if self.defects.is_empty() { "none".to_string() } else { self.defects.clone() };
+        let mut env = vec![("STAGEHAND_DEFECTS", defects)];
+        if let Some(t) = &self.target {
+            env.push(("STAGEHAND_TARGET", t.clone()));
+        }
+        if let Some(b) = self.vmid_bits {
+            env.push(("STAGEHAND_VMID_BITS", b.to_string()));
+        }
+        if let Some(w) = &self.walker {
+            env.push(("STAGEHAND_WALKER", w.clone()));
+        }
+        if let Some(b) = self.strict_bbm {
+            env.push(("STAGEHAND_STRICT_BBM", if b { "1" } else { "0" }.into()));
+        }
         if let Some(k) = &self.expect {
             env.push(("STAGEHAND_EXPECT", k.clone()));
         }
@@ -48,19 +52,36 @@ impl Settings {
 
     /// The same configuration as `stagehand` flags.
     pub fn flags(&self) -> Vec<String> {
-        let mut f =
-            vec!["--defects".into(), self.defects.clone(), "--vmid-bits".into(), self.vmid_bits.to_string()];
-        f.extend(["--walker".into(), self.walker.clone()]);
-        if self.strict_bbm {
+        let mut f = vec![
+            "--defects".into(),
+            if self.defects.is_empty() { "none".into() } else { self.defects.clone() },
+        ];
+        if let Some(t) = &self.target {
+            f.extend(["--target".into(), t.clone()]);
+        }
+        if let Some(b) = self.vmid_bits {
+            f.extend(["--vmid-bits".into(), b.to_string()]);
+        }
+        if let Some(w) = &self.walker {
+            f.extend(["--walker".into(), w.clone()]);
+        }
+        if self.strict_bbm == Some(true) {
             f.push("--strict-bbm".into());
         }
         f
     }
 
-    /// One line for reports.
+    /// One line for reports: pinned fields, and `any` where inputs choose.
     pub fn describe(&self) -> String {
-        let bbm = if self.strict_bbm { "strict" } else { "relaxed" };
-        format!("defects {}, vmid-bits {}, walker {}, bbm {bbm}", self.defects, self.vmid_bits, self.walker)
+        let any = |v: Option<String>| v.unwrap_or_else(|| "any".into());
+        format!(
+            "defects {}, target {}, vmid-bits {}, walker {}, bbm {}",
+            if self.defects.is_empty() { "none" } else { &self.defects },
+            any(self.target.clone()),
+            any(self.vmid_bits.map(|b| b.to_string())),
+            any(self.walker.clone()),
+            any(self.strict_bbm.map(|b| if b { "strict" } else { "relaxed" }.to_string())),
+        )
     }
 }
 
@@ -389,7 +410,13 @@ pub fn smoke(seconds: u64) -> Result {
         regressions: tmp.join("regressions"),
         snapshots: tmp.join("snapshots"),
     };
-    let (st, _) = fuzz(&Settings::default(), seconds, 1, DEFAULT_MAX_LEN, &dirs)?;
+    let (st, _) = fuzz(
+        &Settings { defects: "none".into(), ..Settings::default() },
+        seconds,
+        1,
+        DEFAULT_MAX_LEN,
+        &dirs,
+    )?;
     if !st.artifacts.is_empty() {
         return Err(format!(
             "fuzz smoke: {} finding(s) on the corrected code (see target/fuzz/smoke/artifacts)",

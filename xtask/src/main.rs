@@ -66,12 +66,19 @@ impl Flags {
         }
     }
 
+    /// The campaign settings: `--defects`, and pins for whatever is given.
     fn settings(&self) -> Result<fuzz::Settings> {
         Ok(fuzz::Settings {
             defects: self.get("defects", "none".to_string())?,
-            vmid_bits: self.get("vmid-bits", 8)?,
-            walker: self.get("walker", "coherent".to_string())?,
-            strict_bbm: self.switches.iter().any(|s| s == "strict-bbm"),
+            target: self.values.get("target").cloned(),
+            vmid_bits: self
+                .values
+                .get("vmid-bits")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|_| "--vmid-bits: not a number")?,
+            walker: self.values.get("walker").cloned(),
+            strict_bbm: self.switches.iter().any(|s| s == "strict-bbm").then_some(true),
             expect: self.values.get("expect").cloned(),
         })
     }

@@ -44,9 +44,10 @@ fn target(defect: &str) -> Result<Target> {
     let header = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()));
     let settings = Settings {
         defects: header("defects ").unwrap_or_else(|| defect.to_owned()),
-        vmid_bits: header("vmid-bits ").and_then(|v| v.parse().ok()).unwrap_or(8),
-        walker: header("walker ").unwrap_or_else(|| "coherent".into()),
-        strict_bbm: header("bbm ").is_some_and(|v| v == "strict"),
+        target: header("target "),
+        vmid_bits: header("vmid-bits ").and_then(|v| v.parse().ok()).or(Some(8)),
+        walker: header("walker ").or_else(|| Some("coherent".into())),
+        strict_bbm: Some(header("bbm ").is_some_and(|v| v == "strict")),
         expect: header("expect "),
     };
     let kind = settings.expect.clone().ok_or_else(|| format!("{path}: no `expect` line"))?;

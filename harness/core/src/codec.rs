@@ -2,10 +2,11 @@
 //! page allocations and frees, LEB128 numbers, everything else as postcard. The trace wraps
 //! it in deflate (see [`crate::trace`]).
 
+use crate::arch::tlb::Tlbi;
+use crate::arch::{Desc, Pa, Vmid, Vttbr};
 use crate::event::Event;
 use crate::trace::{Step, Trace};
 use alloc::vec::Vec;
-use mmu::{Descriptor, Pa, Vmid, Vttbr};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -96,6 +97,9 @@ const WARN: u8 = 11;
 const VTTBR: u8 = 12;
 /// A write immediately cleaned (8 bytes at the same address): the common case.
 const WRITE_CLEAN: u8 = 13;
+const DSB: u8 = 14;
+/// Any other TLB invalidation (postcard), and a VMID beyond 8 bits.
+const TLBI: u8 = 15;
 
 /// Length of the run of single-page allocations (`alloc`) or frees of consecutive pages
 /// starting at `events[0]`.
@@ -157,11 +161,16 @@ fn events(out: &mut Out, events: &[Event]) {
                 out.pa(pa);
                 out.num(u64::from(len));
             }
-            Event::TlbiVmid { vmid } => {
+            Event::Tlbi(Tlbi::Vmid(vmid)) if vmid.0 < 256 => {
                 out.byte(TLBI_VMID);
-                out.byte(vmid.0);
+                out.byte(vmid.0 as u8);
             }
-            Event::TlbiAll => out.byte(TLBI_ALL),
+            Event::Tlbi(Tlbi::All) => out.byte(TLBI_ALL),
+            Event::Tlbi(t) => {
+                out.byte(TLBI);
+                out.serde(&t);
+            }
+            Event::Dsb => out.byte(DSB),
             Event::Warn { warning } => {
                 out.byte(WARN);
                 out.serde(&warning);
@@ -206,9 +215,9 @@ fn read_events(r: &mut In<'_>) -> Result<Vec<Event>, Malformed> {
             FREE => Event::Free { pa: r.pa()?, order: r.byte()? },
             GET => Event::Get { pa: r.pa()?, count: r.num()? as u32 },
             PUT => Event::Put { pa: r.pa()?, count: r.num()? as u32 },
-            WRITE => Event::Write { pa: r.pa()?, old: Descriptor(r.num()?), new: Descriptor(r.num()?) },
+            WRITE => Event::Write { pa: r.pa()?, old: Desc(r.num()?), new: Desc(r.num()?) },
             WRITE_CLEAN => {
-                let (pa, old, new) = (r.pa()?, Descriptor(r.num()?), Descriptor(r.num()?));
+                let (pa, old, new) = (r.pa()?, Desc(r.num()?), Desc(r.num()?));
                 if v.len() + 2 > n {
                     return Err(Malformed);
                 }
@@ -216,8 +225,10 @@ fn read_events(r: &mut In<'_>) -> Result<Vec<Event>, Malformed> {
                 Event::Clean { pa, len: 8 }
             }
             CLEAN => Event::Clean { pa: r.pa()?, len: r.num()? as u32 },
-            TLBI_VMID => Event::TlbiVmid { vmid: Vmid(r.byte()?) },
-            TLBI_ALL => Event::TlbiAll,
+            TLBI_VMID => Event::Tlbi(Tlbi::Vmid(Vmid(r.byte()?.into()))),
+            TLBI_ALL => Event::Tlbi(Tlbi::All),
+            TLBI => Event::Tlbi(r.serde()?),
+            DSB => Event::Dsb,
             WARN => Event::Warn { warning: r.serde()? },
             VTTBR => Event::Vttbr { vm: r.byte()?, vttbr: Vttbr(r.num()?) },
             _ => return Err(Malformed),

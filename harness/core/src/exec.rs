@@ -1,81 +1,91 @@
-//! The executor: drives `mmu` op by op on any [`Machine`], checks every oracle after every
-//! op, and records the trace. The same code runs natively and inside the ARM image.
+//! The executor: runs a target op by op on any [`Machine`], checks every oracle after every
+//! op, and records the trace. The same code runs natively and inside the ARM images. Here
+//! live the op loop and, for each op, the results the reference model allows and how the
+//! model changes; the oracles themselves are in [`crate::oracle`].
 
+use crate::arch::{Ipa, Pa, Prot, Vttbr, PAGE_SIZE};
 use crate::event::Event;
 use crate::host::Host;
 use crate::layout::STUB_IPA;
-use crate::machine::{AccessKind, AccessOutcome, FaultKind, Machine};
-use crate::model::{ioremap_pages, Model, Slot, VmModel};
+use crate::machine::{AccessKind, AccessOutcome, Machine};
 use crate::op::{Config, Op, MAX_VMS};
-use crate::result::{OpResult, Reject, ResultSet};
+use crate::oracle::compare::{self, Judge};
+use crate::oracle::model::{ioremap_pages, outcome_matches, Model, Slot, VmModel};
+use crate::oracle::vmid::check_vttbr;
+use crate::result::{Errno, OpResult, Reject, ResultSet};
+use crate::target::Target;
 use crate::trace::{Step, Trace};
-use crate::violation::{Detail, Found, Mapping, Violation};
-use crate::walker;
+use crate::violation::{Detail, StateProblem, Violation};
 use alloc::string::String;
 use alloc::vec::Vec;
-use mmu::addr::{level_size, IPA_LIMIT, PAGE_SIZE};
-use mmu::cache::CACHE_CAPACITY;
-use mmu::memslot::MAX_MEMSLOTS;
-use mmu::{Error, Hva, Ipa, Kvm, Memslot, Pa, S2Attrs, Vmid, VmidAllocator, VmidState, Vttbr};
 
-/// The `mmu` VM `vm`, borrowing only the `vms` field so `host` stays free.
-macro_rules! kvm {
-    ($s:ident, $vm:expr) => {
-        $s.vms[$vm as usize].as_mut().expect("checked live").kvm
-    };
-}
+/// Pages a vCPU memory cache holds at most (`KVM_NR_MEM_OBJS` of the KVM/ARM API).
+pub const CACHE_CAPACITY: u32 = 40;
+/// The fault path tops the cache up to capacity when it holds fewer than this.
+pub const FAULT_TOPUP_MIN: u32 = 2;
+/// Memslots a VM can have (`KVM_MEMORY_SLOTS` of the seed).
+pub const MAX_MEMSLOTS: usize = 32;
 
-struct Vm {
-    kvm: Kvm,
-    /// The VTTBR the vCPU entered the guest with; `None` while it is outside.
-    entered: Option<Vttbr>,
-    /// VMID-oracle view: the VMID it was given and the rollover count at that time.
-    owner: Option<(Vmid, u32)>,
-}
-
-/// Runs sequences.
-pub struct Executor<M: Machine> {
+/// Runs sequences of one target.
+pub struct Executor<M: Machine, T: Target> {
     /// The platform layer (and through it the machine).
     pub host: Host<M>,
+    /// The code under test.
+    pub target: T,
     config: Config,
-    vmids: VmidAllocator,
-    vms: [Option<Vm>; MAX_VMS],
     model: Model,
+    live: [bool; MAX_VMS],
+    /// The VTTBR each vCPU entered its guest with; `None` while it is outside.
+    entered: [Option<Vttbr>; MAX_VMS],
+    /// What each VM's VMID state was after the last VMID op: (VTTBR, generation).
+    vmid_state: [(Vttbr, u64); MAX_VMS],
+    /// The VMID oracle's generation when vCPUs last entered.
+    generation: u32,
     index: u32,
     stopped: bool,
     record: bool,
     steps: Vec<Step>,
     violations: Vec<Violation>,
-    /// IPAs whose model entry changed during the current op.
-    changed: Vec<(u8, u64)>,
+    /// IPA ranges whose model entries changed during the current op.
+    changed: Vec<(u8, u64, u64)>,
+    slots: Vec<(u16, u64, u64, u64)>,
+    pages: Vec<Pa>,
 }
 
-impl<M: Machine> Executor<M> {
-    /// An executor over `machine`. With `record`, every op's events are kept for the trace.
-    pub fn new(machine: M, config: Config, record: bool) -> Self {
-        let vmids = VmidAllocator::new(config.vmid_bits.clamp(1, 8)).expect("clamped to 1..=8");
+impl<M: Machine, T: Target> Executor<M, T> {
+    /// An executor of `target` over `machine`. With `record`, every op's events are kept.
+    pub fn new(machine: M, mut target: T, config: Config, record: bool) -> Self {
+        target.reset(&config);
         Executor {
-            host: Host::new(machine, &config, record),
+            host: Host::new(machine, &config, target.info(), record),
+            target,
             config,
-            vmids,
-            vms: Default::default(),
             model: Model::default(),
+            live: [false; MAX_VMS],
+            entered: [None; MAX_VMS],
+            vmid_state: [(Vttbr(0), 0); MAX_VMS],
+            generation: 0,
             index: 0,
             stopped: false,
             record,
             steps: Vec::new(),
             violations: Vec::new(),
             changed: Vec::new(),
+            slots: Vec::new(),
+            pages: Vec::new(),
         }
     }
 
     /// Starts a new sequence under `config`, reusing every allocation.
     pub fn reset(&mut self, config: Config) {
-        self.host.reset(&config);
+        self.target.reset(&config);
+        self.host.reset(&config, self.target.info());
         self.config = config;
-        self.vmids = VmidAllocator::new(config.vmid_bits.clamp(1, 8)).expect("clamped to 1..=8");
-        self.vms = Default::default();
         self.model.reset();
+        self.live = [false; MAX_VMS];
+        self.entered = [None; MAX_VMS];
+        self.vmid_state = [(Vttbr(0), 0); MAX_VMS];
+        self.generation = 0;
         self.index = 0;
         self.stopped = false;
         self.steps.clear();
@@ -85,6 +95,11 @@ impl<M: Machine> Executor<M> {
     /// The configuration in force.
     pub const fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// True when steps are recorded.
+    pub const fn recording(&self) -> bool {
+        self.record
     }
 
     /// Every violation so far.
@@ -104,7 +119,7 @@ impl<M: Machine> Executor<M> {
 
     /// Roots of the live VMs.
     pub fn roots(&self) -> impl Iterator<Item = (u8, Pa)> + '_ {
-        self.vms.iter().enumerate().filter_map(|(i, v)| Some((i as u8, v.as_ref()?.kvm.root()?)))
+        (0..MAX_VMS as u8).filter_map(|vm| Some((vm, self.target.root(vm)?)))
     }
 
     /// Runs one op and checks every oracle. After a panic, ops are ignored.
@@ -115,20 +130,25 @@ impl<M: Machine> Executor<M> {
         self.host.begin_op(self.index, op.vm().unwrap_or(0));
         self.changed.clear();
         let result = self.apply(op);
+        self.host.sync();
         self.verify_changes();
         self.host.end_op();
         self.close_step(*op, result);
         result
     }
 
-    /// Ends the sequence: a full comparison of every live VM's tables with the model.
+    /// Ends the sequence: a full comparison of every live VM with the model, then the leak
+    /// check of every live VM (pages allocated, not in its tables, not in its cache).
     pub fn finish(&mut self) {
         if self.stopped {
             return;
         }
         for vm in 0..MAX_VMS as u8 {
-            if self.vms[vm as usize].is_some() {
+            if self.live[vm as usize] {
                 self.verify_all(vm);
+                self.pages.clear();
+                self.target.cache(vm, &mut self.pages);
+                self.host.check_leaks(&self.live, &self.pages, Some(vm));
             }
         }
         let found = core::mem::take(&mut self.host.violations);
@@ -172,144 +192,150 @@ impl<M: Machine> Executor<M> {
 
     fn expect(&mut self, allowed: ResultSet, got: &OpResult) {
         // An allocation failure must surface as ENOMEM; without one, ENOMEM is wrong.
-        let expected = if self.host.alloc_failed { ResultSet::err(Error::NoMemory) } else { allowed };
+        let expected = if self.host.alloc_failed { ResultSet::err(Errno::NoMemory) } else { allowed };
         if !expected.allows(got) {
             self.violation(Detail::WrongResult { expected, got: *got });
         }
     }
 
-    fn live(&self, vm: u8) -> bool {
-        self.vms.get(vm as usize).is_some_and(Option::is_some)
+    fn call(&mut self, op: &Op) -> OpResult {
+        match self.target.call(&mut self.host, op) {
+            Ok(()) => OpResult::Ok,
+            Err(e) => OpResult::Err(e),
+        }
+    }
+
+    /// True when the target offers `op`'s kind.
+    fn offers(&self, op: Op) -> bool {
+        self.target.info().offers(&op)
     }
 
     fn apply(&mut self, op: &Op) -> OpResult {
+        if !self.target.info().offers(op) {
+            return OpResult::Rejected(Reject::NotOffered);
+        }
         if let Some(vm) = op.vm() {
             let creating = matches!(op, Op::CreateVm { .. });
-            if vm as usize >= MAX_VMS || (!creating && !self.live(vm)) {
+            if vm as usize >= MAX_VMS || (!creating && !self.live[vm as usize]) {
                 return OpResult::Rejected(Reject::NoVm);
             }
         }
+        let limit = self.host.geometry().ipa_limit();
         match *op {
             Op::FailAlloc { nth } => {
                 self.host.fail_allocation(nth);
                 OpResult::Ok
             }
             Op::CreateVm { vm } => self.create_vm(vm),
-            Op::DestroyVm { vm } => {
-                self.destroy_vm(vm);
-                OpResult::Ok
-            }
+            Op::DestroyVm { vm } => self.destroy_vm(vm),
             Op::AddMemslot { vm, slot, gpa, pages, hva } => {
                 self.add_memslot(vm, Slot { id: slot, gpa, pages, hva })
             }
-            Op::RemoveMemslot { vm, slot } => {
-                let r = to_result(kvm!(self, vm).remove_memslot(slot).map(|_| ()));
-                let slots = &mut self.model.vm_mut(vm).slots;
-                let known = slots.iter().position(|s| s.id == slot);
-                let allowed =
-                    if known.is_some() { ResultSet::OK } else { ResultSet::err(Error::UnknownMemslot) };
-                self.expect(allowed, &r);
-                if let (OpResult::Ok, Some(i)) = (r, known) {
-                    self.model.vm_mut(vm).slots.remove(i);
-                }
-                r
-            }
+            Op::RemoveMemslot { vm, slot } => self.remove_memslot(vm, slot),
             Op::Topup { vm, min, max } => {
-                let (min, max) = (usize::from(min), usize::from(max));
-                let r = to_result(kvm!(self, vm).topup(&mut self.host, min, max));
-                let bad = min > max || max > CACHE_CAPACITY;
-                self.expect(if bad { ResultSet::err(Error::BadCacheRequest) } else { ResultSet::OK }, &r);
+                let before = self.model.vm(vm).cache;
+                let r = self.call(op);
+                let bad = min > max || u32::from(max) > CACHE_CAPACITY;
+                self.expect(if bad { ResultSet::err(Errno::BadCacheRequest) } else { ResultSet::OK }, &r);
+                let after = match r {
+                    OpResult::Ok if before < u32::from(min) => u32::from(max),
+                    OpResult::Err(Errno::NoMemory) => before + self.host.allocs_this_op,
+                    _ => before,
+                };
+                self.check_cache(vm, after);
                 r
             }
-            Op::Map { vm, ipa, pa, writable } => self.map(vm, ipa, pa, writable),
+            Op::Map { vm, ipa, pa, writable } => self.map(op, vm, ipa, pa, writable),
             Op::Clear { vm, ipa } => {
                 if touches_stub(ipa, 1) {
                     return OpResult::Rejected(Reject::ReservedIpa);
                 }
-                let r = to_result(kvm!(self, vm).stage2_clear_pte(&mut self.host, Ipa(ipa)).map(|_| ()));
-                self.expect(page_arg(ipa), &r);
+                let r = self.call(op);
+                self.expect(page_arg(ipa, limit), &r);
                 if r == OpResult::Ok {
-                    self.model.vm_mut(vm).map.remove(&ipa);
-                    self.changed.push((vm, ipa));
+                    self.unmap_model(vm, ipa, ipa + PAGE_SIZE);
                 }
                 r
             }
-            Op::Ioremap { vm, ipa, pa, size } => self.ioremap(vm, ipa, pa, size),
+            Op::Ioremap { vm, ipa, pa, size } => self.ioremap(op, vm, ipa, pa, size),
             Op::UnmapHva { vm, hva } => {
-                let r = to_result(kvm!(self, vm).unmap_hva(&mut self.host, Hva(hva)));
+                let r = self.call(op);
                 self.expect(ResultSet::OK, &r);
-                let v = self.model.vm_mut(vm);
-                for s in &v.slots {
-                    if let Some(gpa) = s.gpa_of(hva) {
-                        let page = gpa & !(PAGE_SIZE - 1);
-                        v.map.remove(&page);
-                        self.changed.push((vm, page));
-                    }
+                let gpas: Vec<u64> = self.model.vm(vm).slots.iter().filter_map(|s| s.gpa_of(hva)).collect();
+                for gpa in gpas {
+                    let page = gpa & !(PAGE_SIZE - 1);
+                    self.unmap_model(vm, page, page + PAGE_SIZE);
                 }
                 r
             }
-            Op::UnmapHvaRange { vm, start, end } => self.unmap_hva_range(vm, start, end),
-            Op::SetSpteHva { vm, hva, pa } => self.set_spte_hva(vm, hva, pa),
+            Op::UnmapHvaRange { vm, start, end } => self.unmap_hva_range(op, vm, start, end),
+            Op::SetSpteHva { vm, hva, pa } => self.set_spte_hva(op, vm, hva, pa),
             Op::UpdateVmid { vm } => {
-                let rollovers = self.host.rollovers;
-                let old = kvm!(self, vm).vmid_state();
-                let r = kvm!(self, vm).update_vttbr(&mut self.vmids, &mut self.host);
-                self.after_vmid_call(vm, old, rollovers);
-                self.vms[vm as usize].as_mut().expect("live").entered = None;
-                let r = r.map_or_else(OpResult::Err, OpResult::Vttbr);
+                let r = self.call(op);
+                self.after_vmid_op(vm);
+                self.entered[vm as usize] = None;
+                let r = if r == OpResult::Ok { OpResult::Vttbr(self.target.vttbr(vm)) } else { r };
                 self.expect_vttbr(vm, &r);
                 r
             }
             Op::Enter { vm } => self.enter(vm),
             Op::Read { vm, ipa } => self.access(vm, ipa, AccessKind::Read),
             Op::Write { vm, ipa, value } => self.access(vm, ipa, AccessKind::Write(value)),
+            Op::MapRange { vm, ipa, pa, size, prot } => self.map_range(op, vm, ipa, pa, size, prot),
+            Op::UnmapRange { vm, ipa, size } => self.range_op(op, vm, ipa, size, None),
+            Op::ProtectRange { vm, ipa, size, prot } => self.range_op(op, vm, ipa, size, Some(prot)),
         }
     }
 
     fn create_vm(&mut self, vm: u8) -> OpResult {
-        if self.live(vm) {
+        if self.live[vm as usize] {
             return OpResult::Rejected(Reject::VmExists);
         }
-        let mut kvm = Kvm::new(self.config.defects);
-        if let Err(e) = kvm.alloc_stage2_pgd(&mut self.host) {
-            let r = OpResult::Err(e);
-            self.expect(ResultSet::OK, &r);
-            return r;
-        }
-        let root = kvm.root().expect("just allocated");
-        self.host.register_root(vm, root);
-        let stub = self.config.layout.stub_frame();
-        if let Err(e) = kvm.map_guest_page(&mut self.host, STUB_IPA, stub, false) {
-            // kvm_arch_init_vm's error path: undo everything.
-            self.host.destroying = Some(vm);
-            kvm.free_memory_caches(&mut self.host);
-            kvm.free_stage2_pgd(&mut self.host);
-            self.host.destroying = None;
+        // A failed creation tears down what it built, like a destroy.
+        self.host.destroying = Some(vm);
+        let r = self.call(&Op::CreateVm { vm });
+        self.host.sync();
+        self.host.destroying = None;
+        self.expect(ResultSet::OK, &r);
+        if r != OpResult::Ok || self.target.root(vm).is_none() {
+            // The error path must undo everything.
             self.host.forget_vm(vm);
-            self.host.check_leaks(vm);
-            let r = OpResult::Err(e);
-            self.expect(ResultSet::OK, &r);
+            self.host.check_leaks(&self.live, &[], Some(vm));
             return r;
         }
-        self.expect(ResultSet::OK, &OpResult::Ok);
         let mut model = VmModel::default();
-        model.map.insert(STUB_IPA.0, Mapping { pa: stub, attrs: S2Attrs::GUEST_RO });
+        let stub = self.config.layout.stub_frame();
+        model.set(STUB_IPA.0, STUB_IPA.0 + PAGE_SIZE, stub, Prot::RAM_RO);
         self.model.vms[vm as usize] = Some(model);
-        self.vms[vm as usize] = Some(Vm { kvm, entered: None, owner: None });
-        self.changed.push((vm, STUB_IPA.0));
-        OpResult::Ok
+        self.live[vm as usize] = true;
+        self.entered[vm as usize] = None;
+        self.vmid_state[vm as usize] = (Vttbr(0), 0);
+        self.changed.push((vm, STUB_IPA.0, STUB_IPA.0 + PAGE_SIZE));
+        if self.offers(Op::Topup { vm: 0, min: 0, max: 0 }) {
+            // kvm_arch_init_vm maps the stub through the fault path.
+            let links = self.host.links_this_op;
+            self.check_cache(vm, CACHE_CAPACITY.saturating_sub(links));
+        }
+        if !self.offers(Op::UpdateVmid { vm: 0 }) {
+            // A fixed VMID, given at creation.
+            self.after_vmid_op(vm);
+        }
+        r
     }
 
-    fn destroy_vm(&mut self, vm: u8) {
+    fn destroy_vm(&mut self, vm: u8) -> OpResult {
         self.verify_all(vm);
-        let mut v = self.vms[vm as usize].take().expect("checked live");
         self.host.destroying = Some(vm);
-        v.kvm.free_memory_caches(&mut self.host);
-        v.kvm.free_stage2_pgd(&mut self.host);
+        let r = self.call(&Op::DestroyVm { vm });
+        self.host.sync();
         self.host.destroying = None;
         self.host.forget_vm(vm);
-        self.host.check_leaks(vm);
+        self.live[vm as usize] = false;
+        self.entered[vm as usize] = None;
+        self.host.check_leaks(&self.live, &[], Some(vm));
         self.model.vms[vm as usize] = None;
+        self.expect(ResultSet::OK, &r);
+        r
     }
 
     fn add_memslot(&mut self, vm: u8, s: Slot) -> OpResult {
@@ -317,27 +343,27 @@ impl<M: Machine> Executor<M> {
         if bytes.is_some_and(|b| touches_stub(s.gpa, b.div_ceil(PAGE_SIZE).max(1))) {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
-        let slot = Memslot::new(s.id, Ipa(s.gpa), s.pages, Hva(s.hva));
-        let r = to_result(slot.and_then(|slot| kvm!(self, vm).add_memslot(slot)));
+        let r = self.call(&Op::AddMemslot { vm, slot: s.id, gpa: s.gpa, pages: s.pages, hva: s.hva });
         // The specification: every rule the slot breaks is an acceptable error.
         let v = self.model.vm(vm);
         let mut allowed = ResultSet(0);
         if !s.gpa.is_multiple_of(PAGE_SIZE) || !s.hva.is_multiple_of(PAGE_SIZE) {
-            allowed = allowed.or_err(Error::Misaligned);
+            allowed = allowed.or_err(Errno::Misaligned);
         }
         let gpa_end = bytes.and_then(|b| s.gpa.checked_add(b));
+        let limit = self.host.geometry().ipa_limit();
         if s.pages == 0
-            || gpa_end.is_none_or(|e| e > IPA_LIMIT)
+            || gpa_end.is_none_or(|e| e > limit)
             || bytes.and_then(|b| s.hva.checked_add(b)).is_none()
         {
-            allowed = allowed.or_err(Error::OutOfRange);
+            allowed = allowed.or_err(Errno::OutOfRange);
         }
         let end = gpa_end.unwrap_or(u64::MAX);
         if v.slots.iter().any(|o| o.id == s.id || (s.gpa < o.gpa + o.pages * PAGE_SIZE && o.gpa < end)) {
-            allowed = allowed.or_err(Error::MemslotOverlap);
+            allowed = allowed.or_err(Errno::MemslotOverlap);
         }
         if v.slots.len() == MAX_MEMSLOTS {
-            allowed = allowed.or_err(Error::NoMemslotSpace);
+            allowed = allowed.or_err(Errno::NoMemslotSpace);
         }
         self.expect(if allowed.0 == 0 { ResultSet::OK } else { allowed }, &r);
         if r == OpResult::Ok {
@@ -345,35 +371,60 @@ impl<M: Machine> Executor<M> {
             let at = slots.iter().take_while(|o| o.id < s.id).count();
             slots.insert(at, s);
         }
+        self.check_memslots(vm);
         r
     }
 
-    fn map(&mut self, vm: u8, ipa: u64, pa: u64, writable: bool) -> OpResult {
+    /// Later kernels unmap a deleted slot's range (`kvm_arch_flush_shadow_memslot`).
+    fn remove_memslot(&mut self, vm: u8, slot: u16) -> OpResult {
+        let r = self.call(&Op::RemoveMemslot { vm, slot });
+        let known = self.model.vm(vm).slots.iter().position(|s| s.id == slot);
+        let allowed = if known.is_some() { ResultSet::OK } else { ResultSet::err(Errno::UnknownMemslot) };
+        self.expect(allowed, &r);
+        if let (OpResult::Ok, Some(i)) = (r, known) {
+            let s = self.model.vm_mut(vm).slots.remove(i);
+            self.unmap_model(vm, s.gpa, s.gpa + s.pages * PAGE_SIZE);
+        }
+        self.check_memslots(vm);
+        r
+    }
+
+    /// The fault path (`user_mem_abort`): topup, then one page.
+    fn map(&mut self, op: &Op, vm: u8, ipa: u64, pa: u64, writable: bool) -> OpResult {
         if touches_stub(ipa, 1) {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
         if !self.config.layout.in_guest_window(Pa(pa), 1) {
             return OpResult::Rejected(Reject::PaOutsideWindow);
         }
-        let r = to_result(kvm!(self, vm).map_guest_page(&mut self.host, Ipa(ipa), Pa(pa), writable));
-        let mut allowed = page_arg(ipa);
+        let before = self.model.vm(vm).cache;
+        let r = self.call(op);
+        let mut allowed = page_arg(ipa, self.host.geometry().ipa_limit());
         if !pa.is_multiple_of(PAGE_SIZE) {
             allowed = if allowed == ResultSet::OK { ResultSet(0) } else { allowed };
-            allowed = allowed.or_err(Error::Misaligned);
+            allowed = allowed.or_err(Errno::Misaligned);
         }
         self.expect(allowed, &r);
-        if r == OpResult::Ok {
-            let attrs = if writable { S2Attrs::GUEST_RW } else { S2Attrs::GUEST_RO };
-            self.model.vm_mut(vm).map.insert(ipa, Mapping { pa: Pa(pa), attrs });
-            self.changed.push((vm, ipa));
-        }
+        let after = match r {
+            OpResult::Ok => {
+                let prot = if writable { Prot::RAM_RW } else { Prot::RAM_RO };
+                self.model.vm_mut(vm).set(ipa, ipa + PAGE_SIZE, Pa(pa), prot);
+                self.changed.push((vm, ipa, ipa + PAGE_SIZE));
+                let topped = if before < FAULT_TOPUP_MIN { CACHE_CAPACITY } else { before };
+                topped.saturating_sub(self.host.links_this_op)
+            }
+            OpResult::Err(Errno::NoMemory) => before + self.host.allocs_this_op,
+            _ => before,
+        };
+        self.check_cache(vm, after);
         r
     }
 
-    fn ioremap(&mut self, vm: u8, ipa: u64, pa: u64, size: u64) -> OpResult {
-        let Some((first, pages)) = ioremap_pages(ipa, size) else {
-            let r = to_result(kvm!(self, vm).phys_addr_ioremap(&mut self.host, Ipa(ipa), Pa(pa), size));
-            self.expect(ResultSet::err(Error::OutOfRange), &r);
+    fn ioremap(&mut self, op: &Op, vm: u8, ipa: u64, pa: u64, size: u64) -> OpResult {
+        let limit = self.host.geometry().ipa_limit();
+        let Some((first, pages)) = ioremap_pages(ipa, size, limit) else {
+            let r = self.call(op);
+            self.expect(ResultSet::err(Errno::OutOfRange), &r);
             return r;
         };
         if touches_stub(first, pages) {
@@ -382,72 +433,71 @@ impl<M: Machine> Executor<M> {
         if !self.config.layout.in_device_window(Pa(pa), pages.max(1)) {
             return OpResult::Rejected(Reject::PaOutsideWindow);
         }
-        let r = to_result(kvm!(self, vm).phys_addr_ioremap(&mut self.host, Ipa(ipa), Pa(pa), size));
+        let r = self.call(op);
         // Pages are mapped in order until one is already mapped (EFAULT).
         let v = self.model.vm(vm);
         let frame = pa & !(PAGE_SIZE - 1);
-        let plan: Vec<(u64, Mapping)> = (0..pages)
-            .map(|k| {
-                (first + k * PAGE_SIZE, Mapping { pa: Pa(frame + k * PAGE_SIZE), attrs: S2Attrs::DEVICE_RW })
-            })
-            .collect();
-        let clash = plan.iter().position(|(p, _)| v.map.contains_key(p));
-        self.expect(if clash.is_some() { ResultSet::err(Error::Fault) } else { ResultSet::OK }, &r);
+        let clash = (0..pages).position(|k| v.get(first + k * PAGE_SIZE).is_some()).map(|k| k as u64);
+        self.expect(if clash.is_some() { ResultSet::err(Errno::Fault) } else { ResultSet::OK }, &r);
         let mapped = match r {
-            OpResult::Ok => plan.len(),
-            OpResult::Err(Error::Fault) => clash.unwrap_or(0),
+            OpResult::Ok => pages,
+            OpResult::Err(Errno::Fault) => clash.unwrap_or(0),
             // After ENOMEM, adopt the prefix the tables hold; verification checks the rest.
             _ => {
-                let root = self.vms[vm as usize].as_ref().and_then(|v| v.kvm.root()).expect("live");
+                let root = self.target.root(vm).expect("live");
+                let g = *self.host.geometry();
                 let host = &mut self.host;
-                plan.iter()
-                    .take(clash.unwrap_or(plan.len()))
-                    .take_while(|(p, m)| {
-                        walker::translate(&mut |a| host.peek(a), root, Ipa(*p)).is_ok_and(|l| l.pa == m.pa)
+                (0..clash.unwrap_or(pages))
+                    .take_while(|k| {
+                        let leaf = crate::arch::walk::translate(
+                            &g,
+                            &mut |a| host.peek(a),
+                            root,
+                            Ipa(first + k * PAGE_SIZE),
+                        );
+                        leaf.is_ok_and(|l| l.pa == Pa(frame + k * PAGE_SIZE))
                     })
-                    .count()
+                    .count() as u64
             }
         };
-        let model = self.model.vm_mut(vm);
-        for (p, m) in &plan[..mapped] {
-            model.map.insert(*p, *m);
+        if mapped > 0 {
+            self.model.vm_mut(vm).set(first, first + mapped * PAGE_SIZE, Pa(frame), Prot::DEVICE_RW);
         }
-        self.changed.extend(plan.iter().map(|(p, _)| (vm, *p)));
+        self.changed.push((vm, first, first + pages * PAGE_SIZE));
         r
     }
 
-    fn unmap_hva_range(&mut self, vm: u8, start: u64, end: u64) -> OpResult {
-        let r = to_result(kvm!(self, vm).unmap_hva_range(&mut self.host, Hva(start), Hva(end)));
+    fn unmap_hva_range(&mut self, op: &Op, vm: u8, start: u64, end: u64) -> OpResult {
+        let r = self.call(op);
         let aligned = start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE);
-        self.expect(if aligned { ResultSet::OK } else { ResultSet::err(Error::Misaligned) }, &r);
+        self.expect(if aligned { ResultSet::OK } else { ResultSet::err(Errno::Misaligned) }, &r);
         if r != OpResult::Ok {
             return r;
         }
-        let v = self.model.vm_mut(vm);
-        for s in &v.slots {
-            let lo = start.max(s.hva);
-            let hi = end.min(s.hva.saturating_add(s.pages * PAGE_SIZE));
-            if lo < hi {
-                let (glo, ghi) = (s.gpa + (lo - s.hva), s.gpa + (hi - s.hva));
-                let gone: Vec<u64> = v.map.range(glo..ghi).map(|(k, _)| *k).collect();
-                for page in gone {
-                    v.map.remove(&page);
-                    self.changed.push((vm, page));
-                }
-            }
+        let ranges: Vec<(u64, u64)> = self
+            .model
+            .vm(vm)
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let lo = start.max(s.hva);
+                let hi = end.min(s.hva.saturating_add(s.pages * PAGE_SIZE));
+                (lo < hi).then(|| (s.gpa + (lo - s.hva), s.gpa + (hi - s.hva)))
+            })
+            .collect();
+        for (lo, hi) in ranges {
+            self.unmap_model(vm, lo, hi);
         }
         r
     }
 
-    fn set_spte_hva(&mut self, vm: u8, hva: u64, pa: u64) -> OpResult {
+    fn set_spte_hva(&mut self, op: &Op, vm: u8, hva: u64, pa: u64) -> OpResult {
         if !self.config.layout.in_guest_window(Pa(pa), 1) {
             return OpResult::Rejected(Reject::PaOutsideWindow);
         }
-        let r = to_result(kvm!(self, vm).set_spte_hva(&mut self.host, Hva(hva), Pa(pa)));
-        self.expect(
-            if pa.is_multiple_of(PAGE_SIZE) { ResultSet::OK } else { ResultSet::err(Error::Misaligned) },
-            &r,
-        );
+        let r = self.call(op);
+        let aligned = pa.is_multiple_of(PAGE_SIZE);
+        self.expect(if aligned { ResultSet::OK } else { ResultSet::err(Errno::Misaligned) }, &r);
         if r != OpResult::Ok {
             return r;
         }
@@ -458,89 +508,139 @@ impl<M: Machine> Executor<M> {
             v.slots.iter().filter_map(|s| s.gpa_of(hva)).map(|g| g & !(PAGE_SIZE - 1)).collect();
         for gpa in gpas {
             if v.region_mapped(gpa, 2) {
-                v.map.insert(gpa, Mapping { pa: Pa(pa), attrs: S2Attrs::GUEST_RO });
+                v.set(gpa, gpa + PAGE_SIZE, Pa(pa), Prot::RAM_RO);
             }
-            self.changed.push((vm, gpa));
+            self.changed.push((vm, gpa, gpa + PAGE_SIZE));
         }
         r
     }
 
-    /// Bookkeeping after `update_vttbr` or the entry re-check: a rollover forces every vCPU
-    /// out of its guest (`force_vm_exit`); a new VMID goes to the VMID oracle.
-    fn after_vmid_call(&mut self, vm: u8, old: VmidState, rollovers: u32) {
-        if self.host.rollovers != rollovers {
-            for v in self.vms.iter_mut().flatten() {
-                v.entered = None;
-            }
+    /// A range op (`map_range`): every page of the range is mapped, or (for a target that
+    /// refuses live changes needing break-before-make) nothing changes.
+    fn map_range(&mut self, op: &Op, vm: u8, ipa: u64, pa: u64, size: u64, prot: Prot) -> OpResult {
+        let limit = self.host.geometry().ipa_limit();
+        let pages = size.div_ceil(PAGE_SIZE);
+        if touches_stub(ipa, pages) {
+            return OpResult::Rejected(Reject::ReservedIpa);
         }
-        // A (re)assignment, even of the same number in a new generation.
-        if kvm!(self, vm).vmid_state() == old {
-            return;
+        let window = match prot.mem {
+            crate::arch::Mem::Normal => self.config.layout.in_guest_window(Pa(pa), pages),
+            crate::arch::Mem::Device => self.config.layout.in_device_window(Pa(pa), pages),
+        };
+        if !window {
+            return OpResult::Rejected(Reject::PaOutsideWindow);
         }
-        let vttbr = kvm!(self, vm).vttbr();
-        self.host.event(Event::Vttbr { vm, vttbr });
-        self.host.set_vmid(vm, vttbr.vmid());
-        let (vmid, now) = (vttbr.vmid(), self.host.rollovers);
-        let other = self.holder(vm, vmid);
-        if let Some(other) = other {
-            self.violation(Detail::VmidReuse { vm, other, vmid });
+        let r = self.call(op);
+        let allowed = range_arg(ipa, size, limit, pa);
+        let live = self.model.vm(vm).any_mapped(ipa, ipa.saturating_add(size));
+        self.expect(
+            if allowed == ResultSet::OK && live { allowed.or_err(Errno::BbmRefused) } else { allowed },
+            &r,
+        );
+        if r == OpResult::Ok && size > 0 {
+            self.model.vm_mut(vm).set(ipa, ipa + size, Pa(pa), prot);
         }
-        self.vms[vm as usize].as_mut().expect("live").owner = Some((vmid, now));
+        self.changed.push((vm, ipa, ipa.saturating_add(size).min(limit)));
+        r
     }
 
-    /// Another live VM holding `vmid` in the current generation.
-    fn holder(&self, vm: u8, vmid: Vmid) -> Option<u8> {
-        let now = self.host.rollovers;
-        (0..MAX_VMS as u8)
-            .find(|&o| o != vm && self.vms[o as usize].as_ref().is_some_and(|v| v.owner == Some((vmid, now))))
+    /// `unmap_range` (`prot` = `None`) and `protect_range`.
+    fn range_op(&mut self, op: &Op, vm: u8, ipa: u64, size: u64, prot: Option<Prot>) -> OpResult {
+        let limit = self.host.geometry().ipa_limit();
+        if touches_stub(ipa, size.div_ceil(PAGE_SIZE)) {
+            return OpResult::Rejected(Reject::ReservedIpa);
+        }
+        let r = self.call(op);
+        let allowed = range_arg(ipa, size, limit, 0);
+        let live = self.model.vm(vm).any_mapped(ipa, ipa.saturating_add(size));
+        self.expect(
+            if allowed == ResultSet::OK && live { allowed.or_err(Errno::BbmRefused) } else { allowed },
+            &r,
+        );
+        if r == OpResult::Ok && size > 0 {
+            match prot {
+                None => self.unmap_model(vm, ipa, ipa + size),
+                Some(p) => {
+                    self.model.vm_mut(vm).protect(ipa, ipa + size, p);
+                    self.changed.push((vm, ipa, ipa + size));
+                }
+            }
+        }
+        self.changed.push((vm, ipa, ipa.saturating_add(size).min(limit)));
+        r
+    }
+
+    fn unmap_model(&mut self, vm: u8, start: u64, end: u64) {
+        self.model.vm_mut(vm).unset(start, end);
+        self.changed.push((vm, start, end));
+    }
+
+    /// After a VMID op (or creation, for a fixed VMID): a rollover forces every vCPU out of
+    /// its guest (`force_vm_exit`); a (re)assignment, even of the same number in a new
+    /// generation, goes to the VMID oracle.
+    fn after_vmid_op(&mut self, vm: u8) {
+        if self.host.vmids.generation() != self.generation {
+            self.generation = self.host.vmids.generation();
+            self.entered = [None; MAX_VMS];
+        }
+        let now = (self.target.vttbr(vm), self.target.vmid_generation(vm));
+        let before = self.vmid_state[vm as usize];
+        if now == before {
+            return;
+        }
+        self.vmid_state[vm as usize] = now;
+        let vttbr = now.0;
+        self.host.event(Event::Vttbr { vm, vttbr });
+        let vmid = vttbr.vmid_field();
+        self.host.set_vmid(vm, vmid);
+        if let Some(d) = self.host.vmids.assigned(vm, vmid) {
+            self.violation(d);
+        }
+        self.check_vttbr(vm, vttbr);
+    }
+
+    fn check_vttbr(&mut self, vm: u8, vttbr: Vttbr) {
+        let Some(root) = self.target.root(vm) else { return };
+        if let Some(d) = check_vttbr(self.host.geometry(), vm, vttbr, root, self.config.vmid_bits) {
+            self.violation(d);
+        }
     }
 
     fn expect_vttbr(&mut self, vm: u8, r: &OpResult) {
-        let root = self.vms[vm as usize].as_ref().and_then(|v| v.kvm.root());
-        if !matches!(r, OpResult::Vttbr(v) if Some(v.root()) == root) {
+        let root = self.target.root(vm);
+        let g = *self.host.geometry();
+        if !matches!(r, OpResult::Vttbr(v) if Some(g.vttbr_root(*v)) == root) {
             self.violation(Detail::WrongResult { expected: ResultSet::OK, got: *r });
         }
     }
 
-    /// The world switch (`kvm_arch_vcpu_ioctl_run`): a vCPU that never ran gets its first
-    /// VMID, then the last check, then the oracles that guard guest entry.
+    /// The world switch (`kvm_arch_vcpu_ioctl_run`), then the oracles that guard guest entry.
     fn enter(&mut self, vm: u8) -> OpResult {
-        let rollovers = self.host.rollovers;
-        let old = kvm!(self, vm).vmid_state();
-        if old.generation == 0 {
-            let _ = kvm!(self, vm).update_vttbr(&mut self.vmids, &mut self.host);
-        }
-        let r = kvm!(self, vm).vcpu_enter(&mut self.vmids, &mut self.host);
-        self.after_vmid_call(vm, old, rollovers);
-        let r = r.map_or_else(OpResult::Err, OpResult::Vttbr);
+        let r = if self.offers(Op::Enter { vm: 0 }) { self.call(&Op::Enter { vm }) } else { OpResult::Ok };
+        self.after_vmid_op(vm);
+        let vttbr = self.target.vttbr(vm);
+        let r = if r == OpResult::Ok { OpResult::Vttbr(vttbr) } else { r };
         self.expect_vttbr(vm, &r);
-        let vttbr = kvm!(self, vm).vttbr();
-        let (vmid, now) = (vttbr.vmid(), self.host.rollovers);
-        let owner = self.vms[vm as usize].as_ref().and_then(|v| v.owner);
-        match owner {
-            Some((v, at)) if v == vmid && at == now && vmid != Vmid(0) => {}
-            _ => {
-                let assigned_in = owner.map_or(0, |(_, at)| at + 1);
-                let rollovers = now - owner.map_or(now, |(_, at)| at);
-                self.violation(Detail::VmidStale { vm, vmid, assigned_in, rollovers });
-            }
+        let mut found = Vec::new();
+        self.host.vmids.runs(vm, vttbr.vmid_field(), &self.live, &mut found);
+        for d in found {
+            self.violation(d);
         }
-        if let Some(other) = self.holder(vm, vmid) {
-            self.violation(Detail::VmidShared { vm, other, vmid });
-        }
+        self.check_vttbr(vm, vttbr);
         self.host.check_guest_runs(vm);
-        self.vms[vm as usize].as_mut().expect("live").entered = Some(vttbr);
+        self.entered[vm as usize] = Some(vttbr);
         r
     }
 
     fn access(&mut self, vm: u8, ipa: u64, kind: AccessKind) -> OpResult {
-        if !ipa.is_multiple_of(4) || ipa >= IPA_LIMIT {
+        let g = *self.host.geometry();
+        if !ipa.is_multiple_of(4) || ipa >= g.ipa_limit() {
             return OpResult::Rejected(Reject::BadAccessAddress);
         }
         if touches_stub(ipa & !(PAGE_SIZE - 1), 1) {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
-        let vttbr = match self.vms[vm as usize].as_ref().and_then(|v| v.entered) {
+        let vttbr = match self.entered[vm as usize] {
             Some(vttbr) => {
                 self.host.check_guest_runs(vm);
                 vttbr
@@ -551,8 +651,11 @@ impl<M: Machine> Executor<M> {
             },
         };
         let (outcome, fresh) = self.host.machine.guest_access(vttbr, Ipa(ipa), kind);
-        let expected = self.model.expect_access(vm, ipa, kind, STUB_IPA);
-        if outcome != expected {
+        let info = self.target.info();
+        let rules =
+            crate::oracle::model::Rules { exact_levels: info.frees_empty_tables, blocks: info.blocks };
+        let expected = self.model.expect_access(&g, rules, vm, ipa, kind, STUB_IPA);
+        if !outcome_matches(&expected, &outcome, info.blocks) {
             self.violation(Detail::AccessMismatch { vm, ipa: Ipa(ipa), expected, got: outcome });
         }
         if let (AccessKind::Write(value), AccessOutcome::Written, AccessOutcome::Written) =
@@ -563,104 +666,159 @@ impl<M: Machine> Executor<M> {
         OpResult::Access { outcome, fresh }
     }
 
-    /// Compares the tables with the model for every IPA this op wrote or the model changed,
-    /// and for the regions of table entries that changed.
+    fn check_memslots(&mut self, vm: u8) {
+        self.slots.clear();
+        self.target.memslots(vm, &mut self.slots);
+        let model: Vec<_> = self.model.vm(vm).slots.iter().map(Slot::tuple).collect();
+        if self.slots != model {
+            let slots = self.slots.clone();
+            self.violation(Detail::StateMismatch { vm, problem: StateProblem::Memslots(slots) });
+        }
+    }
+
+    /// The vCPU cache must hold `model` pages, each allocated and not a table.
+    fn check_cache(&mut self, vm: u8, model: u32) {
+        self.model.vm_mut(vm).cache = model;
+        self.pages.clear();
+        self.target.cache(vm, &mut self.pages);
+        let target = self.pages.len() as u32;
+        if target != model {
+            // Adopt the target's count so that one mistake gives one finding.
+            self.model.vm_mut(vm).cache = target;
+            return self
+                .violation(Detail::StateMismatch { vm, problem: StateProblem::Cache { target, model } });
+        }
+        let layout = self.config.layout;
+        let bad = self.pages.iter().find(|pa| {
+            layout.pool_index(**pa).is_none_or(|i| {
+                let p = &self.host.pool.pages[i];
+                !p.allocated || p.table
+            })
+        });
+        if let Some(&pa) = bad {
+            self.violation(Detail::StateMismatch { vm, problem: StateProblem::CachePage(pa) });
+        }
+    }
+
+    fn judge(&self) -> Judge {
+        let info = self.target.info();
+        Judge {
+            geometry: *self.host.geometry(),
+            exact_fault_levels: info.frees_empty_tables,
+            blocks: info.blocks,
+        }
+    }
+
+    /// Compares the tables with the model over every range this op changed in the model,
+    /// every leaf it wrote, and the first mapped page of every table entry it changed.
     fn verify_changes(&mut self) {
         let mut todo = core::mem::take(&mut self.changed);
-        todo.extend(self.host.leaf_writes.iter().map(|&(vm, ipa)| (vm, ipa.0)));
+        for &(vm, ipa, level) in &self.host.leaf_writes {
+            todo.push((vm, ipa.0, ipa.0 + crate::arch::level_size(level)));
+        }
         for &(vm, ipa, level) in &self.host.table_changes {
             if let Some(v) = &self.model.vms[vm as usize] {
-                let start = ipa.0;
-                if let Some((&first, _)) = v.map.range(start..start + level_size(level)).next() {
-                    todo.push((vm, first));
+                if let Some(first) = v.first_mapped(ipa.0, ipa.0 + crate::arch::level_size(level)) {
+                    todo.push((vm, first, first + PAGE_SIZE));
                 }
             }
         }
         todo.sort_unstable();
         todo.dedup();
-        for &(vm, ipa) in &todo {
-            self.verify_ipa(vm, ipa);
+        let judge = self.judge();
+        let mut last: Option<(u8, u64)> = None;
+        for &(vm, start, end) in &todo {
+            // Skip what an overlapping earlier range of the same VM already covered.
+            let start = match last {
+                Some((v, e)) if v == vm && e >= end => continue,
+                Some((v, e)) if v == vm && e > start => e,
+                _ => start,
+            };
+            last = Some((vm, end));
+            self.verify_range(&judge, vm, start, end);
         }
         self.changed = todo;
         self.changed.clear();
     }
 
-    fn root_of(&self, vm: u8) -> Option<Pa> {
-        self.vms.get(vm as usize)?.as_ref()?.kvm.root()
-    }
-
-    fn verify_ipa(&mut self, vm: u8, ipa: u64) {
-        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else {
-            return;
+    fn verify_range(&mut self, judge: &Judge, vm: u8, start: u64, end: u64) -> bool {
+        let (Some(root), Some(model)) = (self.target.root(vm), self.model.vms[vm as usize].as_ref()) else {
+            return true;
         };
         let host = &mut self.host;
-        let found = walker::translate(&mut |a| host.peek(a), root, Ipa(ipa));
-        let expected = model.map.get(&ipa).copied();
-        let ok = match (&expected, &found) {
-            (Some(m), Ok(leaf)) => leaf.level == 3 && leaf.pa == m.pa && leaf.desc.attrs() == Some(m.attrs),
-            (None, Err(f)) => f.kind == FaultKind::Translation && f.level == model.fault_level(ipa),
-            _ => false,
-        };
-        if !ok {
-            let found = match found {
-                Ok(leaf) => Found::Leaf(leaf.desc),
-                Err(f) => Found::Fault(f),
-            };
-            self.violation(Detail::ModelMismatch { vm, ipa: Ipa(ipa), expected, found });
+        match compare::range(judge, &mut |a| host.peek(a), root, vm, model, start, end) {
+            Some(d) => {
+                self.violation(d);
+                false
+            }
+            None => true,
         }
     }
 
-    /// Full comparison of one VM: every model entry translates as the model says, and the
-    /// tables hold no other leaf. The second half counts valid level-3 entries reachable from
-    /// the root, as the host's bookkeeping of observed writes has them: O(model + pages)
-    /// instead of a scan of every entry. Only when the counts differ does a full walk find
-    /// the extra leaf.
+    /// Full comparison of one VM: every model run translates as the model says, and the
+    /// tables map nothing else. The second half compares the bytes mapped by reachable
+    /// leaves, as the observed writes left them (O(pages)), with the model's; only when they
+    /// differ does a full walk find the extra leaf.
     fn verify_all(&mut self, vm: u8) {
-        let (Some(root), Some(model)) = (self.root_of(vm), self.model.vms[vm as usize].as_ref()) else {
+        let (Some(root), Some(model)) = (self.target.root(vm), self.model.vms[vm as usize].as_ref()) else {
             return;
         };
-        let mapped: Vec<u64> = model.map.keys().copied().collect();
-        let before = self.host.violations.len();
-        for ipa in mapped {
-            self.verify_ipa(vm, ipa);
-            if self.host.violations.len() > before {
+        let runs: Vec<(u64, u64)> = model.map.iter().map(|(&s, r)| (s, r.end)).collect();
+        let judge = self.judge();
+        for (s, e) in runs {
+            if !self.verify_range(&judge, vm, s, e) {
                 return;
             }
         }
         let model = self.model.vm(vm);
-        if self.host.reachable_leaves(vm) == model.map.len() {
+        if self.host.reachable_bytes(vm) == model.mapped_bytes() {
             return;
         }
         let mut extra = None;
         let host = &mut self.host;
-        walker::visit(&mut |a| host.peek(a), root, &mut |v| {
-            if let walker::Visit::Leaf { ipa, desc, .. } = v {
-                if !model.map.contains_key(&ipa.0) && extra.is_none() {
-                    extra = Some((ipa, desc));
+        crate::arch::walk::visit(&judge.geometry, &mut |a| host.peek(a), root, &mut |v| {
+            if let crate::arch::walk::Visit::Leaf { ipa, desc, level, .. } = v {
+                if model.get(ipa.0).is_none() && extra.is_none() {
+                    extra = Some((ipa, desc, level));
                 }
             }
         });
-        if let Some((ipa, desc)) = extra {
-            self.violation(Detail::ModelMismatch { vm, ipa, expected: None, found: Found::Leaf(desc) });
+        if let Some((ipa, desc, level)) = extra {
+            self.violation(Detail::ModelMismatch {
+                vm,
+                ipa,
+                expected: None,
+                fault_level: None,
+                found: crate::violation::Found::Leaf(desc, level),
+            });
         }
     }
 }
 
-fn to_result(r: Result<(), Error>) -> OpResult {
-    match r {
-        Ok(()) => OpResult::Ok,
-        Err(e) => OpResult::Err(e),
+/// The allowed results for an op on the page at `ipa`: caller mistakes are errors.
+fn page_arg(ipa: u64, limit: u64) -> ResultSet {
+    if !ipa.is_multiple_of(PAGE_SIZE) {
+        ResultSet::err(Errno::Misaligned)
+    } else if ipa >= limit {
+        ResultSet::err(Errno::OutOfRange)
+    } else {
+        ResultSet::OK
     }
 }
 
-/// The allowed results for an op on the page at `ipa`: caller mistakes are errors.
-fn page_arg(ipa: u64) -> ResultSet {
-    if !ipa.is_multiple_of(PAGE_SIZE) {
-        ResultSet::err(Error::Misaligned)
-    } else if ipa >= IPA_LIMIT {
-        ResultSet::err(Error::OutOfRange)
-    } else {
+/// The allowed results for a range op on `[ipa, ipa + size)` (and frames from `pa`).
+fn range_arg(ipa: u64, size: u64, limit: u64, pa: u64) -> ResultSet {
+    let mut allowed = ResultSet(0);
+    if !ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) || !pa.is_multiple_of(PAGE_SIZE) {
+        allowed = allowed.or_err(Errno::Misaligned);
+    }
+    if ipa.checked_add(size).is_none_or(|e| e > limit) {
+        allowed = allowed.or_err(Errno::OutOfRange);
+    }
+    if allowed.0 == 0 {
         ResultSet::OK
+    } else {
+        allowed
     }
 }
 
@@ -668,4 +826,35 @@ fn page_arg(ipa: u64) -> ResultSet {
 fn touches_stub(ipa: u64, pages: u64) -> bool {
     let start = ipa & !(PAGE_SIZE - 1);
     start <= STUB_IPA.0 && STUB_IPA.0 - start < pages.saturating_mul(PAGE_SIZE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_and_range_arguments() {
+        let limit = 1 << 40;
+        assert_eq!(page_arg(0x1000, limit), ResultSet::OK);
+        assert_eq!(page_arg(0x1001, limit), ResultSet::err(Errno::Misaligned));
+        assert_eq!(page_arg(limit, limit), ResultSet::err(Errno::OutOfRange));
+        assert_eq!(page_arg(limit - PAGE_SIZE, limit), ResultSet::OK);
+        assert_eq!(range_arg(0, 0x2000, limit, 0x4400_0000), ResultSet::OK);
+        assert_eq!(range_arg(limit - 0x1000, 0x1000, limit, 0), ResultSet::OK, "ends exactly at the limit");
+        assert_eq!(range_arg(limit - 0x1000, 0x2000, limit, 0), ResultSet::err(Errno::OutOfRange));
+        assert_eq!(range_arg(0x800, 0x1000, limit, 0), ResultSet::err(Errno::Misaligned));
+        let both = range_arg(u64::MAX - 0xfff, 0x1001, limit, 0);
+        assert!(
+            both.allows(&OpResult::Err(Errno::Misaligned)) && both.allows(&OpResult::Err(Errno::OutOfRange))
+        );
+    }
+
+    #[test]
+    fn the_stub_page_is_reserved() {
+        assert!(touches_stub(STUB_IPA.0, 1));
+        assert!(touches_stub(STUB_IPA.0 + 0xfff, 1));
+        assert!(touches_stub(STUB_IPA.0 - PAGE_SIZE, 2));
+        assert!(!touches_stub(STUB_IPA.0 - PAGE_SIZE, 1));
+        assert!(!touches_stub(STUB_IPA.0 + PAGE_SIZE, 100));
+    }
 }

@@ -1,157 +1,147 @@
-//! The shared platform layer: `mmu::Platform` over a [`Machine`]. It owns the deterministic
-//! page pool, kernel-like refcounts, the event log, and the incremental bookkeeping of the
-//! structure, TLB-protocol and cache-protocol oracles, so both the simulator and the ARM
-//! image check and record exactly the same things.
+//! The shared platform layer: [`Services`] over a [`Machine`]. It owns the page pool, the
+//! event log and the incremental state of the structure, TLB-protocol, break-before-make,
+//! VMID and cache-protocol oracles, so the simulator and the ARM images check and record
+//! exactly the same things. Instrumented targets report every write here; for
+//! memory-owning targets the layer diffs their table pages at every maintenance operation
+//! and at the end of each op ([`Host::sync`]).
 
-use crate::event::Event;
+use crate::arch::desc::Entry;
+use crate::arch::tlb::Tlbi;
+use crate::arch::{level_size, Desc, Geometry, Ipa, Pa, Vmid, PAGE_SIZE};
+use crate::event::{Event, Warning};
 use crate::layout::{Layout, POISON, POOL_PAGES};
 use crate::machine::Machine;
 use crate::op::{Config, Walker, MAX_VMS};
+use crate::oracle::bbm::{Bbm, Observation};
+use crate::oracle::cache;
+use crate::oracle::structure::{self, Rules};
+use crate::oracle::tlb::TlbProtocol;
+use crate::oracle::vmid::VmidOracle;
+use crate::pool::{AllocFail, Page, Pool};
+use crate::target::{Observe, Services, TargetInfo};
 use crate::violation::{Detail, FreeProblem, Malformation, Use, Violation};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
-use mmu::addr::{level_size, LEAF_LEVEL, PAGE_SIZE};
-use mmu::{Descriptor, Ipa, MemType, Pa, Platform, Vmid, Warning};
+use core::ptr::NonNull;
 
-const LINE: u64 = 64;
+/// The changed words of a page: (word, old, new).
+type Diffs = Vec<(usize, u64, u64)>;
 
-#[derive(Clone, Copy, Default)]
-struct Page {
-    allocated: bool,
-    /// First page of an allocation, and its order.
-    head: bool,
-    order: u8,
-    count: u32,
-    /// 0: not a table; 1: a root page; 2, 3: a linked table of that level.
-    level: u8,
-    /// The VM that allocated or linked it.
-    vm: u8,
-    /// The entry linking this table (0: none).
-    parent: u64,
-    /// First IPA this table translates.
-    ipa: u64,
-    valid: u16,
-    /// Dirty 64-byte lines (non-coherent walker mode).
-    dirty: u64,
-    dirty_since: u32,
-    touched_at: u32,
-    /// A refcount mismatch on this page was reported and has not been repaired since.
-    reported: bool,
-    /// The content may be nonzero (written, or poisoned). A page that is known to be zero
-    /// needs no zeroing when allocated and no poison when freed: nothing can have read a
-    /// value from it that poison would hide.
-    dirty_content: bool,
-}
-
-/// A change to a valid entry that no TLB invalidation has covered yet.
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    vm: u8,
-    level: u8,
-    op: u32,
-    ipa: Ipa,
-    old: Descriptor,
-}
-
-/// `mmu::Platform` for the executor.
+/// The platform layer for the executor.
 pub struct Host<M: Machine> {
     /// The machine below.
     pub machine: M,
     layout: Layout,
+    geometry: Geometry,
+    rules: Rules,
+    observe: Observe,
     non_coherent: bool,
-    strict_bbm: bool,
     record: bool,
-    pages: Vec<Page>,
-    /// Pages at or above this index were never allocated since the last reset: the bump
-    /// pointer of the allocator.
-    high: usize,
-    /// Freed single pages, most recently freed last (reused first, like the kernel's hot
-    /// pages). The pool does not coalesce: a multi-page block comes from the bump pointer.
-    free: Vec<u32>,
-    attempts: u64,
-    fail_at: Option<u64>,
+    /// The page pool and its per-page records.
+    pub pool: Pool,
     op: u32,
     op_vm: u8,
     /// An allocation failed during the current op.
     pub alloc_failed: bool,
+    /// Single pages allocated during the current op.
+    pub allocs_this_op: u32,
+    /// Tables linked during the current op.
+    pub links_this_op: u32,
     /// The VM being destroyed, whose linked tables and root may be freed.
     pub destroying: Option<u8>,
     /// Events of the current op (when recording).
     pub events: Vec<Event>,
     /// Violations found during the current op.
     pub violations: Vec<Violation>,
-    pending: Vec<Pending>,
+    tlb: TlbProtocol,
+    bbm: Bbm,
+    /// The VMID oracle (fed by the executor, rolled over here).
+    pub vmids: VmidOracle,
     vm_vmid: [Vmid; MAX_VMS],
     roots: [Option<Pa>; MAX_VMS],
-    /// Number of flushes of every guest TLB entry so far (VMID rollovers).
-    pub rollovers: u32,
     touched: Vec<u32>,
     dirty_pages: Vec<u32>,
-    /// Level-3 entries written during the current op.
-    pub leaf_writes: Vec<(u8, Ipa)>,
-    /// Level-1/2 entries changed during the current op: (vm, first IPA, level).
+    /// Leaf entries written during the current op: (vm, first IPA, level).
+    pub leaf_writes: Vec<(u8, Ipa, u8)>,
+    /// Table entries changed during the current op: (vm, first IPA, level).
     pub table_changes: Vec<(u8, Ipa, u8)>,
+    /// Memory-owning targets: each allocated page's content as last seen.
+    shadow: Vec<Option<Box<[u64; 512]>>>,
+    found: Vec<Detail>,
 }
 
 impl<M: Machine> Host<M> {
-    /// A host over `machine` for `config`.
-    pub fn new(machine: M, config: &Config, record: bool) -> Self {
+    /// A host over `machine` for `config` and the target described by `info`.
+    pub fn new(machine: M, config: &Config, info: &TargetInfo, record: bool) -> Self {
         let mut h = Host {
             machine,
             layout: config.layout,
+            geometry: info.geometry,
+            rules: Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted },
+            observe: info.observe,
             non_coherent: false,
-            strict_bbm: false,
             record,
-            pages: alloc::vec![Page::default(); POOL_PAGES],
-            high: 0,
-            free: Vec::new(),
-            attempts: 0,
-            fail_at: None,
+            pool: Pool::default(),
             op: 0,
             op_vm: 0,
             alloc_failed: false,
+            allocs_this_op: 0,
+            links_this_op: 0,
             destroying: None,
             events: Vec::new(),
             violations: Vec::new(),
-            pending: Vec::new(),
+            tlb: TlbProtocol::default(),
+            bbm: Bbm::default(),
+            vmids: VmidOracle::default(),
             vm_vmid: [Vmid(0); MAX_VMS],
             roots: [None; MAX_VMS],
-            rollovers: 0,
             touched: Vec::new(),
             dirty_pages: Vec::new(),
             leaf_writes: Vec::new(),
             table_changes: Vec::new(),
+            shadow: Vec::new(),
+            found: Vec::new(),
         };
-        h.reset(config);
+        h.reset(config, info);
         h
     }
 
     /// Back to the state of a fresh boot, reusing allocations. Cost follows the pages used.
-    pub fn reset(&mut self, config: &Config) {
-        self.machine.reset(config, self.high);
-        for p in &mut self.pages[..self.high] {
-            *p = Page::default();
-        }
+    pub fn reset(&mut self, config: &Config, info: &TargetInfo) {
+        self.geometry = info.geometry;
+        self.rules =
+            Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted };
+        self.observe = info.observe;
+        self.machine.reset(config, &info.geometry, self.pool.high);
+        self.pool.reset();
         self.layout = config.layout;
         self.non_coherent = config.walker == Walker::NonCoherent;
-        self.strict_bbm = config.strict_bbm;
-        self.high = 0;
-        self.free.clear();
-        self.attempts = 0;
-        self.fail_at = None;
+        let obs = Observation {
+            barriers: info.barriers_observed,
+            tlbi_completes: info.tlbi_completes,
+            diffed: info.observe == Observe::MemoryOwning,
+        };
+        self.bbm.reset(config.strict_bbm, info.geometry.profile, obs);
+        self.tlb.reset();
+        self.vmids.reset();
         self.op = 0;
         self.op_vm = 0;
         self.alloc_failed = false;
         self.destroying = None;
         self.events.clear();
         self.violations.clear();
-        self.pending.clear();
         self.vm_vmid = [Vmid(0); MAX_VMS];
         self.roots = [None; MAX_VMS];
-        self.rollovers = 0;
         self.touched.clear();
         self.dirty_pages.clear();
         self.leaf_writes.clear();
         self.table_changes.clear();
+        if self.observe == Observe::MemoryOwning && self.shadow.is_empty() {
+            self.shadow.resize_with(POOL_PAGES, || None);
+        }
+        for s in &mut self.shadow {
+            *s = None;
+        }
     }
 
     /// Turns event recording on or off.
@@ -159,9 +149,9 @@ impl<M: Machine> Host<M> {
         self.record = record;
     }
 
-    /// The layout in force.
-    pub const fn layout(&self) -> &Layout {
-        &self.layout
+    /// The geometry of the target's tables.
+    pub const fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     /// Starts op `op`, acting on `vm`.
@@ -169,8 +159,11 @@ impl<M: Machine> Host<M> {
         self.op = op;
         self.op_vm = vm;
         self.alloc_failed = false;
+        self.allocs_this_op = 0;
+        self.links_this_op = 0;
         self.leaf_writes.clear();
         self.table_changes.clear();
+        self.bbm.begin_op();
     }
 
     /// Records an event (when recording).
@@ -184,122 +177,141 @@ impl<M: Machine> Host<M> {
         self.violations.push(Violation { op: self.op, detail });
     }
 
-    /// Makes the `nth` allocation from now fail.
-    pub fn fail_allocation(&mut self, nth: u32) {
-        self.fail_at = Some(self.attempts + u64::from(nth));
+    fn flush_found(&mut self) {
+        let op = self.op;
+        self.violations.extend(self.found.drain(..).map(|detail| Violation { op, detail }));
     }
 
-    /// Declares `root` (two pages) the root of `vm`.
+    /// Makes the `nth` allocation from now fail.
+    pub fn fail_allocation(&mut self, nth: u32) {
+        self.pool.fail_allocation(nth);
+    }
+
+    /// Declares `root` (the geometry's root pages) the root of `vm`.
     pub fn register_root(&mut self, vm: u8, root: Pa) {
-        for (half, ipa) in [(0, 0), (1, 512 * level_size(1))] {
-            if let Some(i) = self.layout.pool_index(root.add(half * PAGE_SIZE)) {
-                let p = &mut self.pages[i];
-                p.level = 1;
+        let g = self.geometry;
+        for k in 0..g.root_pages() {
+            if let Some(i) = self.layout.pool_index(root.add(k * PAGE_SIZE)) {
+                let p = &mut self.pool.pages[i];
+                p.table = true;
+                p.root = true;
+                p.level = g.start_level;
                 p.vm = vm;
-                p.ipa = ipa;
+                p.ipa = k * 512 * level_size(g.start_level);
             }
         }
         self.roots[vm as usize] = Some(root);
         self.vm_vmid[vm as usize] = Vmid(0);
+        // A memory-owning target may have filled its root before it was known as one.
+        if self.observe == Observe::MemoryOwning {
+            if let Some(i) = self.layout.pool_index(root) {
+                self.adopt(i);
+            }
+        }
     }
 
-    /// Forgets `vm` after its destruction: its pending invalidations can no longer matter,
-    /// because its VMID never runs again before a rollover.
+    /// Forgets `vm` after its destruction.
     pub fn forget_vm(&mut self, vm: u8) {
         self.roots[vm as usize] = None;
-        self.pending.retain(|p| p.vm != vm);
+        self.tlb.forget(vm);
+        self.bbm.forget(vm);
+        self.vmids.destroyed(vm);
     }
 
-    /// Tells the TLB-protocol tracker which VMID `vm` now has.
+    /// Tells the oracles which VMID `vm` now has.
     pub fn set_vmid(&mut self, vm: u8, vmid: Vmid) {
         self.vm_vmid[vm as usize] = vmid;
     }
 
-    /// End of an op: every touched table page must hold 1 + its valid entries.
+    /// The VMID `vm` runs with, as the oracles know it.
+    pub fn vmid_of(&self, vm: u8) -> Vmid {
+        self.vm_vmid[vm as usize]
+    }
+
+    /// The roots of the live VMs.
+    pub fn roots(&self) -> &[Option<Pa>; MAX_VMS] {
+        &self.roots
+    }
+
+    /// End of an op: the diff of a memory-owning target's tables, then the refcount check
+    /// of every touched table page.
     pub fn end_op(&mut self) {
-        let touched = core::mem::take(&mut self.touched);
-        for &i in &touched {
-            let i = i as usize;
-            let p = self.pages[i];
-            if !p.allocated || p.level == 0 {
-                continue;
-            }
-            let expected = match (p.level, p.head) {
-                (1, true) => 1 + u32::from(p.valid) + u32::from(self.pages.get(i + 1).map_or(0, |t| t.valid)),
-                (1, false) => 0,
-                _ => 1 + u32::from(p.valid),
-            };
-            let ok = p.count == expected;
-            if !ok && !p.reported {
-                let page = self.layout.pool_page(i);
-                self.violation(Detail::Refcount { page, count: p.count, expected });
-            }
-            self.pages[i].reported = !ok;
+        self.sync();
+        if self.rules.refcounted {
+            let touched = core::mem::take(&mut self.touched);
+            let pages = self.geometry.root_pages() as usize;
+            structure::check_refcounts(
+                &mut self.pool.pages,
+                &self.layout,
+                &touched,
+                &self.roots,
+                pages,
+                &mut self.found,
+            );
+            self.touched = touched;
         }
-        self.touched = touched;
         self.touched.clear();
+        self.flush_found();
     }
 
     /// Oracle checks for `vm` entering the guest or accessing memory: no pending TLB
     /// invalidation, and (non-coherent walker) no uncleaned line of its tables.
     pub fn check_guest_runs(&mut self, vm: u8) {
-        if let Some(p) = self.pending.iter().find(|p| p.vm == vm).copied() {
-            let vmid = self.vm_vmid[vm as usize];
-            self.violation(Detail::MissingTlbi { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old });
-            self.pending.retain(|p| p.vm != vm);
+        let vmid = self.vm_vmid[vm as usize];
+        if let Some(d) = self.tlb.guest_runs(vm, vmid) {
+            self.violation(d);
         }
-        if !self.non_coherent {
-            return;
-        }
-        let mut found = None;
-        for &i in &self.dirty_pages {
-            let p = &mut self.pages[i as usize];
-            if p.allocated && p.level != 0 && p.vm == vm && p.dirty != 0 {
-                let line = self.layout.pool_page(i as usize).add(u64::from(p.dirty.trailing_zeros()) * LINE);
-                found.get_or_insert((line, p.dirty_since));
-                p.dirty = 0;
+        if self.non_coherent {
+            if let Some(d) = cache::guest_runs(&mut self.pool.pages, &self.layout, &self.dirty_pages, vm) {
+                self.violation(d);
             }
-        }
-        if let Some((line, written_at)) = found {
-            self.violation(Detail::DcacheNotCleaned { vm, line, written_at });
         }
     }
 
-    /// After `vm` was destroyed: every page it allocated must be free again.
-    pub fn check_leaks(&mut self, vm: u8) {
-        let mut leaked =
-            self.pages[..self.high].iter().enumerate().filter(|(_, p)| p.allocated && p.vm == vm);
-        if let Some((first, _)) = leaked.next() {
-            let pages = 1 + leaked.count() as u32;
+    /// Pages allocated and unreachable, with `kept` (pages the target legitimately holds
+    /// outside its tables) exempt; `only` limits the check to one VM's pages.
+    pub fn check_leaks(&mut self, live: &[bool], kept: &[Pa], only: Option<u8>) {
+        let kept: Vec<usize> = kept.iter().filter_map(|pa| self.layout.pool_index(*pa)).collect();
+        for (vm, pages, first) in structure::leaks(&self.pool.pages, self.pool.high, live, &kept, only) {
             let first = self.layout.pool_page(first);
             self.violation(Detail::Leak { vm, pages, first });
         }
     }
 
-    /// Valid level-3 entries in tables linked, through a linked level-2 table, into `vm`'s
-    /// root: what the writes observed so far left reachable.
-    pub fn reachable_leaves(&self, vm: u8) -> usize {
-        let linked = |p: &Page, level: u8| p.allocated && p.level == level && p.vm == vm && p.parent != 0;
-        let parent = |p: &Page| self.layout.pool_index(Pa(p.parent)).map(|i| &self.pages[i]);
-        self.pages[..self.high]
+    /// Bytes mapped by valid leaves in tables reachable from `vm`'s root, as the observed
+    /// writes left them: O(pages) instead of a walk of every entry.
+    pub fn reachable_bytes(&self, vm: u8) -> u64 {
+        let pages = &self.pool.pages;
+        let reachable = |start: &Page| {
+            let mut p = *start;
+            for _ in 0..5 {
+                if !(p.allocated && p.table && p.vm == vm) {
+                    return false;
+                }
+                if p.root {
+                    return true;
+                }
+                match self.layout.pool_index(Pa(p.parent)) {
+                    Some(i) => p = pages[i],
+                    None => return false,
+                }
+            }
+            false
+        };
+        pages[..self.pool.high]
             .iter()
-            .filter(|p| linked(p, 3))
-            .filter(|p| {
-                parent(p).is_some_and(|l2| {
-                    linked(l2, 2) && parent(l2).is_some_and(|r| r.allocated && r.level == 1)
-                })
-            })
-            .map(|p| usize::from(p.valid))
+            .filter(|p| p.leaves != 0 && reachable(p))
+            .map(|p| u64::from(p.leaves) * level_size(p.level))
             .sum()
     }
 
-    /// Pages in use: allocated now, or ever since the last reset.
+    /// Pages in use: allocated now, and ever since the last reset.
     pub fn pool_usage(&self) -> (usize, usize) {
-        (self.pages[..self.high].iter().filter(|p| p.allocated).count(), self.high)
+        self.pool.usage()
     }
 
-    /// Reads table memory for the oracles (no checks, no events). Outside the pool, where
-    /// no table can be and hardware may fault, it reads poison.
+    /// Reads table memory for the oracles (no checks, no events). Outside the pool, where no
+    /// table can be and hardware may fault, it reads poison.
     #[inline]
     pub fn peek(&mut self, pa: Pa) -> u64 {
         match self.layout.pool_index(pa) {
@@ -309,16 +321,16 @@ impl<M: Machine> Host<M> {
     }
 
     fn touch(&mut self, i: usize) {
-        if self.pages[i].touched_at != self.op + 1 {
-            self.pages[i].touched_at = self.op + 1;
+        if self.pool.pages[i].touched_at != self.op + 1 {
+            self.pool.pages[i].touched_at = self.op + 1;
             self.touched.push(i as u32);
         }
     }
 
-    /// The pool index of a page the code under test uses, or a violation.
+    /// The pool index of a page the target uses, or a violation.
     fn used_page(&mut self, pa: Pa, what: Use) -> Option<usize> {
         match self.layout.pool_index(pa) {
-            Some(i) if self.pages[i].allocated => Some(i),
+            Some(i) if self.pool.pages[i].allocated => Some(i),
             Some(_) => {
                 self.violation(Detail::UseAfterFree { page: pa.page(), what });
                 None
@@ -330,70 +342,179 @@ impl<M: Machine> Host<M> {
         }
     }
 
-    fn malformed(&mut self, at: Pa, level: u8, desc: Descriptor, problem: Malformation) {
-        self.violation(Detail::Malformed { at, level, desc, problem });
-    }
-
-    /// Checks a new descriptor and links the table it points to.
-    fn check_new(&mut self, at: Pa, level: u8, vm: u8, ipa: Ipa, new: Descriptor) {
-        if !new.is_valid() {
-            return;
+    /// A descriptor at `pa` (page `i`) went from `old` to `new`: the event, then every oracle.
+    /// `checked` is false for writes into a page that is not (yet) a table of a
+    /// memory-owning target, which may fill a table before linking it.
+    fn observed(&mut self, i: usize, pa: Pa, old: Desc, new: Desc, checked: bool) {
+        self.pool.pages[i].dirty_content = true;
+        self.event(Event::Write { pa, old, new });
+        let page = self.pool.pages[i];
+        if !page.allocated {
+            return self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Write });
         }
-        if level == LEAF_LEVEL {
-            let problem = if new.0 & 0b11 == 0b01 || new.0 & Descriptor::LEAF_RES0 != 0 {
-                Some(Malformation::Reserved)
-            } else if MemType::from_memattr(new.memattr()).is_none() {
-                Some(Malformation::MemAttr)
-            } else if !new.af() {
-                Some(Malformation::NoAccessFlag)
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                self.malformed(at, level, new, problem);
+        let profile = self.rules.profile;
+        let level = page.level;
+        let leaf = |d: Desc| u16::from(page.table && matches!(profile.decode(level, d), Entry::Leaf(_)));
+        let p = &mut self.pool.pages[i];
+        p.valid = (i32::from(p.valid) + i32::from(new.is_valid()) - i32::from(old.is_valid())) as u16;
+        p.leaves = (i32::from(p.leaves) + i32::from(leaf(new)) - i32::from(leaf(old))) as u16;
+        if !page.table {
+            if checked {
+                self.violation(Detail::Malformed {
+                    at: pa,
+                    level: 0,
+                    desc: new,
+                    problem: Malformation::NotATable,
+                });
             }
             return;
         }
-        if new.is_block(level) {
-            return self.malformed(at, level, new, Malformation::Block);
+        self.touch(i);
+        let (vm, ipa) = (page.vm, structure::entry_ipa(&page, pa.page_offset()));
+        if self.non_coherent {
+            cache::written(&mut self.pool.pages[i], i, pa.page_offset(), self.op, &mut self.dirty_pages);
         }
-        if new.0 & Descriptor::TABLE_RES0 != 0 {
-            self.malformed(at, level, new, Malformation::Reserved);
+        if old == new {
+            return;
         }
-        let child = new.output_address();
-        let Some(c) = self.layout.pool_index(child) else {
-            return self.malformed(at, level, new, Malformation::TableOutsidePool);
-        };
-        let page = self.pages[c];
-        if !page.allocated {
-            return self.violation(Detail::UseAfterFree { page: child, what: Use::Link });
+        if old.is_table(level) {
+            if let Entry::Table { next, .. } = profile.decode(level, old) {
+                if let Some(c) = self.layout.pool_index(next) {
+                    structure::unlink(&mut self.pool.pages, c, pa);
+                }
+            }
         }
-        if page.level != 0 {
-            let first = Pa(page.parent);
-            return self.violation(Detail::TableAliased { table: child, first, second: at });
+        let linked = structure::check_new(
+            &mut self.pool.pages,
+            &self.layout,
+            &self.rules,
+            pa,
+            level,
+            vm,
+            ipa,
+            new,
+            &mut self.found,
+        );
+        if let Some(c) = linked {
+            self.links_this_op += 1;
+            self.touch(c);
+            if self.observe == Observe::MemoryOwning {
+                self.adopt(c);
+            }
         }
-        if page.valid != 0 {
-            self.malformed(at, level, new, Malformation::TableNotEmpty);
+        if old.is_valid() {
+            self.tlb.changed(vm, level, self.op, ipa, old);
         }
-        let p = &mut self.pages[c];
-        p.level = level + 1;
-        p.parent = at.0;
-        p.vm = vm;
-        p.ipa = ipa.0;
-        self.touch(c);
+        let vmid = self.vm_vmid[vm as usize];
+        if let Some(d) = self.bbm.write(pa, vm, vmid, ipa, level, old, new) {
+            self.found.push(d);
+        }
+        if new.is_table(level) || old.is_table(level) {
+            self.table_changes.push((vm, ipa, level));
+        } else {
+            self.leaf_writes.push((vm, ipa, level));
+        }
+        self.flush_found();
+    }
+
+    /// A memory-owning target linked table page `c`, which it may have filled while it was
+    /// not yet linked: its valid entries are checked as new ones now that their level is known.
+    fn adopt(&mut self, c: usize) {
+        let Some(shadow) = self.shadow.get(c).and_then(|s| s.as_deref().copied()) else { return };
+        let page = self.pool.pages[c];
+        let profile = self.rules.profile;
+        let mut leaves = 0u16;
+        for (w, &d) in shadow.iter().enumerate() {
+            let d = Desc(d);
+            if !d.is_valid() {
+                continue;
+            }
+            let pa = self.layout.pool_page(c).add(w as u64 * 8);
+            let ipa = structure::entry_ipa(&page, w as u64 * 8);
+            leaves += u16::from(matches!(profile.decode(page.level, d), Entry::Leaf(_)));
+            let linked = structure::check_new(
+                &mut self.pool.pages,
+                &self.layout,
+                &self.rules,
+                pa,
+                page.level,
+                page.vm,
+                ipa,
+                d,
+                &mut self.found,
+            );
+            if let Some(g) = linked {
+                self.adopt(g);
+            }
+            if d.is_table(page.level) {
+                self.table_changes.push((page.vm, ipa, page.level));
+            } else {
+                self.leaf_writes.push((page.vm, ipa, page.level));
+            }
+        }
+        self.pool.pages[c].leaves = leaves;
+        self.flush_found();
+    }
+
+    /// Memory-owning targets: turns every change in their table pages since the last sync
+    /// into write events, parents before children (so a new table's level is known when its
+    /// entries are checked), page by page in address order.
+    pub fn sync(&mut self) {
+        if self.observe != Observe::MemoryOwning {
+            return;
+        }
+        // Per changed page: its index and (word, old, new) of each changed word.
+        let mut changed: Vec<(usize, Diffs)> = Vec::new();
+        for i in 0..self.pool.high {
+            let Some(shadow) = self.shadow[i].as_deref_mut() else { continue };
+            let mut diffs = Vec::new();
+            for (w, old) in shadow.iter_mut().enumerate() {
+                let new = self.machine.read_pool(i, w, Pa(0));
+                if new != *old {
+                    diffs.push((w, *old, new));
+                    *old = new;
+                }
+            }
+            if !diffs.is_empty() {
+                changed.push((i, diffs));
+            }
+        }
+        while !changed.is_empty() {
+            let pages = &self.pool.pages;
+            let next = changed
+                .iter()
+                .enumerate()
+                .filter(|(_, (i, _))| pages[*i].table)
+                .min_by_key(|(_, (i, _))| pages[*i].level)
+                .map(|(k, _)| k);
+            let (i, diffs, checked) = match next {
+                Some(k) => {
+                    let (i, d) = changed.remove(k);
+                    (i, d, true)
+                }
+                None => {
+                    let (i, d) = changed.remove(0);
+                    (i, d, false)
+                }
+            };
+            for (w, old, new) in diffs {
+                let pa = self.layout.pool_page(i).add(w as u64 * 8);
+                self.observed(i, pa, Desc(old), Desc(new), checked);
+            }
+        }
     }
 
     fn free_one(&mut self, pa: Pa, head_order: Option<u32>) {
         let Some(i) = self.layout.pool_index(pa) else {
             return self.violation(Detail::BadFree { page: pa, problem: FreeProblem::NotAllocated });
         };
-        let p = self.pages[i];
+        let p = self.pool.pages[i];
         let destroying = self.destroying == Some(p.vm);
         let problem = if !p.allocated {
             Some(FreeProblem::NotAllocated)
         } else if !destroying && p.parent != 0 {
             Some(FreeProblem::StillLinked)
-        } else if !destroying && p.level == 1 && self.roots[p.vm as usize].is_some() {
+        } else if !destroying && p.root && self.roots[p.vm as usize].is_some() {
             Some(FreeProblem::LiveRoot)
         } else if head_order.is_some_and(|o| !p.head || u32::from(p.order) != o) {
             Some(FreeProblem::WrongOrder)
@@ -406,54 +527,44 @@ impl<M: Machine> Host<M> {
                 return;
             }
         }
-        if let Some(pending) =
-            self.pending.iter().find(|q| q.old.is_table(q.level) && q.old.output_address() == pa)
-        {
-            let (unlinked_at, ipa) = (pending.op, pending.ipa);
-            self.violation(Detail::FreedBeforeTlbi { table: pa, unlinked_at, ipa });
+        if let Some(d) = self.tlb.table_freed(pa) {
+            self.violation(d);
         }
-        self.pages[i] = Page { touched_at: p.touched_at, dirty_content: p.dirty_content, ..Page::default() };
-        self.free.push(i as u32);
+        self.pool.release(i);
+        if let Some(s) = self.shadow.get_mut(i) {
+            *s = None;
+        }
         if p.dirty_content {
             self.machine.fill_page(pa, POISON);
         }
     }
 }
 
-impl<M: Machine> Platform for Host<M> {
+impl<M: Machine> Services for Host<M> {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn new_root(&mut self, root: Pa) {
+        self.register_root(self.op_vm, root);
+    }
+
     fn alloc_pages(&mut self, order: u32) -> Option<Pa> {
-        let attempt = self.attempts;
-        self.attempts += 1;
-        if self.fail_at == Some(attempt) {
-            self.fail_at = None;
-            self.alloc_failed = true;
-            self.event(Event::AllocFail { order: order as u8, injected: true });
-            return None;
-        }
-        let n = 1usize << order;
-        let i = match self.free.pop() {
-            Some(i) if n == 1 => i as usize,
-            popped => {
-                self.free.extend(popped);
-                let aligned = self.high.next_multiple_of(n);
-                if aligned + n <= POOL_PAGES {
-                    // Pages skipped for alignment stay available as single pages.
-                    self.free.splice(0..0, (self.high..aligned).map(|p| p as u32));
-                }
-                aligned
+        let i = match self.pool.take(order) {
+            Ok(i) => i,
+            Err(why) => {
+                self.alloc_failed = true;
+                self.event(Event::AllocFail { order: order as u8, injected: why == AllocFail::Injected });
+                return None;
             }
         };
-        if i + n > POOL_PAGES {
-            self.alloc_failed = true;
-            self.event(Event::AllocFail { order: order as u8, injected: false });
-            return None;
-        }
+        let n = 1usize << order;
         let dirty = if self.non_coherent { u64::MAX } else { 0 };
         for j in 0..n {
-            if self.pages[i + j].dirty_content {
+            if self.pool.pages[i + j].dirty_content {
                 self.machine.fill_page(self.layout.pool_page(i + j), 0);
             }
-            self.pages[i + j] = Page {
+            self.pool.pages[i + j] = Page {
                 allocated: true,
                 head: j == 0,
                 order: order as u8,
@@ -466,14 +577,20 @@ impl<M: Machine> Platform for Host<M> {
             if dirty != 0 {
                 self.dirty_pages.push((i + j) as u32);
             }
+            if self.observe == Observe::MemoryOwning {
+                self.shadow[i + j] = Some(Box::new([0; 512]));
+            }
         }
-        self.high = self.high.max(i + n);
+        if order == 0 {
+            self.allocs_this_op += 1;
+        }
         let pa = self.layout.pool_page(i);
         self.event(Event::Alloc { pa, order: order as u8 });
         Some(pa)
     }
 
     fn free_pages(&mut self, pa: Pa, order: u32) {
+        self.sync();
         for j in 0..1u64 << order {
             self.free_one(pa.add(j * PAGE_SIZE), (j == 0).then_some(order));
         }
@@ -482,17 +599,17 @@ impl<M: Machine> Platform for Host<M> {
 
     fn get_page(&mut self, pa: Pa) {
         if let Some(i) = self.used_page(pa, Use::Refcount) {
-            self.pages[i].count += 1;
+            self.pool.pages[i].count += 1;
             self.touch(i);
-            let count = self.pages[i].count;
+            let count = self.pool.pages[i].count;
             self.event(Event::Get { pa: pa.page(), count });
         }
     }
 
     fn put_page(&mut self, pa: Pa) {
         if let Some(i) = self.used_page(pa, Use::Refcount) {
-            let count = self.pages[i].count.saturating_sub(1);
-            self.pages[i].count = count;
+            let count = self.pool.pages[i].count.saturating_sub(1);
+            self.pool.pages[i].count = count;
             self.touch(i);
             self.event(Event::Put { pa: pa.page(), count });
             if count == 0 {
@@ -503,114 +620,77 @@ impl<M: Machine> Platform for Host<M> {
     }
 
     fn page_count(&mut self, pa: Pa) -> u32 {
-        self.used_page(pa, Use::Refcount).map_or(0, |i| self.pages[i].count)
+        self.used_page(pa, Use::Refcount).map_or(0, |i| self.pool.pages[i].count)
     }
 
     #[inline]
-    fn read_desc(&mut self, pa: Pa) -> Descriptor {
+    fn read_desc(&mut self, pa: Pa) -> Desc {
         match self.layout.pool_index(pa) {
             Some(i) => {
-                if !self.pages[i].allocated {
+                if !self.pool.pages[i].allocated {
                     self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Read });
                 }
-                Descriptor(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa))
+                Desc(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa))
             }
             None => {
                 // Never touch memory outside the pool: on hardware it may not exist.
                 self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Stray });
-                Descriptor(POISON)
+                Desc(POISON)
             }
         }
     }
 
-    fn write_desc(&mut self, pa: Pa, new: Descriptor) {
+    fn write_desc(&mut self, pa: Pa, new: Desc) {
         let Some(i) = self.layout.pool_index(pa) else {
             return self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Stray });
         };
-        let old = Descriptor(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa));
+        let old = Desc(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa));
         self.machine.write(pa, new.0);
-        self.pages[i].dirty_content = true;
-        self.event(Event::Write { pa, old, new });
-        let page = self.pages[i];
-        if !page.allocated {
-            return self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Write });
-        }
-        if page.level == 0 {
-            return self.malformed(pa, 0, new, Malformation::NotATable);
-        }
-        self.touch(i);
-        let (level, vm) = (page.level, page.vm);
-        let ipa = Ipa(page.ipa + (pa.page_offset() / 8) * level_size(level));
-        let valid = i32::from(new.is_valid()) - i32::from(old.is_valid());
-        self.pages[i].valid = (i32::from(page.valid) + valid) as u16;
-        if self.non_coherent {
-            let p = &mut self.pages[i];
-            if p.dirty == 0 {
-                p.dirty_since = self.op;
-                self.dirty_pages.push(i as u32);
-            }
-            p.dirty |= 1 << (pa.page_offset() / LINE);
-        }
-        if old == new {
-            return;
-        }
-        if level < LEAF_LEVEL && old.is_table(level) {
-            if let Some(c) = self.layout.pool_index(old.output_address()) {
-                if self.pages[c].parent == pa.0 {
-                    self.pages[c].parent = 0;
-                    self.pages[c].level = 0;
-                }
-            }
-        }
-        self.check_new(pa, level, vm, ipa, new);
-        if old.is_valid() {
-            self.pending.push(Pending { vm, level, op: self.op, ipa, old });
-            if self.strict_bbm && new.is_valid() && old.output_address() != new.output_address() {
-                self.violation(Detail::Bbm { at: pa, ipa, old, new });
-            }
-        }
-        if level == LEAF_LEVEL {
-            self.leaf_writes.push((vm, ipa));
-        } else {
-            self.table_changes.push((vm, ipa, level));
-        }
+        self.observed(i, pa, old, new, true);
     }
 
     fn clean_dcache(&mut self, pa: Pa, len: u64) {
         self.machine.clean(pa, len);
         self.event(Event::Clean { pa, len: len as u32 });
-        if !self.non_coherent {
-            return;
+        if self.non_coherent {
+            cache::cleaned(&mut self.pool.pages, &self.layout, pa, len);
         }
-        let mut line = pa.0 & !(LINE - 1);
-        while line < pa.0 + len {
-            if let Some(i) = self.layout.pool_index(Pa(line)) {
-                self.pages[i].dirty &= !(1 << ((line & (PAGE_SIZE - 1)) / LINE));
+        // The platform's clean ends with a DSB.
+        self.tlb.dsb();
+        self.bbm.dsb();
+    }
+
+    fn tlbi(&mut self, op: Tlbi) {
+        self.sync();
+        self.machine.tlbi(op);
+        self.event(Event::Tlbi(op));
+        self.tlb.tlbi(op, &self.vm_vmid, &mut self.found);
+        self.bbm.tlbi(op, &self.vm_vmid);
+        match op {
+            Tlbi::All => self.vmids.rollover(),
+            Tlbi::Vmid(v) | Tlbi::Vmalls12e1(v) => {
+                let live = self.roots.map(|r| r.is_some());
+                self.vmids.invalidated(v, &live);
             }
-            line += LINE;
+            _ => {}
         }
-    }
-
-    fn tlb_flush_vmid(&mut self, vmid: Vmid) {
-        self.machine.tlbi_vmid(vmid);
-        self.event(Event::TlbiVmid { vmid });
-        let vm_vmid = self.vm_vmid;
-        self.pending.retain(|p| vm_vmid[p.vm as usize] != vmid);
-    }
-
-    fn tlb_flush_all(&mut self) {
-        self.machine.tlbi_all();
-        self.event(Event::TlbiAll);
-        self.pending.clear();
-        self.rollovers += 1;
+        self.flush_found();
     }
 
     fn dsb(&mut self) {
         self.machine.dsb();
+        self.event(Event::Dsb);
+        self.tlb.dsb();
+        self.bbm.dsb();
     }
 
     fn warn(&mut self, warning: Warning) {
         self.event(Event::Warn { warning });
         self.violation(Detail::Warn { warning });
+    }
+
+    fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>> {
+        let i = self.layout.pool_index(pa)?;
+        self.machine.page_ptr(i)
     }
 }

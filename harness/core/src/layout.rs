@@ -1,8 +1,7 @@
 //! The physical memory layout shared by the simulator and the ARM image, relative to the
 //! start of RAM (0x4000_0000 on QEMU `virt`; a board passes its own).
 
-use mmu::addr::PAGE_SIZE;
-use mmu::{Ipa, Pa};
+use crate::arch::{Ipa, Pa, PAGE_SIZE};
 
 /// Where things live in physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,9 +1,11 @@
 //! The hardware seam: what differs between the simulator and real Hyp mode. Everything
 //! above it (allocation, refcounts, events, oracles, the executor) is shared code.
 
+use crate::arch::tlb::Tlbi;
+pub use crate::arch::walk::{Fault, FaultKind};
+use crate::arch::{Geometry, Ipa, Pa, Vttbr};
 use crate::op::Config;
 use core::fmt;
-use mmu::{Ipa, Pa, Vmid, Vttbr};
 use serde::{Deserialize, Serialize};
 
 /// A guest memory access.
@@ -24,26 +26,6 @@ pub enum AbortOn {
     Fetch,
     /// The load or store itself (EC 0x24).
     Data,
-}
-
-/// Architectural fault class (the DFSC/IFSC of the HSR).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum FaultKind {
-    /// No valid descriptor.
-    Translation,
-    /// A leaf with AF clear.
-    AccessFlag,
-    /// HAP or XN forbids the access.
-    Permission,
-}
-
-/// A stage-2 fault as the walker reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Fault {
-    /// Class.
-    pub kind: FaultKind,
-    /// Level of the descriptor that caused it.
-    pub level: u8,
 }
 
 /// A stage-2 abort taken by a guest access.
@@ -90,10 +72,9 @@ pub trait Machine {
     fn fill_page(&mut self, pa: Pa, value: u64);
     /// Cleans `[pa, pa + len)` to the point of coherency.
     fn clean(&mut self, pa: Pa, len: u64);
-    /// Invalidates the guest TLB entries of `vmid`.
-    fn tlbi_vmid(&mut self, vmid: Vmid);
-    /// Invalidates every guest TLB entry.
-    fn tlbi_all(&mut self);
+    /// Performs a TLB invalidation with its architectural scope (for AArch64, with VTTBR
+    /// set to the VMID it names while it executes).
+    fn tlbi(&mut self, op: Tlbi);
     /// A data synchronization barrier.
     fn dsb(&mut self);
     /// Runs the guest stub once under `vttbr` to perform `kind` at `ipa` (word aligned).
@@ -106,25 +87,16 @@ pub trait Machine {
         ipa: Ipa,
         kind: AccessKind,
     ) -> (AccessOutcome, Option<AccessOutcome>);
-    /// Back to the state of a fresh boot between sequences, for `config`: zeroes the pool
-    /// pages used so far (at least the first `pool_pages_used`), restores every guest
-    /// frame's signature, empties the TLB. Within a sequence, freed pages hold poison.
-    fn reset(&mut self, config: &Config, pool_pages_used: usize);
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FaultKind::Translation => "translation",
-            FaultKind::AccessFlag => "access-flag",
-            FaultKind::Permission => "permission",
-        })
-    }
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} fault, level {}", self.kind, self.level)
+    /// Back to the state of a fresh boot between sequences, for `config` and the target's
+    /// `geometry`: zeroes the pool pages used so far (at least the first `pool_pages_used`),
+    /// restores every guest frame's signature, empties the TLB. Within a sequence, freed
+    /// pages hold poison.
+    fn reset(&mut self, config: &Config, geometry: &Geometry, pool_pages_used: usize);
+    /// Where a memory-owning target may write pool page `page` directly (its tables live
+    /// there); `None` when the machine cannot hand out memory.
+    fn page_ptr(&mut self, page: usize) -> Option<core::ptr::NonNull<u64>> {
+        let _ = page;
+        None
     }
 }
 

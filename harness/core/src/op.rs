@@ -1,8 +1,10 @@
-//! The op model: every `mmu` entry point, plus what a hypervisor does around them.
+//! The op model: the entry points of the targets' stage-2 code, plus what a hypervisor does
+//! around them. Each target offers a subset (see [`crate::target::TargetInfo`]).
 
+use crate::arch::Prot;
 use crate::layout::Layout;
 use crate::violation::Kind;
-use mmu::Defects;
+use core::fmt;
 use serde::{Deserialize, Serialize};
 
 /// How many VMs can be live at once; ops name VMs `0..MAX_VMS`.
@@ -46,6 +48,84 @@ pub enum Op {
     Write { vm: u8, ipa: u64, value: u32 },
     /// The `nth` page allocation from now (0: the next one) fails.
     FailAlloc { nth: u32 },
+    /// Map `[ipa, ipa + size)` to `[pa, pa + size)` with `prot`, using blocks where the
+    /// target chooses to (a range API such as aarch64-paging's `map_range`).
+    MapRange { vm: u8, ipa: u64, pa: u64, size: u64, prot: Prot },
+    /// Unmap `[ipa, ipa + size)`.
+    UnmapRange { vm: u8, ipa: u64, size: u64 },
+    /// Change the protection of the mapped pages of `[ipa, ipa + size)` to `prot`.
+    ProtectRange { vm: u8, ipa: u64, size: u64, prot: Prot },
+}
+
+/// Number of op kinds ([`Op::kind`] is below it).
+pub const OP_KINDS: u8 = 19;
+
+/// The text format's name of each op kind, by [`Op::kind`].
+pub const OP_NAMES: [&str; OP_KINDS as usize] = [
+    "create_vm",
+    "destroy_vm",
+    "add_memslot",
+    "remove_memslot",
+    "topup",
+    "map",
+    "clear",
+    "ioremap",
+    "unmap_hva",
+    "unmap_hva_range",
+    "set_spte_hva",
+    "update_vmid",
+    "enter",
+    "read",
+    "write",
+    "fail_alloc",
+    "map_range",
+    "unmap_range",
+    "protect_range",
+];
+
+/// A set of op kinds (bit [`Op::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OpSet(pub u32);
+
+impl OpSet {
+    /// The set of the named kinds; panics on an unknown name (sets are written in code).
+    pub const fn of(names: &[&str]) -> OpSet {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < names.len() {
+            let mut k = 0;
+            while k < OP_NAMES.len() && !str_eq(OP_NAMES[k], names[i]) {
+                k += 1;
+            }
+            assert!(k < OP_NAMES.len(), "unknown op name");
+            bits |= 1 << k;
+            i += 1;
+        }
+        OpSet(bits)
+    }
+    /// True when the set holds op kind `kind`.
+    pub const fn has(self, kind: u8) -> bool {
+        self.0 & 1 << kind != 0
+    }
+    /// The names of the kinds in the set, in kind order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        (0..OP_KINDS).filter(move |&k| self.has(k)).map(|k| OP_NAMES[k as usize])
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 impl Op {
@@ -66,31 +146,115 @@ impl Op {
             | Op::UpdateVmid { vm }
             | Op::Enter { vm }
             | Op::Read { vm, .. }
-            | Op::Write { vm, .. } => Some(vm),
+            | Op::Write { vm, .. }
+            | Op::MapRange { vm, .. }
+            | Op::UnmapRange { vm, .. }
+            | Op::ProtectRange { vm, .. } => Some(vm),
             Op::FailAlloc { .. } => None,
+        }
+    }
+
+    /// The VM field, to change it.
+    pub fn vm_mut(&mut self) -> Option<&mut u8> {
+        match self {
+            Op::CreateVm { vm }
+            | Op::DestroyVm { vm }
+            | Op::AddMemslot { vm, .. }
+            | Op::RemoveMemslot { vm, .. }
+            | Op::Topup { vm, .. }
+            | Op::Map { vm, .. }
+            | Op::Clear { vm, .. }
+            | Op::Ioremap { vm, .. }
+            | Op::UnmapHva { vm, .. }
+            | Op::UnmapHvaRange { vm, .. }
+            | Op::SetSpteHva { vm, .. }
+            | Op::UpdateVmid { vm }
+            | Op::Enter { vm }
+            | Op::Read { vm, .. }
+            | Op::Write { vm, .. }
+            | Op::MapRange { vm, .. }
+            | Op::UnmapRange { vm, .. }
+            | Op::ProtectRange { vm, .. } => Some(vm),
+            Op::FailAlloc { .. } => None,
+        }
+    }
+
+    /// The op's kind: its index in [`OP_NAMES`].
+    pub const fn kind(&self) -> u8 {
+        match self {
+            Op::CreateVm { .. } => 0,
+            Op::DestroyVm { .. } => 1,
+            Op::AddMemslot { .. } => 2,
+            Op::RemoveMemslot { .. } => 3,
+            Op::Topup { .. } => 4,
+            Op::Map { .. } => 5,
+            Op::Clear { .. } => 6,
+            Op::Ioremap { .. } => 7,
+            Op::UnmapHva { .. } => 8,
+            Op::UnmapHvaRange { .. } => 9,
+            Op::SetSpteHva { .. } => 10,
+            Op::UpdateVmid { .. } => 11,
+            Op::Enter { .. } => 12,
+            Op::Read { .. } => 13,
+            Op::Write { .. } => 14,
+            Op::FailAlloc { .. } => 15,
+            Op::MapRange { .. } => 16,
+            Op::UnmapRange { .. } => 17,
+            Op::ProtectRange { .. } => 18,
         }
     }
 
     /// The op's name in the text format.
     pub const fn name(&self) -> &'static str {
-        match self {
-            Op::CreateVm { .. } => "create_vm",
-            Op::DestroyVm { .. } => "destroy_vm",
-            Op::AddMemslot { .. } => "add_memslot",
-            Op::RemoveMemslot { .. } => "remove_memslot",
-            Op::Topup { .. } => "topup",
-            Op::Map { .. } => "map",
-            Op::Clear { .. } => "clear",
-            Op::Ioremap { .. } => "ioremap",
-            Op::UnmapHva { .. } => "unmap_hva",
-            Op::UnmapHvaRange { .. } => "unmap_hva_range",
-            Op::SetSpteHva { .. } => "set_spte_hva",
-            Op::UpdateVmid { .. } => "update_vmid",
-            Op::Enter { .. } => "enter",
-            Op::Read { .. } => "read",
-            Op::Write { .. } => "write",
-            Op::FailAlloc { .. } => "fail_alloc",
+        OP_NAMES[self.kind() as usize]
+    }
+}
+
+/// A set of defect switches of a target: bit i is entry i of the target's
+/// [`crate::target::TargetInfo::defects`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Defects(pub u32);
+
+impl Defects {
+    /// No defect.
+    pub const NONE: Defects = Defects(0);
+    /// The switch with index `i`.
+    pub const fn bit(i: usize) -> Defects {
+        Defects(1 << i)
+    }
+    /// True when switch `i` is on.
+    pub const fn has(self, i: usize) -> bool {
+        self.0 & 1 << i != 0
+    }
+    /// The union of two sets.
+    pub const fn with(self, other: Defects) -> Defects {
+        Defects(self.0 | other.0)
+    }
+    /// True when no switch is on.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The set written with the names of `table` (comma-separated, or `none`).
+    pub fn show(self, table: &'static [(&'static str, &'static str)]) -> impl fmt::Display {
+        struct S(Defects, &'static [(&'static str, &'static str)]);
+        impl fmt::Display for S {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if self.0.is_empty() {
+                    return f.write_str("none");
+                }
+                let mut first = true;
+                for (i, (name, _)) in self.1.iter().enumerate() {
+                    if self.0.has(i) {
+                        f.write_str(if first { "" } else { "," })?;
+                        f.write_str(name)?;
+                        first = false;
+                    }
+                }
+                Ok(())
+            }
         }
+        S(self, table)
     }
 }
 
@@ -107,16 +271,18 @@ pub enum Walker {
 /// Everything besides the ops that decides a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// VMID width, 1..=8.
+    /// VMID width: 1..=8 for `kvm-arm-2012`, 8 or 16 for AArch64 targets.
     pub vmid_bits: u8,
-    /// Seed defects switched on.
+    /// The target's defect switches that are on.
     pub defects: Defects,
     /// Walker coherency (non-coherent turns the cache-protocol oracle on).
     pub walker: Walker,
-    /// Flag valid-to-valid changes of an output address (break-before-make).
+    /// Strict break-before-make: the protocol automaton checks every replacement.
     pub strict_bbm: bool,
     /// Physical memory layout.
     pub layout: Layout,
+    /// The target: its index in the harness's registry (0: `kvm-arm-2012`).
+    pub target: u8,
 }
 
 impl Default for Config {
@@ -127,6 +293,7 @@ impl Default for Config {
             walker: Walker::Coherent,
             strict_bbm: false,
             layout: Layout::default(),
+            target: 0,
         }
     }
 }

@@ -1,9 +1,78 @@
 //! What an op returned, and the sets of results the reference model allows.
 
+use crate::arch::Vttbr;
 use crate::machine::AccessOutcome;
 use core::fmt;
-use mmu::{Error, Vttbr};
 use serde::{Deserialize, Serialize};
+
+/// Why an entry point of a target failed, in the harness's words. Adapters translate their
+/// crate's errors into these; the reference model says which are allowed. The first ten are
+/// the kernel's errno cases and caller mistakes of the KVM/ARM API.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum Errno {
+    /// `-ENOMEM`: a page allocation failed.
+    NoMemory,
+    /// `-EFAULT`: a live mapping is in the way.
+    Fault,
+    /// `-EINVAL`: the root table is already allocated.
+    AlreadyInitialized,
+    /// The VM has no root table.
+    NoRoot,
+    /// An address or range that must be page aligned is not.
+    Misaligned,
+    /// An address beyond the IPA or PA space, or a range that wraps.
+    OutOfRange,
+    /// A cache topup asked for more than the cache holds, or min > max.
+    BadCacheRequest,
+    /// No memslot with that id.
+    UnknownMemslot,
+    /// `-EEXIST`: the memslot overlaps another one, or the id is taken.
+    MemslotOverlap,
+    /// `-ENOSPC`: every memslot is in use.
+    NoMemslotSpace,
+    /// The target refused a change it could only make by breaking a live mapping
+    /// (aarch64-paging's `BreakBeforeMakeViolation`).
+    BbmRefused,
+}
+
+impl Errno {
+    /// A short stable name, used in traces and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Errno::NoMemory => "ENOMEM",
+            Errno::Fault => "EFAULT",
+            Errno::AlreadyInitialized => "EINVAL-initialized",
+            Errno::NoRoot => "no-root",
+            Errno::Misaligned => "misaligned",
+            Errno::OutOfRange => "out-of-range",
+            Errno::BadCacheRequest => "bad-cache-request",
+            Errno::UnknownMemslot => "unknown-memslot",
+            Errno::MemslotOverlap => "EEXIST",
+            Errno::NoMemslotSpace => "ENOSPC",
+            Errno::BbmRefused => "bbm-refused",
+        }
+    }
+    /// Every error, in declaration order.
+    pub const ALL: [Errno; 11] = [
+        Errno::NoMemory,
+        Errno::Fault,
+        Errno::AlreadyInitialized,
+        Errno::NoRoot,
+        Errno::Misaligned,
+        Errno::OutOfRange,
+        Errno::BadCacheRequest,
+        Errno::UnknownMemslot,
+        Errno::MemslotOverlap,
+        Errno::NoMemslotSpace,
+        Errno::BbmRefused,
+    ];
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Why the executor refused an op before it reached `mmu`. Decided by shared code, so the
 /// simulator and the hardware refuse the same ops.
@@ -17,8 +86,10 @@ pub enum Reject {
     ReservedIpa,
     /// A frame outside the guest (or, for `ioremap`, device) window.
     PaOutsideWindow,
-    /// A guest access to an address that is not word aligned or beyond 40 bits.
+    /// A guest access to an address that is not word aligned or beyond the IPA space.
     BadAccessAddress,
+    /// The target does not offer this op.
+    NotOffered,
 }
 
 /// The result of one op.
@@ -27,8 +98,8 @@ pub enum Reject {
 pub enum OpResult {
     /// Success.
     Ok,
-    /// `mmu` returned an error.
-    Err(Error),
+    /// The target returned an error.
+    Err(Errno),
     /// The VTTBR after `update_vmid` or `enter`.
     Vttbr(Vttbr),
     /// A guest access; `fresh` is set when a model answered from a stale TLB entry or an
@@ -40,7 +111,7 @@ pub enum OpResult {
     Panic,
 }
 
-/// A set of allowed results: `Ok` and any subset of `mmu` errors.
+/// A set of allowed results: `Ok` and any subset of [`Errno`]s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ResultSet(pub u16);
 
@@ -49,14 +120,14 @@ impl ResultSet {
     pub const OK: ResultSet = ResultSet(1);
 
     /// Only this error.
-    pub const fn err(e: Error) -> ResultSet {
+    pub const fn err(e: Errno) -> ResultSet {
         ResultSet(0).or_err(e)
     }
     /// This set plus the error `e`.
-    pub const fn or_err(self, e: Error) -> ResultSet {
+    pub const fn or_err(self, e: Errno) -> ResultSet {
         let mut i = 0;
-        while i < Error::ALL.len() {
-            if Error::ALL[i] as u8 == e as u8 {
+        while i < Errno::ALL.len() {
+            if Errno::ALL[i] as u8 == e as u8 {
                 return ResultSet(self.0 | 1 << (i + 1));
             }
             i += 1;
@@ -81,6 +152,7 @@ impl fmt::Display for Reject {
             Reject::ReservedIpa => "reserved-ipa",
             Reject::PaOutsideWindow => "pa-outside-window",
             Reject::BadAccessAddress => "bad-access-address",
+            Reject::NotOffered => "not-offered",
         })
     }
 }
@@ -113,7 +185,7 @@ impl fmt::Display for ResultSet {
             sep(f)?;
             f.write_str("ok")?;
         }
-        for (i, e) in Error::ALL.iter().enumerate() {
+        for (i, e) in Errno::ALL.iter().enumerate() {
             if self.0 & 1 << (i + 1) != 0 {
                 sep(f)?;
                 write!(f, "error {e}")?;
@@ -129,11 +201,11 @@ mod tests {
 
     #[test]
     fn result_sets() {
-        let s = ResultSet::OK.or_err(Error::NoMemory);
+        let s = ResultSet::OK.or_err(Errno::NoMemory);
         assert!(s.allows(&OpResult::Ok));
-        assert!(s.allows(&OpResult::Err(Error::NoMemory)));
-        assert!(!s.allows(&OpResult::Err(Error::Fault)));
-        assert!(!ResultSet::err(Error::Fault).allows(&OpResult::Ok));
+        assert!(s.allows(&OpResult::Err(Errno::NoMemory)));
+        assert!(!s.allows(&OpResult::Err(Errno::Fault)));
+        assert!(!ResultSet::err(Errno::Fault).allows(&OpResult::Ok));
         assert!(!ResultSet::OK.allows(&OpResult::Panic));
     }
 }

@@ -1,10 +1,14 @@
 //! Typed violations: what an oracle found, at which op, with the details to act on.
 
-use crate::machine::{AccessOutcome, Fault};
+use crate::arch::desc::Shown;
+use crate::arch::walk::Fault;
+use crate::arch::{Desc, Ipa, Pa, Profile, Prot, Vmid, Vttbr};
+use crate::event::Warning;
+use crate::machine::AccessOutcome;
 use crate::result::{OpResult, ResultSet};
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
-use mmu::{Descriptor, Ipa, Pa, S2Attrs, Vmid, Warning};
 use serde::{Deserialize, Serialize};
 
 macro_rules! kinds {
@@ -40,17 +44,21 @@ kinds! {
     TableAliased = "table-aliased", "structure", "a table page is linked from two entries";
     UseAfterFree = "use-after-free", "structure", "a freed page was read, written, refcounted or linked";
     BadFree = "bad-free", "structure", "a page was freed that was not allocated or is still in use";
-    Leak = "leak", "structure", "pages of a destroyed VM were never freed";
+    Leak = "leak", "structure", "pages stay allocated that nothing reaches (after a VM's destruction, or at the end of a sequence)";
     Malformed = "malformed", "structure", "a descriptor is malformed";
     MissingTlbi = "missing-tlbi", "TLB protocol", "missing TLB invalidation";
     FreedBeforeTlbi = "freed-before-tlbi", "TLB protocol", "a table page was freed before the TLB invalidation that covers it";
-    Bbm = "bbm", "TLB protocol", "a valid entry changed its output address without break-before-make";
+    Bbm = "bbm", "break-before-make protocol", "a valid entry was replaced by a different valid entry without the full break-before-make sequence";
     VmidShared = "vmid-shared", "VMID", "two live VMs run with the same VMID in one generation";
     VmidStale = "vmid-stale", "VMID", "a VM runs with a VMID it lost to a rollover (or without one)";
     VmidReuse = "vmid-reuse", "VMID", "a VMID was handed out again without a rollover";
     DcacheNotCleaned = "dcache-not-cleaned", "cache protocol", "a descriptor write was not cleaned to the PoC before the walker could see it";
     Bug = "bug", "panics and warnings", "the MMU code panicked (BUG_ON)";
     Warn = "warn", "panics and warnings", "the MMU code raised a WARN_ON";
+    TlbiBeforeDsb = "tlbi-before-dsb", "TLB protocol", "a TLB invalidation was issued before a DSB made the descriptor change it covers visible to the walker";
+    CombinedNotInvalidated = "combined-not-invalidated", "TLB protocol", "a change was invalidated in stage-2-only TLB entries but not in combined stage 1+2 entries";
+    BadVttbr = "bad-vttbr", "VMID", "a VTTBR whose VMID does not fit the configured width, whose base is not the VM's root, or whose reserved bits are set";
+    StateMismatch = "state-mismatch", "reference model", "the target's memslots, vCPU cache or VMID state differ from the reference model";
 }
 
 impl Kind {
@@ -69,19 +77,19 @@ impl fmt::Display for Kind {
 /// What a stage-2 walk found for an IPA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Found {
-    /// A leaf descriptor.
-    Leaf(Descriptor),
+    /// A leaf descriptor and its level.
+    Leaf(Desc, u8),
     /// A fault.
     Fault(Fault),
 }
 
-/// An entry of the reference model.
+/// What the reference model says one page maps to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mapping {
     /// The frame.
     pub pa: Pa,
-    /// Type, permissions, execute-never.
-    pub attrs: S2Attrs,
+    /// Memory type and permissions.
+    pub prot: Prot,
 }
 
 /// How a free went wrong.
@@ -100,7 +108,7 @@ pub enum FreeProblem {
 /// How a descriptor is malformed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Malformation {
-    /// A block descriptor (this configuration maps pages only).
+    /// A block descriptor where the target maps pages only, or at a level without blocks.
     Block,
     /// Reserved bits set, or the reserved 0b01 encoding at level 3.
     Reserved,
@@ -114,6 +122,46 @@ pub enum Malformation {
     TableNotEmpty,
     /// A descriptor written into a page that is not a linked table.
     NotATable,
+    /// The contiguous hint, which no hypervisor here sets.
+    Contiguous,
+    /// Bits 63:59 set.
+    UpperBits,
+}
+
+/// The step of break-before-make that a replacement skipped (Arm ARM D8.16.1: invalid
+/// write, DSB, a TLBI covering the entry, DSB, new write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BbmStep {
+    /// Valid replaced by valid in one write: no break at all.
+    NoBreak,
+    /// Broken, then made again before any TLBI covered the entry.
+    MakeBeforeTlbi,
+    /// A TLBI came before the break, none after it.
+    TlbiBeforeBreak,
+    /// The TLBI was not completed by a DSB before the new write.
+    NoDsbAfterTlbi,
+    /// The TLBIs since the break left combined stage 1+2 entries (IPAS2E1IS without
+    /// VMALLE1IS).
+    ScopeMissesCombined,
+    /// A memory-owning target changed valid to valid between two maintenance operations:
+    /// whether it wrote an invalid entry in between cannot be seen.
+    Unordered,
+}
+
+/// What part of a target's state disagrees with the model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateProblem {
+    /// The memslots: (id, gpa, pages, hva) as the target holds them.
+    Memslots(Vec<(u16, u64, u64, u64)>),
+    /// The number of pages in the vCPU cache.
+    Cache {
+        /// As the target holds it.
+        target: u32,
+        /// As the model predicts.
+        model: u32,
+    },
+    /// A cache page that is not an allocated, unlinked page.
+    CachePage(Pa),
 }
 
 /// What was done to a freed page.
@@ -145,23 +193,38 @@ pub struct Violation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Detail {
     WrongResult { expected: ResultSet, got: OpResult },
-    ModelMismatch { vm: u8, ipa: Ipa, expected: Option<Mapping>, found: Found },
+    ModelMismatch { vm: u8, ipa: Ipa, expected: Option<Mapping>, fault_level: Option<u8>, found: Found },
     AccessMismatch { vm: u8, ipa: Ipa, expected: AccessOutcome, got: AccessOutcome },
     Refcount { page: Pa, count: u32, expected: u32 },
     TableAliased { table: Pa, first: Pa, second: Pa },
     UseAfterFree { page: Pa, what: Use },
     BadFree { page: Pa, problem: FreeProblem },
     Leak { vm: u8, pages: u32, first: Pa },
-    Malformed { at: Pa, level: u8, desc: Descriptor, problem: Malformation },
-    MissingTlbi { vm: u8, vmid: Vmid, changed_at: u32, ipa: Ipa, old: Descriptor },
+    Malformed { at: Pa, level: u8, desc: Desc, problem: Malformation },
+    MissingTlbi { vm: u8, vmid: Vmid, changed_at: u32, ipa: Ipa, old: Desc },
     FreedBeforeTlbi { table: Pa, unlinked_at: u32, ipa: Ipa },
-    Bbm { at: Pa, ipa: Ipa, old: Descriptor, new: Descriptor },
+    Bbm { at: Pa, ipa: Ipa, old: Desc, new: Desc, missing: BbmStep },
     VmidShared { vm: u8, other: u8, vmid: Vmid },
     VmidStale { vm: u8, vmid: Vmid, assigned_in: u32, rollovers: u32 },
     VmidReuse { vm: u8, other: u8, vmid: Vmid },
     DcacheNotCleaned { vm: u8, line: Pa, written_at: u32 },
     Bug { message: String },
     Warn { warning: Warning },
+    TlbiBeforeDsb { vm: u8, changed_at: u32, ipa: Ipa },
+    CombinedNotInvalidated { vm: u8, vmid: Vmid, changed_at: u32, ipa: Ipa, old: Desc },
+    BadVttbr { vm: u8, vttbr: Vttbr, problem: VttbrProblem },
+    StateMismatch { vm: u8, problem: StateProblem },
+}
+
+/// What is wrong with a VTTBR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VttbrProblem {
+    /// The VMID needs more bits than configured.
+    VmidTooWide(u8),
+    /// BADDR is not the VM's root.
+    WrongRoot(Pa),
+    /// Reserved bits (or BADDR bits below the root's alignment) are set.
+    Reserved(u64),
 }
 
 impl Detail {
@@ -186,6 +249,10 @@ impl Detail {
             Detail::DcacheNotCleaned { .. } => Kind::DcacheNotCleaned,
             Detail::Bug { .. } => Kind::Bug,
             Detail::Warn { .. } => Kind::Warn,
+            Detail::TlbiBeforeDsb { .. } => Kind::TlbiBeforeDsb,
+            Detail::CombinedNotInvalidated { .. } => Kind::CombinedNotInvalidated,
+            Detail::BadVttbr { .. } => Kind::BadVttbr,
+            Detail::StateMismatch { .. } => Kind::StateMismatch,
         }
     }
 }
@@ -197,35 +264,59 @@ impl Violation {
     }
 }
 
-fn mapping(m: &Option<Mapping>) -> impl fmt::Display + '_ {
-    struct M<'a>(&'a Option<Mapping>);
-    impl fmt::Display for M<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self.0 {
-                None => f.write_str("unmapped"),
-                Some(m) => write!(f, "{}", Descriptor::page(m.pa, m.attrs)),
+impl Found {
+    fn show(&self, profile: Profile) -> impl fmt::Display + '_ {
+        struct S<'a>(&'a Found, Profile);
+        impl fmt::Display for S<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    Found::Leaf(d, 3) => write!(f, "{}", Shown { desc: *d, profile: self.1 }),
+                    Found::Leaf(d, level) => {
+                        write!(f, "{} (level {level})", Shown { desc: *d, profile: self.1 })
+                    }
+                    Found::Fault(fault) => write!(f, "{fault}"),
+                }
             }
         }
+        S(self, profile)
     }
-    M(m)
 }
 
-impl fmt::Display for Found {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Found::Leaf(d) => write!(f, "{d}"),
-            Found::Fault(fault) => write!(f, "{fault}"),
+impl Detail {
+    /// The details line of a report, with descriptors read under `profile`.
+    pub fn show(&self, profile: Profile) -> impl fmt::Display + '_ {
+        struct S<'a>(&'a Detail, Profile);
+        impl fmt::Display for S<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write(f, self.1)
+            }
         }
+        S(self, profile)
     }
-}
 
-impl fmt::Display for Detail {
-    /// The details line of a report.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn write(&self, f: &mut fmt::Formatter<'_>, profile: Profile) -> fmt::Result {
+        let d = |desc: &Desc| Shown { desc: *desc, profile };
         match self {
             Detail::WrongResult { expected, got } => write!(f, "returned {got}, expected {expected}"),
-            Detail::ModelMismatch { vm, ipa, expected, found } => {
-                write!(f, "vm {vm} ipa {ipa}: tables give {found}, model says {}", mapping(expected))
+            Detail::ModelMismatch { vm, ipa, expected, fault_level, found } => {
+                write!(f, "vm {vm} ipa {ipa}: tables give {}, model says ", found.show(profile))?;
+                match expected {
+                    None => match fault_level {
+                        Some(l) => write!(f, "unmapped (a translation fault at level {l}: emptied tables are freed)"),
+                        None => f.write_str("unmapped"),
+                    },
+                    Some(m) => {
+                        write!(f, "{} {}", m.pa, m.prot)?;
+                        if let Found::Leaf(desc, level) = found {
+                            let oa = crate::arch::Pa(m.pa.0 & !(crate::arch::level_size(*level) - 1));
+                            let diff = m.prot.pattern(profile, *level, oa).differences(*desc);
+                            if !diff.is_empty() {
+                                write!(f, " ({})", diff.join("; "))?;
+                            }
+                        }
+                        Ok(())
+                    }
+                }
             }
             Detail::AccessMismatch { vm, ipa, expected, got } => {
                 write!(f, "vm {vm} ipa {ipa}: guest saw {got}, model predicts {expected}")
@@ -238,20 +329,31 @@ impl fmt::Display for Detail {
             }
             Detail::UseAfterFree { page, what } => write!(f, "{what:?} of freed page {page}"),
             Detail::BadFree { page, problem } => write!(f, "free of {page}: {problem:?}"),
-            Detail::Leak { vm, pages, first } => write!(f, "vm {vm} destroyed, {pages} page(s) still allocated (first {first})"),
+            Detail::Leak { vm, pages, first } => {
+                write!(f, "vm {vm}: {pages} page(s) allocated and no longer reachable (first {first})")
+            }
             Detail::Malformed { at, level, desc, problem } => {
                 write!(f, "level-{level} entry at {at} = {:#018x}: {problem:?}", desc.0)
             }
             Detail::MissingTlbi { vm, vmid, changed_at, ipa, old } => write!(
                 f,
-                "vm {vm} (VMID {vmid}) runs while the change of ipa {ipa} at op {changed_at} (was {old}) is not invalidated"
+                "vm {vm} (VMID {vmid}) runs while the change of ipa {ipa} at op {changed_at} (was {}) is not invalidated",
+                d(old)
             ),
             Detail::FreedBeforeTlbi { table, unlinked_at, ipa } => write!(
                 f,
                 "table {table} (ipa {ipa}) freed while its unlinking at op {unlinked_at} is not yet invalidated"
             ),
-            Detail::Bbm { at, ipa, old, new } => {
-                write!(f, "entry {at} for ipa {ipa} changed {old} -> {new} without an invalid entry and TLB invalidation between")
+            Detail::Bbm { at, ipa, old, new, missing } => {
+                let step = match missing {
+                    BbmStep::NoBreak => "no break: valid replaced by valid in one write",
+                    BbmStep::MakeBeforeTlbi => "make before TLBI: the new entry was written before a TLBI covered the old one",
+                    BbmStep::TlbiBeforeBreak => "TLBI before break: the only TLBI came before the invalid write",
+                    BbmStep::NoDsbAfterTlbi => "no DSB after TLBI: the new entry was written before the invalidation completed",
+                    BbmStep::ScopeMissesCombined => "TLBI scope does not cover combined entries: IPAS2E1IS without VMALLE1IS",
+                    BbmStep::Unordered => "valid to valid between two maintenance operations (writes of a memory-owning target are not ordered within that window)",
+                };
+                write!(f, "entry {at} for ipa {ipa} changed {} -> {}: {step}", d(old), d(new))
             }
             Detail::VmidShared { vm, other, vmid } => write!(f, "vm {vm} runs with VMID {vmid}, held by live vm {other} in this generation"),
             Detail::VmidStale { vm, vmid, assigned_in, rollovers } => write!(
@@ -259,7 +361,7 @@ impl fmt::Display for Detail {
                 "vm {vm} runs with VMID {vmid} assigned in generation {assigned_in}, after {rollovers} rollover(s)"
             ),
             Detail::VmidReuse { vm, other, vmid } => {
-                write!(f, "vm {vm} got VMID {vmid}, still held by vm {other} in this generation (no rollover flush)")
+                write!(f, "vm {vm} got VMID {vmid}, already handed to vm {other} in this generation (no rollover since)")
             }
             Detail::DcacheNotCleaned { vm, line, written_at } => write!(
                 f,
@@ -267,6 +369,33 @@ impl fmt::Display for Detail {
             ),
             Detail::Bug { message } => f.write_str(message),
             Detail::Warn { warning } => write!(f, "WARN_ON: {warning:?}"),
+            Detail::TlbiBeforeDsb { vm, changed_at, ipa } => write!(
+                f,
+                "vm {vm}: no DSB before TLBI: the change of ipa {ipa} at op {changed_at} was not made visible to the walker before the invalidation"
+            ),
+            Detail::CombinedNotInvalidated { vm, vmid, changed_at, ipa, old } => write!(
+                f,
+                "vm {vm} (VMID {vmid}) runs while combined stage 1+2 entries for ipa {ipa} (changed at op {changed_at}, was {}) were never invalidated: IPAS2E1IS alone leaves them",
+                d(old)
+            ),
+            Detail::BadVttbr { vm, vttbr, problem } => match problem {
+                VttbrProblem::VmidTooWide(bits) => {
+                    write!(f, "vm {vm} VTTBR {vttbr}: VMID {} does not fit {bits} bits", vttbr.vmid_field())
+                }
+                VttbrProblem::WrongRoot(root) => write!(f, "vm {vm} VTTBR {vttbr}: BADDR is not its root {root}"),
+                VttbrProblem::Reserved(bits) => write!(f, "vm {vm} VTTBR {vttbr}: reserved bits {bits:#x} set"),
+            },
+            Detail::StateMismatch { vm, problem } => match problem {
+                StateProblem::Memslots(slots) => {
+                    write!(f, "vm {vm}: the target's memslots (id, gpa, pages, hva) are {slots:x?}")
+                }
+                StateProblem::Cache { target, model } => {
+                    write!(f, "vm {vm}: the vCPU cache holds {target} page(s), the model {model}")
+                }
+                StateProblem::CachePage(pa) => {
+                    write!(f, "vm {vm}: cache page {pa} is not an allocated, unused page")
+                }
+            },
         }
     }
 }

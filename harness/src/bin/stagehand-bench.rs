@@ -41,8 +41,12 @@ impl Rng {
 fn workload(rng: &mut Rng, len: usize, layout: &Layout) -> Vec<Op> {
     let mut ops: Vec<Op> = (0..4).map(|vm| Op::CreateVm { vm }).collect();
     while ops.len() < len {
-        let data: Vec<u8> = (0..24).map(|_| rng.next() as u8).collect();
-        let Some(mut op) = bytes::decode(&data, layout).into_iter().next() else { continue };
+        let mut data: Vec<u8> = (0..25).map(|_| rng.next() as u8).collect();
+        data[0] = 0; // the default configuration: coherent, relaxed, 8-bit VMIDs, kvm-arm-2012
+        let pins = bytes::Pins { target: Some(0), ..Default::default() };
+        let Some(mut op) = harness::fuzz::codec().decode(&data, &pins, layout).1.into_iter().next() else {
+            continue;
+        };
         if matches!(op, Op::CreateVm { .. } | Op::DestroyVm { .. } | Op::FailAlloc { .. }) {
             continue;
         }
@@ -54,23 +58,8 @@ fn workload(rng: &mut Rng, len: usize, layout: &Layout) -> Vec<Op> {
 }
 
 fn set_vm(op: &mut Op, v: u8) {
-    match op {
-        Op::CreateVm { vm }
-        | Op::DestroyVm { vm }
-        | Op::AddMemslot { vm, .. }
-        | Op::RemoveMemslot { vm, .. }
-        | Op::Topup { vm, .. }
-        | Op::Map { vm, .. }
-        | Op::Clear { vm, .. }
-        | Op::Ioremap { vm, .. }
-        | Op::UnmapHva { vm, .. }
-        | Op::UnmapHvaRange { vm, .. }
-        | Op::SetSpteHva { vm, .. }
-        | Op::UpdateVmid { vm }
-        | Op::Enter { vm }
-        | Op::Read { vm, .. }
-        | Op::Write { vm, .. } => *vm = v,
-        Op::FailAlloc { .. } => {}
+    if let Some(vm) = op.vm_mut() {
+        *vm = v;
     }
 }
 
@@ -78,7 +67,7 @@ fn set_vm(op: &mut Op, v: u8) {
 fn throughput(name: &str, seqs: &[(Config, Vec<Op>)], runs: usize) -> serde_json::Value {
     let ops: usize = seqs.iter().map(|(_, o)| o.len()).sum();
     let config = seqs.first().map_or(Config::default(), |(c, _)| *c);
-    let mut bare = BareRunner::new(&config);
+    let mut bare = BareRunner::<target_kvm_arm_2012::KvmArm2012>::new(&config);
     let t_bare = median_secs(runs, || {
         for (c, o) in seqs {
             black_box(bare.run(c, o));
@@ -184,7 +173,7 @@ fn corpus(dir: &Path) -> Vec<(Config, Vec<Op>)> {
     let files = files::collect(dir).expect("corpus readable");
     files
         .iter()
-        .filter_map(|f| match files::load(f, Config::default()) {
+        .filter_map(|f| match files::load(f, &files::own_config) {
             Ok(files::Input::Text(s)) => Some((s.config, s.ops)),
             _ => None,
         })

@@ -18,6 +18,7 @@ pub enum Ev {
     Clean(u64, u64),
     Flush(u8),
     FlushAll,
+    Dsb,
 }
 
 #[derive(Default)]
@@ -173,7 +174,9 @@ impl Platform for TestPlatform {
         self.log.push(Ev::FlushAll);
     }
 
-    fn dsb(&mut self) {}
+    fn dsb(&mut self) {
+        self.log.push(Ev::Dsb);
+    }
 
     fn warn(&mut self, warning: Warning) {
         self.warnings.push(warning);

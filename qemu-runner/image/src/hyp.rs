@@ -4,12 +4,15 @@
 //! so the host harness can disassemble them by symbol (they are `KEEP`'d by `link.x`).
 
 use core::arch::{asm, naked_asm};
+use harness_core::arch::{Geometry, Pa, Vmid, Vttbr};
 
-/// VTCR for a 40-bit IPA space, walks starting at level 1 (1024-entry, 8 KiB root):
-/// T0SZ = -8 (0b1000) with S = 1 (its sign), SL0 = 1, IRGN0 = ORGN0 = write-back
-/// write-allocate, SH0 = inner shareable, bit 31 RES1.
-pub const VTCR_40BIT: u32 =
-    (1 << 31) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (1 << 6) | (1 << 4) | 0b1000;
+/// The stage-2 geometry the image programs, from the harness's architecture layer (so the
+/// self-test checks that layer against QEMU): 40-bit IPA, walks from level 1, 8 KiB root.
+pub const GEOMETRY: Geometry = Geometry::ARMV7_40BIT;
+
+/// VTCR for [`GEOMETRY`]: T0SZ = -8 (0b1000) with S = 1 (its sign), SL0 = 1, IRGN0 = ORGN0 =
+/// write-back write-allocate, SH0 = inner shareable, bit 31 RES1.
+pub const VTCR_40BIT: u32 = GEOMETRY.vtcr(false) as u32;
 
 /// HCR.VM: stage 2 on for the PL1&0 regime.
 pub const HCR_VM: u32 = 1 << 0;
@@ -23,7 +26,7 @@ pub const HCR_AMO: u32 = 1 << 5;
 pub const HCR_GUEST: u32 = HCR_VM | HCR_IMO | HCR_FMO | HCR_AMO;
 
 /// Alignment of the stage-2 root for [`VTCR_40BIT`] (VTTBR.BADDR starts at bit 13).
-pub const ROOT_ALIGN: u64 = 8192;
+pub const ROOT_ALIGN: u64 = GEOMETRY.root_bytes();
 
 /// HSCTLR bits [`init`] clears: M (stage-1 MMU), A (alignment check), WXN, EE (big-endian
 /// exceptions), TE (Thumb exceptions: the vectors are A32).
@@ -31,12 +34,12 @@ const HSCTLR_CLEAR: u32 = (1 << 0) | (1 << 1) | (1 << 19) | (1 << 25) | (1 << 30
 
 /// Builds a VTTBR value: root table PA (8 KiB aligned, < 2^40) and VMID (bits 55:48).
 pub const fn make_vttbr(root_pa: u64, vmid: u8) -> u64 {
-    (root_pa & ((1 << 40) - 1) & !(ROOT_ALIGN - 1)) | ((vmid as u64) << 48)
+    GEOMETRY.vttbr(Pa(root_pa), Vmid(vmid as u16)).0
 }
 
 /// VMID field of a VTTBR value.
 pub const fn vttbr_vmid(vttbr: u64) -> u8 {
-    (vttbr >> 48) as u8
+    Vttbr(vttbr).vmid_field().0 as u8
 }
 
 /// Puts Hyp into a known state and enables stage 2 for guests: HSCTLR (MMU off, A32

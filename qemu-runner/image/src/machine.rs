@@ -6,10 +6,11 @@ use crate::guest::{self, GuestOutcome};
 use crate::hyp;
 use crate::layout::{self, POOL, POOL_PAGES};
 use crate::sync::RacyCell;
+use harness_core::arch::tlb::Tlbi;
+use harness_core::arch::{Geometry, Ipa, Pa, Vttbr};
 use harness_core::layout::POISON;
 use harness_core::machine::{Abort, AbortOn, AccessKind, AccessOutcome, Fault, FaultKind, Machine};
 use harness_core::op::Config;
-use mmu::{Ipa, Pa, Vmid, Vttbr};
 
 /// Pool pages written since the last reset (one past the highest).
 static HIGH: RacyCell<usize> = RacyCell::new(0);
@@ -86,12 +87,14 @@ impl Machine for HypMachine {
         hyp::dcache_clean_range(pa.0 as usize, len as usize);
     }
 
-    fn tlbi_vmid(&mut self, vmid: Vmid) {
-        hyp::tlb_flush_vmid(Vttbr::new(Pa(0), vmid).0);
-    }
-
-    fn tlbi_all(&mut self) {
-        hyp::stagehand_tlb_flush_all();
+    fn tlbi(&mut self, op: Tlbi) {
+        match op {
+            // `__kvm_tlb_flush_vmid`: TLBIALLIS under the VMID's VTTBR.
+            Tlbi::Vmid(vmid) => hyp::tlb_flush_vmid(hyp::GEOMETRY.vttbr(Pa(0), vmid).0),
+            // ARMv7 has no invalidation by IPA (TLBIIPAS2 is ARMv8 AArch32): the AArch64
+            // scopes never reach this image, and would be over-invalidated if they did.
+            _ => hyp::stagehand_tlb_flush_all(),
+        }
     }
 
     fn dsb(&mut self) {
@@ -149,7 +152,7 @@ impl Machine for HypMachine {
         (outcome, None)
     }
 
-    fn reset(&mut self, _config: &Config, pool_pages_used: usize) {
+    fn reset(&mut self, _config: &Config, _geometry: &Geometry, pool_pages_used: usize) {
         let used = pool_pages_used.max(HIGH.load()).min(POOL_PAGES);
         fill_words(POOL.start as *mut u64, used * 512, 0);
         HIGH.store(0);

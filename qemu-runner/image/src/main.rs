@@ -14,6 +14,7 @@ use stagehand_image::machine::HypMachine;
 use stagehand_image::recovery::{self, Abort};
 use stagehand_image::sink::Sink;
 use stagehand_image::{blob, heap, println};
+use target_kvm_arm_2012::KvmArm2012;
 
 /// A batch built into the image (board images); empty for QEMU, which loads one instead.
 static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/embedded.bin"));
@@ -48,7 +49,7 @@ extern "C" fn stagehand_main() -> u32 {
 /// Runs one sequence and sends its trace. A panic or Hyp exception inside an op ends the
 /// sequence the way a native panic does.
 fn run(seq: u32, job: &Job, sink: &mut Sink) {
-    let mut exec = Executor::new(HypMachine, job.config, true);
+    let mut exec = Executor::new(HypMachine, KvmArm2012::default(), job.config, true);
     for (k, op) in job.ops.iter().enumerate() {
         sink.record(&Record::Progress { seq, op: k as u32 });
         let message: String = match recovery::try_run(|| {

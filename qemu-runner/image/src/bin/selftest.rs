@@ -9,6 +9,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::arch::asm;
 use core::fmt;
+use harness_core::arch::{self, Pa, Profile, Prot};
 use stagehand_image::guest::{self, FaultKind, GuestOutcome, StubKind};
 use stagehand_image::layout::{
     DEVICE_WINDOW, GUEST_WINDOW, PAGE_SIZE, POOL, STUB_FRAME, STUB_IPA, STUB_TABLE_IPA, UNMAPPED_PA,
@@ -18,15 +19,14 @@ use stagehand_image::semihosting::{self, HostFile};
 use stagehand_image::watchdog::{counter, counter_freq, ticks_to_ns};
 use stagehand_image::{blob, boot, heap, hyp, println};
 
-/// Stage-2 descriptor bits: table / page (0b11), normal write-back memory (MemAttr 0b1111),
-/// inner shareable, access flag.
-const S2_TABLE: u64 = 0b11;
-const S2_NORMAL_PAGE: u64 = 0b11 | (0b1111 << 2) | (0b11 << 8) | (1 << 10);
-/// Device-nGnRE page (MemAttr 0b0001), as ioremap would map it.
-const S2_DEVICE_PAGE: u64 = 0b11 | (0b0001 << 2) | (1 << 10);
-const S2_AF: u64 = 1 << 10;
-const S2_RO: u64 = 0b01 << 6;
-const S2_RW: u64 = 0b11 << 6;
+/// Stage-2 descriptor bits from the harness's architecture layer, so this self-test checks
+/// that layer's expected patterns against QEMU: a table descriptor's type bits, and the
+/// exact leaf bits (without the output address) of guest RAM rw and ro and of a device.
+const S2_TABLE: u64 = arch::desc::TABLE;
+const S2_RAM_RW: u64 = Prot::RAM_RW.pattern(Profile::Armv7Lpae, 3, Pa(0)).value;
+const S2_RAM_RO: u64 = Prot::RAM_RO.pattern(Profile::Armv7Lpae, 3, Pa(0)).value;
+const S2_DEVICE: u64 = Prot::DEVICE_RW.pattern(Profile::Armv7Lpae, 3, Pa(0)).value;
+const S2_AF: u64 = arch::desc::AF;
 const ADDR_MASK: u64 = 0xff_ffff_f000;
 
 /// A throwaway stage-2 builder over the POOL (the real one is the lead's library).
@@ -137,27 +137,27 @@ extern "C" fn stagehand_main() -> u32 {
     let frame_x = gw + 0x10000;
     let frame_y = gw + 0x11000;
     for (ipa, pa) in guest::REQUIRED_STAGE2_MAPPINGS {
-        s2.map(root1, ipa, pa, S2_NORMAL_PAGE | S2_RO);
+        s2.map(root1, ipa, pa, S2_RAM_RO);
     }
-    s2.map(root1, IPA_A, gw + 0x3000, S2_NORMAL_PAGE | S2_RW);
-    let stale_desc = s2.map(root1, IPA_STALE, frame_x, S2_NORMAL_PAGE | S2_RW);
-    s2.map(root1, IPA_RO, gw + 0x4000, S2_NORMAL_PAGE | S2_RO);
-    s2.map(root1, IPA_NO_AF, gw + 0x6000, (S2_NORMAL_PAGE | S2_RW) & !S2_AF);
-    s2.map(root1, IPA_DEVICE, DEVICE_WINDOW.start + 0x1000, S2_DEVICE_PAGE | S2_RW);
-    s2.map(root1, IPA_MID, gw + 0x7000, S2_NORMAL_PAGE | S2_RW);
-    s2.map(root1, IPA_HIGH, gw + 0x5000, S2_NORMAL_PAGE | S2_RW);
+    s2.map(root1, IPA_A, gw + 0x3000, S2_RAM_RW);
+    let stale_desc = s2.map(root1, IPA_STALE, frame_x, S2_RAM_RW);
+    s2.map(root1, IPA_RO, gw + 0x4000, S2_RAM_RO);
+    s2.map(root1, IPA_NO_AF, gw + 0x6000, S2_RAM_RW & !S2_AF);
+    s2.map(root1, IPA_DEVICE, DEVICE_WINDOW.start + 0x1000, S2_DEVICE);
+    s2.map(root1, IPA_MID, gw + 0x7000, S2_RAM_RW);
+    s2.map(root1, IPA_HIGH, gw + 0x5000, S2_RAM_RW);
     let vm1 = hyp::make_vttbr(root1 as u64, 1);
     let vm2 = hyp::make_vttbr(s2.root() as u64, 2);
     let root3 = s2.root();
     for (ipa, pa) in guest::REQUIRED_STAGE2_MAPPINGS {
-        s2.map(root3, ipa, pa, S2_NORMAL_PAGE | S2_RO);
+        s2.map(root3, ipa, pa, S2_RAM_RO);
     }
-    s2.map(root3, IPA_STALE, gw + 0x12000, S2_NORMAL_PAGE | S2_RW);
+    s2.map(root3, IPA_STALE, gw + 0x12000, S2_RAM_RW);
     let vm3 = hyp::make_vttbr(root3 as u64, 3);
     // VM4: only a page 2 MiB past the stub, so the stub's level-3 table is missing and the
     // guest's stage-1 walk faults at stage-2 level 2.
     let root4 = s2.root();
-    s2.map(root4, STUB_TABLE_IPA + 0x20_0000, gw, S2_NORMAL_PAGE | S2_RO);
+    s2.map(root4, STUB_TABLE_IPA + 0x20_0000, gw, S2_RAM_RO);
     let vm4 = hyp::make_vttbr(root4 as u64, 4);
     println!(
         "     VTCR=0x{:08x} HCR=0x{:08x} VM1 VTTBR=0x{vm1:016x}, {} pool pages used",
@@ -277,8 +277,8 @@ extern "C" fn stagehand_main() -> u32 {
 
     // (f) stale stage-2 TLB entry; (g) flush-all. Same VTTBR throughout (a VTTBR change
     // flushes on QEMU).
-    let x = S2_NORMAL_PAGE | S2_RW | frame_x as u64;
-    let y = S2_NORMAL_PAGE | S2_RW | frame_y as u64;
+    let x = S2_RAM_RW | frame_x as u64;
+    let y = S2_RAM_RW | frame_y as u64;
     let first = read(vm1, IPA_STALE);
     set_desc(stale_desc, y);
     let stale = read(vm1, IPA_STALE);

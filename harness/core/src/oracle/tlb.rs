@@ -1,0 +1,130 @@
+//! The TLB-protocol oracle. A change to a valid descriptor leaves a pending invalidation for
+//! the VM until TLBIs whose architectural scope ([`Tlbi::covers`]) reaches both kinds of
+//! entries that may cache it: stage-2-only and combined stage 1+2. A guest that runs with a
+//! pending invalidation, or a table page freed while one covers it, is a violation.
+//!
+//! The DSB rule applies in both BBM modes: a TLBI only invalidates what the walker can no
+//! longer refetch, so the change must be made visible (DSB; the platform's clean ends in
+//! one) before the TLBI that covers it. A TLBI that comes first is reported once and then
+//! counted, so one mistake gives one finding.
+//!
+//! From the architecture: the scopes of the invalidations and the need for a DSB (Arm ARM
+//! D8.13, G5.9). From the target: nothing but the observed writes and maintenance.
+
+use crate::arch::tlb::{Cached, Tlbi};
+use crate::arch::{level_size, Desc, Ipa, Pa, Profile, Vmid};
+use crate::op::MAX_VMS;
+use crate::violation::Detail;
+use alloc::vec::Vec;
+
+/// A change to a valid entry that no TLB invalidation has fully covered yet.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    vm: u8,
+    level: u8,
+    op: u32,
+    ipa: Ipa,
+    old: Desc,
+    /// A DSB came after the change.
+    synced: bool,
+    /// Stage-2-only entries have been invalidated.
+    stage2: bool,
+    /// Combined entries have been invalidated.
+    combined: bool,
+    /// A TLBI before the DSB was reported.
+    reported: bool,
+}
+
+/// The oracle's state.
+#[derive(Default)]
+pub struct TlbProtocol {
+    pending: Vec<Pending>,
+}
+
+impl TlbProtocol {
+    /// Forgets everything (a new sequence).
+    pub fn reset(&mut self) {
+        self.pending.clear();
+    }
+
+    /// A valid entry at `level` translating from `ipa` was changed at op `op`.
+    pub fn changed(&mut self, vm: u8, level: u8, op: u32, ipa: Ipa, old: Desc) {
+        self.pending.push(Pending {
+            vm,
+            level,
+            op,
+            ipa,
+            old,
+            synced: false,
+            stage2: false,
+            combined: false,
+            reported: false,
+        });
+    }
+
+    /// A DSB: every change so far is visible to the walker.
+    pub fn dsb(&mut self) {
+        for p in &mut self.pending {
+            p.synced = true;
+        }
+    }
+
+    /// A TLBI; `vmid_of` gives each VM's current VMID. Returns what it finds.
+    pub fn tlbi(&mut self, op: Tlbi, vmid_of: &[Vmid; MAX_VMS], found: &mut Vec<Detail>) {
+        for p in &mut self.pending {
+            let vmid = vmid_of[p.vm as usize];
+            let region = |kind| covers_region(&op, vmid, kind, p.ipa, p.level);
+            let (s2, comb) = (region(Cached::Stage2), region(Cached::Combined));
+            if !(s2 || comb) {
+                continue;
+            }
+            if !p.synced && !p.reported {
+                p.reported = true;
+                found.push(Detail::TlbiBeforeDsb { vm: p.vm, changed_at: p.op, ipa: p.ipa });
+            }
+            p.stage2 |= s2;
+            p.combined |= comb;
+        }
+        self.pending.retain(|p| !(p.stage2 && p.combined));
+    }
+
+    /// `vm` (running with `vmid`) enters the guest or accesses memory: nothing may be pending.
+    pub fn guest_runs(&mut self, vm: u8, vmid: Vmid) -> Option<Detail> {
+        let p = *self.pending.iter().find(|p| p.vm == vm)?;
+        self.pending.retain(|p| p.vm != vm);
+        Some(if p.stage2 {
+            Detail::CombinedNotInvalidated { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old }
+        } else {
+            Detail::MissingTlbi { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old }
+        })
+    }
+
+    /// The table page `table` is being freed: a pending unlinking of it is a violation.
+    pub fn table_freed(&self, table: Pa) -> Option<Detail> {
+        self.pending
+            .iter()
+            // The wider of the two OA fields: ARMv7 tables keep bits 47:40 zero.
+            .find(|q| q.old.is_table(q.level) && Pa(q.old.0 & Profile::Aarch64.oa_mask()) == table)
+            .map(|q| Detail::FreedBeforeTlbi { table, unlinked_at: q.op, ipa: q.ipa })
+    }
+
+    /// Forgets `vm` after its destruction: its pending invalidations can no longer matter,
+    /// because its VMID never runs again before a rollover.
+    pub fn forget(&mut self, vm: u8) {
+        self.pending.retain(|p| p.vm != vm);
+    }
+}
+
+/// True when `op` removes every cached `kind` entry that an entry at `level` translating the
+/// region from `ipa` could have produced. An invalidation by IPA reaches everything cached
+/// from the entry whose region holds the IPA: the leaf (a page, or a whole block, however
+/// the TLB stored it) and the cached walk through a table entry (TLBI IPAS2E1 is not a
+/// last-level-only variant).
+pub fn covers_region(op: &Tlbi, vmid: Vmid, kind: Cached, ipa: Ipa, level: u8) -> bool {
+    match *op {
+        Tlbi::Ipas2 { vmid: v, ipa: at } => {
+            v == vmid && kind == Cached::Stage2 && at.0 >= ipa.0 && at.0 - ipa.0 < level_size(level)
+        }
+        _ => op.covers(vmid, kind, ipa),
+    }
+}

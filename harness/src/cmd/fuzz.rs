@@ -1,0 +1,78 @@
+//! Commands around fuzzing: triage of artifacts, the naive baseline, the defect switches.
+
+use crate::{out, outln, Failure, Global};
+use harness::report;
+use harness::targets;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `stagehand triage`: artifacts to minimized regression files, one per kind and site.
+pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -> Result<(), Failure> {
+    let campaign = g.campaign()?;
+    let repo = std::env::current_dir().map_err(|e| Failure::Input(format!("current directory: {e}")))?;
+    let decode = |b: &[u8]| {
+        let (c, ops) = campaign.decode(b);
+        (g.apply(c).unwrap_or(c), ops)
+    };
+    let results = harness::triage::triage(artifacts, &decode, out, snapshots, &repo)?;
+    if g.json {
+        outln!("{}", report::triage_json(&results));
+    } else {
+        out!("{}", report::triage(&results));
+    }
+    Ok(())
+}
+
+/// `stagehand naive`: random sequences without feedback until a finding or the time cap.
+pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), Failure> {
+    let campaign = g.campaign()?;
+    let mut gen = harness::fuzz::Naive::new(seed, max_ops);
+    let start = Instant::now();
+    let mut execs: u64 = 0;
+    let found = loop {
+        if start.elapsed().as_secs_f64() >= seconds {
+            break None;
+        }
+        // The configuration is drawn like a fuzzer input's first byte (or pinned).
+        let header = [gen.byte()];
+        let (config, _) = campaign.decode(&header);
+        let ops = gen.sequence(&config);
+        execs += 1;
+        if let Some(f) = harness::fuzz::check_ops(&campaign, config, &ops) {
+            break Some(f);
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    outln!(
+        "{}",
+        serde_json::json!({"found": found.is_some(), "seconds": secs, "execs": execs, "finding": found})
+    );
+    Ok(())
+}
+
+/// `stagehand defects`: the switches of every target (or of `--target`).
+pub fn defects(g: &Global) -> Result<(), Failure> {
+    let chosen: Vec<_> = match g.target {
+        Some(t) => vec![targets::info(t)],
+        None => targets::ALL.to_vec(),
+    };
+    if g.json {
+        let list: Vec<_> = chosen
+            .iter()
+            .flat_map(|t| {
+                t.defects
+                    .iter()
+                    .map(|(n, d)| serde_json::json!({"target": t.name, "name": n, "description": d}))
+            })
+            .collect();
+        outln!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    for t in chosen {
+        outln!("{}:", t.name);
+        for (name, line) in t.defects {
+            outln!("  {name:<22} {line}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The commands of the `stagehand` binary, grouped by what they work on; their reports
+//! are in `harness::report`.
+
+pub mod fuzz;
+pub mod hw;
+pub mod seq;

@@ -1,0 +1,231 @@
+//! Commands on sequences and traces: run, record, replay, diff, show, convert, minimize.
+
+use crate::{collect, load_sequence, load_trace, out, outln, write, Failure, Global};
+use harness::files::{self, Input};
+use harness::report::{self, FileResult};
+use harness::run::{self, meets};
+use harness::text::{self, Sequence};
+use harness_core::op::Expect;
+use harness_core::trace::first_divergence;
+use harness_core::violation::Kind;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `stagehand run`: every file through every oracle; exit 1 unless all meet their
+/// expectation.
+pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Failure> {
+    let any_dir = paths.iter().any(|p| p.is_dir());
+    let files = collect(paths)?;
+    // Parse everything first: bad input is reported before any run, with exit 2.
+    let mut seqs = Vec::new();
+    for f in &files {
+        seqs.push((f.clone(), load_sequence(g, f)?));
+    }
+    let bar = (any_dir && !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(seqs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("static template"),
+        );
+        bar
+    });
+    let start = Instant::now();
+    let mut results = Vec::new();
+    let mut total_ops = 0;
+    for (path, seq) in &seqs {
+        if let Some(bar) = &bar {
+            bar.set_message(path.display().to_string());
+        }
+        let exec = run::run(seq.config, &seq.ops, true);
+        let expect = if ignore_expect { Expect::Clean } else { seq.expect };
+        let ok = meets(&expect, exec.violations());
+        total_ops += seq.ops.len();
+        if !ok && !g.json {
+            let r = report::failure(path, seq, expect, &exec);
+            match &bar {
+                Some(bar) => bar.println(r),
+                None => eprint!("{r}"),
+            }
+        }
+        results.push(FileResult {
+            path: path.clone(),
+            ops: seq.ops.len(),
+            expect,
+            ok,
+            violations: exec.violations().to_vec(),
+            target: seq.config.target,
+        });
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if g.json {
+        outln!("{}", report::summary_json(&results));
+    } else {
+        out!("{}", report::summary(&results, total_ops, start.elapsed().as_secs_f64()));
+    }
+    if results.iter().all(|r| r.ok) {
+        Ok(())
+    } else {
+        Err(Failure::Found)
+    }
+}
+
+/// `stagehand record`: run a sequence and write its binary trace.
+pub fn record(g: &Global, file: &Path, output: &Path) -> Result<(), Failure> {
+    let seq = load_sequence(g, file)?;
+    let exec = run::run(seq.config, &seq.ops, true);
+    let trace = exec.trace();
+    let bytes = trace.to_bytes();
+    write(output, &bytes)?;
+    let events: usize = trace.steps.iter().map(|s| s.events.len()).sum();
+    eprintln!(
+        "recorded {} op(s), {events} event(s), {} violation(s) -> {} ({} bytes)",
+        trace.steps.len(),
+        exec.violations().len(),
+        output.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+/// `stagehand replay`: re-execute a trace and compare event by event.
+pub fn replay(path: &Path) -> Result<(), Failure> {
+    let recorded = load_trace(path)?;
+    let ops: Vec<_> = recorded.steps.iter().map(|s| s.op).collect();
+    let replayed = run::run(recorded.config, &ops, true).trace();
+    match first_divergence(&recorded, &replayed) {
+        None => {
+            outln!("replay of {}: {} step(s) identical", path.display(), recorded.steps.len());
+            Ok(())
+        }
+        Some(d) => {
+            out!("{}", report::divergence(&d, ("recorded", &recorded), ("replayed", &replayed)));
+            Err(Failure::Found)
+        }
+    }
+}
+
+/// `stagehand diff`: two traces, or a board log against a native trace (under the rules of
+/// `stagehand qemu`).
+pub fn diff(a: &Path, b: &Path) -> Result<(), Failure> {
+    let is_log = |p: &Path| matches!(files::load(p, &files::own_config), Ok(Input::HardwareLog(_)));
+    if is_log(a) != is_log(b) {
+        let (hw_path, native_path) = if is_log(a) { (a, b) } else { (b, a) };
+        let (hw, native) = (load_trace(hw_path)?, load_trace(native_path)?);
+        let c = harness::hwdiff::compare(&native, &hw);
+        return match c.divergence {
+            None => {
+                outln!(
+                    "{} (hardware) agrees with {} (native): {} step(s)",
+                    hw_path.display(),
+                    native_path.display(),
+                    hw.steps.len()
+                );
+                for (i, note) in &c.notes {
+                    outln!("  #{i}: {note:?}: {}", hw.steps[*i].result);
+                }
+                Ok(())
+            }
+            Some(d) => {
+                outln!(
+                    "first divergence at step #{}: {}\n  native:   {}\n  hardware: {}",
+                    d.step,
+                    d.what,
+                    d.native,
+                    d.hardware
+                );
+                Err(Failure::Found)
+            }
+        };
+    }
+    let (ta, tb) = (load_trace(a)?, load_trace(b)?);
+    match first_divergence(&ta, &tb) {
+        None => {
+            outln!("{} and {} agree ({} step(s))", a.display(), b.display(), ta.steps.len());
+            Ok(())
+        }
+        Some(d) => {
+            let (na, nb) = (a.display().to_string(), b.display().to_string());
+            out!("{}", report::divergence(&d, (&na, &ta), (&nb, &tb)));
+            Err(Failure::Found)
+        }
+    }
+}
+
+/// `stagehand show`: the ops, events and final tables of a sequence, trace or artifact.
+pub fn show(g: &Global, input: &Path) -> Result<(), Failure> {
+    let campaign = g.campaign()?;
+    let trace = match files::load(input, &|b| campaign.decode(b))? {
+        Input::Trace(t) | Input::HardwareLog(t) => t,
+        Input::Text(s) | Input::Bytes(s) => {
+            let s = g.apply_seq(s)?;
+            outln!("{}", text::format_header(&s.config, &s.expect).trim_end());
+            run::run(s.config, &s.ops, true).trace()
+        }
+    };
+    out!("{}", harness::render::trace(&trace));
+    outln!("final tables:");
+    out!("{}", harness::render::Replayed::from_trace(&trace).dump());
+    Ok(())
+}
+
+/// `stagehand convert`: text to fuzzer bytes (the configuration in the first byte) and back.
+pub fn convert(g: &Global, input: &Path, output: &Path, to: Option<&str>) -> Result<(), Failure> {
+    let seq = load_sequence(g, input)?;
+    let as_text = match to {
+        Some(t) => t == "text",
+        None => output.extension().is_some_and(|e| e == "s2"),
+    };
+    let bytes = if as_text {
+        let mut s = format!("# converted from {}\n", input.display());
+        s.push_str(&text::print(&seq));
+        s.into_bytes()
+    } else {
+        harness::fuzz::encode(&seq.config, &seq.ops)
+    };
+    write(output, &bytes)?;
+    eprintln!("{} op(s) -> {} ({})", seq.ops.len(), output.display(), if as_text { "text" } else { "bytes" });
+    Ok(())
+}
+
+/// `stagehand minimize`: shrink a failing sequence, keeping its violation kind.
+pub fn minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> Result<(), Failure> {
+    let seq = load_sequence(g, input)?;
+    let kind = match kind {
+        Some(k) => {
+            Kind::from_name(k).ok_or_else(|| Failure::Input(format!("unknown violation kind `{k}`")))?
+        }
+        None => match seq.expect {
+            Expect::Violation(k) => k,
+            Expect::Clean => {
+                let exec = run::run(seq.config, &seq.ops, false);
+                match exec.violations().first() {
+                    Some(v) => v.kind(),
+                    None => {
+                        eprintln!("{}: runs clean, nothing to minimize", input.display());
+                        return Err(Failure::Found);
+                    }
+                }
+            }
+        },
+    };
+    let small = harness::minimize::minimize(seq.config, &seq.ops, kind);
+    let min = Sequence { config: seq.config, expect: Expect::Violation(kind), ops: small };
+    if !meets(&min.expect, run::run(min.config, &min.ops, false).violations()) {
+        eprintln!("{}: the sequence does not produce `{kind}`", input.display());
+        return Err(Failure::Found);
+    }
+    let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
+    out.push_str(&text::print(&min));
+    write(output, out.as_bytes())?;
+    eprintln!(
+        "minimized {} -> {} op(s), keeping `{kind}` -> {}",
+        seq.ops.len(),
+        min.ops.len(),
+        output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The independence rule, enforced: no oracle may use the code under test. The harness's
+//! crates do not depend on any target's implementation crate, no source file of theirs
+//! names one, and the only code that calls `mmu` is its adapter, which executes ops on it.
+
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("readable entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The implementation crates of the targets: what no oracle may touch.
+const IMPLEMENTATIONS: &[&str] = &["mmu", "aarch64_paging", "aarch64-paging"];
+
+#[test]
+fn the_harness_crates_do_not_depend_on_code_under_test() {
+    for manifest in ["harness/Cargo.toml", "harness/core/Cargo.toml"] {
+        let text = std::fs::read_to_string(repo().join(manifest)).expect("manifest readable");
+        for line in text.lines().map(str::trim) {
+            for imp in IMPLEMENTATIONS {
+                assert!(
+                    !line.starts_with(&format!("{imp} ")) && !line.starts_with(&format!("{imp}=")),
+                    "{manifest} depends on `{imp}`: `{line}`"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_harness_source_names_an_implementation() {
+    for dir in ["harness/core/src", "harness/src", "harness/tests", "harness/benches"] {
+        for file in sources(&repo().join(dir)) {
+            if file.ends_with("independence.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("source readable");
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for imp in IMPLEMENTATIONS {
+                    let named = code.contains(&format!("{imp}::")) || code.contains(&format!("use {imp}"));
+                    assert!(!named, "{}:{}: names `{imp}`: {line}", file.display(), i + 1);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_adapter_calls_mmu_and_the_oracles_import_no_adapter() {
+    for file in sources(&repo().join("harness/core/src")) {
+        let text = std::fs::read_to_string(&file).expect("source readable");
+        assert!(
+            !text.contains("target_kvm_arm_2012") && !text.contains("target_aarch64_paging"),
+            "{}",
+            file.display()
+        );
+    }
+    let mut callers: Vec<String> = Vec::new();
+    for dir in ["harness", "targets", "qemu-runner", "fuzz", "xtask"] {
+        for file in sources(&repo().join(dir)) {
+            let rel = file.strip_prefix(repo()).unwrap_or(&file).display().to_string();
+            if rel.contains("/target/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("source readable");
+            if text.lines().any(|l| l.split("//").next().unwrap_or("").contains("mmu::")) {
+                callers.push(rel);
+            }
+        }
+    }
+    assert_eq!(callers, ["targets/kvm-arm-2012/src/lib.rs", "targets/kvm-arm-2012/src/platform.rs"]);
+}
