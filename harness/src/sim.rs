@@ -46,21 +46,27 @@ const WORDS: usize = POOL_PAGES * 512;
 /// A page is either uniformly filled (a fresh allocation, a freed page: O(1) to fill) or
 /// materialised on its first partial write. All access goes through the raw base pointer.
 struct View {
+    raw: NonNull<u8>,
     base: NonNull<u64>,
     fill: Vec<u64>,
     dense: Vec<bool>,
 }
 
 impl View {
+    /// A small alignment and a page of slack: the allocator then takes fresh zero pages
+    /// from the OS instead of memset-ing 16 MiB (it zeroes by hand for large alignments).
     fn layout() -> AllocLayout {
-        AllocLayout::from_size_align(WORDS * 8, PAGE_SIZE as usize).expect("a valid layout")
+        AllocLayout::from_size_align(WORDS * 8 + PAGE_SIZE as usize, 16).expect("a valid layout")
     }
 
     fn new() -> Self {
         // Safe because the layout has a non-zero size.
-        let base = NonNull::new(unsafe { alloc_zeroed(Self::layout()) }.cast::<u64>())
-            .unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout()));
-        View { base, fill: vec![POISON; POOL_PAGES], dense: vec![false; POOL_PAGES] }
+        let raw = unsafe { alloc_zeroed(Self::layout()) };
+        let raw = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout()));
+        let pad = raw.as_ptr().align_offset(PAGE_SIZE as usize);
+        // Safe because the slack page leaves room for the alignment padding.
+        let base = unsafe { raw.add(pad) }.cast::<u64>();
+        View { raw, base, fill: vec![POISON; POOL_PAGES], dense: vec![false; POOL_PAGES] }
     }
 
     #[inline]
@@ -102,12 +108,21 @@ impl View {
 impl Drop for View {
     fn drop(&mut self) {
         // Safe because `base` came from `alloc_zeroed` with this layout.
-        unsafe { dealloc(self.base.as_ptr().cast(), Self::layout()) };
+        unsafe { dealloc(self.raw.as_ptr(), Self::layout()) };
     }
 }
 
-/// A cached translation: which kind, under which VMID, of which page.
-type TlbKey = (u16, Cached, u64);
+/// The kinds of cached translation an entry stands for (bit 0 stage-2-only, bit 1
+/// combined), so one lookup serves both.
+const STAGE2: u8 = 1;
+const COMBINED: u8 = 2;
+
+const fn bit(kind: Cached) -> u8 {
+    match kind {
+        Cached::Stage2 => STAGE2,
+        Cached::Combined => COMBINED,
+    }
+}
 
 /// The simulated machine.
 pub struct SimMachine {
@@ -119,7 +134,7 @@ pub struct SimMachine {
     /// Table memory at the point of coherency (non-coherent mode only).
     poc: View,
     /// Cached translations. Never iterated into anything recorded, so a hash map is fine.
-    tlb: HashMap<TlbKey, Leaf, BuildHasherDefault<WordHasher>>,
+    tlb: HashMap<(u16, u64), (Leaf, u8), BuildHasherDefault<WordHasher>>,
     /// Guest words stored so far (others hold their signature).
     stored: BTreeMap<u64, u32>,
     /// A TLB entry answered a translation of the current access.
@@ -167,11 +182,11 @@ impl SimMachine {
         let vmid = vttbr.vmid_field().0;
         let page = ipa & !(PAGE_SIZE - 1);
         if use_tlb {
-            for k in [kind, Cached::Stage2] {
-                if let Some(leaf) = self.tlb.get(&(vmid, k, page)).copied() {
+            if let Some((leaf, kinds)) = self.tlb.get_mut(&(vmid, page)) {
+                if *kinds & (bit(kind) | STAGE2) != 0 {
                     self.tlb_hit = true;
-                    self.tlb.insert((vmid, kind, page), leaf);
-                    return Ok(leaf);
+                    *kinds |= bit(kind);
+                    return Ok(*leaf);
                 }
             }
         }
@@ -179,8 +194,7 @@ impl SimMachine {
         let g = self.geometry;
         let leaf = walk::translate(&g, &mut |a| self.walker_read(a, use_tlb), root, Ipa(ipa))?;
         if use_tlb {
-            self.tlb.insert((vmid, Cached::Stage2, page), leaf);
-            self.tlb.insert((vmid, kind, page), leaf);
+            self.tlb.insert((vmid, page), (leaf, STAGE2 | bit(kind)));
         }
         Ok(leaf)
     }
@@ -267,17 +281,22 @@ impl Machine for SimMachine {
     }
 
     fn tlbi(&mut self, op: Tlbi) {
-        self.tlb.retain(|&(vmid, kind, page), leaf| {
+        self.tlb.retain(|&(vmid, page), (leaf, kinds)| {
             let vmid = harness_core::arch::Vmid(vmid);
-            // An invalidation by IPA reaches everything cached from the leaf holding it.
-            let covered = match op {
-                Tlbi::Ipas2 { vmid: v, ipa } => {
-                    let size = level_size(leaf.level);
-                    v == vmid && kind == Cached::Stage2 && page & !(size - 1) == ipa.0 & !(size - 1)
+            for kind in [Cached::Stage2, Cached::Combined] {
+                // An invalidation by IPA reaches everything cached from the leaf holding it.
+                let covered = match op {
+                    Tlbi::Ipas2 { vmid: v, ipa } => {
+                        let size = level_size(leaf.level);
+                        v == vmid && kind == Cached::Stage2 && page & !(size - 1) == ipa.0 & !(size - 1)
+                    }
+                    _ => op.covers(vmid, kind, Ipa(page)),
+                };
+                if covered {
+                    *kinds &= !bit(kind);
                 }
-                _ => op.covers(vmid, kind, Ipa(page)),
-            };
-            !covered
+            }
+            *kinds != 0
         });
     }
 

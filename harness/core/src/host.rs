@@ -68,6 +68,8 @@ pub struct Host<M: Machine> {
     /// Memory-owning targets: each allocated page's content as last seen.
     shadow: Vec<Option<Box<[u64; 512]>>>,
     found: Vec<Detail>,
+    /// Scratch of the leak check: pages a target holds outside its tables.
+    kept: Vec<bool>,
 }
 
 impl<M: Machine> Host<M> {
@@ -101,6 +103,7 @@ impl<M: Machine> Host<M> {
             table_changes: Vec::new(),
             shadow: Vec::new(),
             found: Vec::new(),
+            kept: Vec::new(),
         };
         h.reset(config, info);
         h
@@ -178,6 +181,9 @@ impl<M: Machine> Host<M> {
     }
 
     fn flush_found(&mut self) {
+        if self.found.is_empty() {
+            return;
+        }
         let op = self.op;
         self.violations.extend(self.found.drain(..).map(|detail| Violation { op, detail }));
     }
@@ -269,13 +275,29 @@ impl<M: Machine> Host<M> {
     }
 
     /// Pages allocated and unreachable, with `kept` (pages the target legitimately holds
-    /// outside its tables) exempt; `only` limits the check to one VM's pages.
-    pub fn check_leaks(&mut self, live: &[bool], kept: &[Pa], only: Option<u8>) {
-        let kept: Vec<usize> = kept.iter().filter_map(|pa| self.layout.pool_index(*pa)).collect();
-        for (vm, pages, first) in structure::leaks(&self.pool.pages, self.pool.high, live, &kept, only) {
+    /// outside its tables, such as vCPU caches) exempt; `only` limits the check to one VM's
+    /// pages, otherwise it covers the live VMs. Returns the kept pages that are not
+    /// allocated, unused pages.
+    pub fn check_leaks(&mut self, live: &[bool], kept: &[Pa], only: Option<u8>) -> Option<Pa> {
+        let mut bad = None;
+        self.kept.clear();
+        self.kept.resize(self.pool.high, false);
+        for pa in kept {
+            match self.layout.pool_index(*pa).filter(|&i| i < self.pool.high) {
+                Some(i) if self.pool.pages[i].allocated && !self.pool.pages[i].table => self.kept[i] = true,
+                _ => {
+                    bad.get_or_insert(*pa);
+                }
+            }
+        }
+        let scope =
+            |vm: u8| only.map_or_else(|| live.get(vm as usize).copied().unwrap_or(false), |o| o == vm);
+        for (vm, pages, first) in structure::leaks(&self.pool.pages, self.pool.high, live, &self.kept, scope)
+        {
             let first = self.layout.pool_page(first);
             self.violation(Detail::Leak { vm, pages, first });
         }
+        bad
     }
 
     /// Bytes mapped by valid leaves in tables reachable from `vm`'s root, as the observed
@@ -303,6 +325,11 @@ impl<M: Machine> Host<M> {
             .filter(|p| p.leaves != 0 && reachable(p))
             .map(|p| u64::from(p.leaves) * level_size(p.level))
             .sum()
+    }
+
+    /// The VM that allocated the pool page holding `pa`.
+    pub fn pool_owner(&self, pa: Pa) -> Option<u8> {
+        self.layout.pool_index(pa).map(|i| self.pool.pages[i].vm)
     }
 
     /// Pages in use: allocated now, and ever since the last reset.
@@ -354,7 +381,7 @@ impl<M: Machine> Host<M> {
         }
         let profile = self.rules.profile;
         let level = page.level;
-        let leaf = |d: Desc| u16::from(page.table && matches!(profile.decode(level, d), Entry::Leaf(_)));
+        let leaf = |d: Desc| u16::from(page.table && profile.is_leaf(level, d));
         let p = &mut self.pool.pages[i];
         p.valid = (i32::from(p.valid) + i32::from(new.is_valid()) - i32::from(old.is_valid())) as u16;
         p.leaves = (i32::from(p.leaves) + i32::from(leaf(new)) - i32::from(leaf(old))) as u16;

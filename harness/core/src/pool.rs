@@ -4,6 +4,7 @@
 //! about it, together, so an op touches one cache line per page.
 
 use crate::layout::{Layout, POOL_PAGES};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 /// What the harness knows about one pool page.
@@ -63,7 +64,7 @@ pub struct Pool {
     pub high: usize,
     /// Freed single pages, most recently freed last (reused first, like the kernel's hot
     /// pages). The pool does not coalesce: a multi-page block comes from the bump pointer.
-    free: Vec<u32>,
+    free: VecDeque<u32>,
     attempts: u64,
     fail_at: Option<u64>,
 }
@@ -73,7 +74,7 @@ impl Default for Pool {
         Pool {
             pages: alloc::vec![Page::default(); POOL_PAGES],
             high: 0,
-            free: Vec::new(),
+            free: VecDeque::new(),
             attempts: 0,
             fail_at: None,
         }
@@ -106,30 +107,28 @@ impl Pool {
             return Err(AllocFail::Injected);
         }
         let n = 1usize << order;
-        let i = match self.free.pop() {
-            Some(i) if n == 1 => i as usize,
-            popped => {
-                self.free.extend(popped);
-                let aligned = self.high.next_multiple_of(n);
-                if aligned + n <= POOL_PAGES {
-                    // Pages skipped for alignment stay available as single pages.
-                    self.free.splice(0..0, (self.high..aligned).map(|p| p as u32));
-                }
-                aligned
+        if n == 1 {
+            if let Some(i) = self.free.pop_back() {
+                return Ok(i as usize);
             }
-        };
-        if i + n > POOL_PAGES {
+        }
+        let aligned = self.high.next_multiple_of(n);
+        if aligned + n > POOL_PAGES {
             return Err(AllocFail::Exhausted);
         }
-        self.high = self.high.max(i + n);
-        Ok(i)
+        // Pages skipped for alignment stay available as single pages, reused last.
+        for p in (self.high..aligned).rev() {
+            self.free.push_front(p as u32);
+        }
+        self.high = aligned + n;
+        Ok(aligned)
     }
 
     /// Returns page `i` to the free list, keeping what later allocations need to know.
     pub fn release(&mut self, i: usize) {
         let p = self.pages[i];
         self.pages[i] = Page { touched_at: p.touched_at, dirty_content: p.dirty_content, ..Page::default() };
-        self.free.push(i as u32);
+        self.free.push_back(i as u32);
     }
 
     /// Allocated pages now, and pages used since the last reset.

@@ -137,4 +137,11 @@ pub trait Target {
     fn cache(&self, vm: u8, out: &mut Vec<Pa>) {
         let _ = (vm, out);
     }
+
+    /// How many pages `vm`'s vCPU memory cache holds.
+    fn cache_len(&self, vm: u8) -> usize {
+        let mut v = Vec::new();
+        self.cache(vm, &mut v);
+        v.len()
+    }
 }

@@ -187,6 +187,19 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let layout = Layout::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        // For `perf record`: the oracles over random sequences of one length, repeated.
+        let len: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(64);
+        let seqs: Vec<_> =
+            (0..20_000 / len).map(|_| (Config::default(), workload(&mut rng, len, &layout))).collect();
+        let mut exec = run::executor(Config::default(), false);
+        for _ in 0..runs * 10 {
+            for (c, o) in &seqs {
+                run::run_ops(&mut exec, *c, o);
+            }
+        }
+        return;
+    }
     let corpus = corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus"));
     let total = if quick { 20_000 } else { 200_000 };
     let mut tp = vec![throughput("corpus", &corpus, runs)];

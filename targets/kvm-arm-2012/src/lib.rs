@@ -179,6 +179,10 @@ impl Target for KvmArm2012 {
         }
     }
 
+    fn cache_len(&self, vm: u8) -> usize {
+        self.vms.get(vm as usize).and_then(Option::as_ref).map_or(0, |k| k.cache().len())
+    }
+
     fn cache(&self, vm: u8, out: &mut Vec<Pa>) {
         if let Some(k) = self.vms.get(vm as usize).and_then(Option::as_ref) {
             out.extend(k.cache().pages().iter().map(|p| Pa(p.0)));

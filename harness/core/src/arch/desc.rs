@@ -106,6 +106,17 @@ impl Profile {
         level == 1 || level == 2
     }
 
+    /// True when `d` is a valid leaf (page, or block where one is allowed) at `level`: the
+    /// bits-only test of [`Profile::decode`]'s `Entry::Leaf`.
+    #[inline]
+    pub const fn is_leaf(self, level: u8, d: Desc) -> bool {
+        match d.0 & 0b11 {
+            0b11 => level == 3,
+            0b01 => self.block_allowed(level),
+            _ => false,
+        }
+    }
+
     /// Reads `d` as a descriptor of a table at `level`.
     pub fn decode(self, level: u8, d: Desc) -> Entry {
         let v = d.0;

@@ -69,9 +69,11 @@ fn leaf_disagrees(j: &Judge, model: &VmModel, a: u64, leaf: &Leaf) -> Option<u64
         if leaf.fields.oa != oa || !pattern.matches(leaf.desc) {
             return Some(page);
         }
+        if leaf.level == 3 {
+            return None;
+        }
         // The rest of the model's run agrees if its frames continue and its protection holds.
-        let (start, run) = model.map.range(..=page).next_back().map(|(&s, r)| (s, *r)).expect("mapped");
-        debug_assert!(start <= page);
+        let run = model.map.range(..=page).next_back().map(|(_, r)| *r).expect("mapped");
         page = run.end.min(base + size);
     }
     None

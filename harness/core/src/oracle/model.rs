@@ -79,15 +79,13 @@ impl VmModel {
         }
     }
 
-    /// Unmaps `[start, end)`; returns the first IPA of every run removed or cut.
-    pub fn unset(&mut self, start: u64, end: u64) -> Vec<u64> {
+    /// Unmaps `[start, end)`.
+    pub fn unset(&mut self, start: u64, end: u64) {
         self.split_at(start);
         self.split_at(end);
-        let gone: Vec<u64> = self.map.range(start..end).map(|(&k, _)| k).collect();
-        for k in &gone {
-            self.map.remove(k);
+        while let Some((&k, _)) = self.map.range(start..end).next() {
+            self.map.remove(&k);
         }
-        gone
     }
 
     /// Maps `[start, end)` to frames from `pa` with `prot`, replacing what was there.
@@ -232,15 +230,9 @@ impl Model {
     ) -> AccessOutcome {
         let v = self.vm(vm);
         let write = matches!(kind, AccessKind::Write(_));
-        let s1 = g.profile == crate::arch::Profile::Armv7Lpae;
-        for on in [AbortOn::S1Walk, AbortOn::Fetch] {
-            if on == AbortOn::S1Walk && !s1 {
-                continue;
-            }
-            if let Err(abort) = v.translate(g, rules, stub.0, on, false) {
-                return AccessOutcome::Abort(abort);
-            }
-        }
+        // The stub page is mapped read-only and executable at creation and no op may touch
+        // it, so the stage-1 walk and the fetch always succeed in the model.
+        debug_assert!(v.get(stub.0).is_some_and(|m| m.prot.read && m.prot.exec));
         let m = match v.translate(g, rules, ipa, AbortOn::Data, write) {
             Err(abort) => return AccessOutcome::Abort(abort),
             Ok(m) => m,

@@ -168,20 +168,22 @@ pub fn check_refcounts(
     }
 }
 
-/// Pages allocated and unreachable: not a table of a live VM, not in `kept` (pages a target
-/// legitimately holds, such as its vCPU caches). Reported per VM that allocated them, as
-/// (vm, count, first).
+/// Pages allocated and unreachable: not a table of a live VM, not `kept` (pages a target
+/// legitimately holds, such as its vCPU caches; indexed by page). Only pages of VMs for
+/// which `scope` is true are reported, as (vm, count, first page index). One pass.
 pub fn leaks(
     pages: &[Page],
     high: usize,
     live: &[bool],
-    kept: &[usize],
-    only_vm: Option<u8>,
+    kept: &[bool],
+    scope: impl Fn(u8) -> bool,
 ) -> Vec<(u8, u32, usize)> {
     let mut out: Vec<(u8, u32, usize)> = Vec::new();
     for (i, p) in pages[..high].iter().enumerate() {
-        let reachable = p.table && live.get(p.vm as usize).copied().unwrap_or(false);
-        if !p.allocated || reachable || kept.contains(&i) || only_vm.is_some_and(|v| v != p.vm) {
+        if !p.allocated || kept.get(i).copied().unwrap_or(false) || !scope(p.vm) {
+            continue;
+        }
+        if p.table && live.get(p.vm as usize).copied().unwrap_or(false) {
             continue;
         }
         match out.iter_mut().find(|(vm, _, _)| *vm == p.vm) {
