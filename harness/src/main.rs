@@ -281,9 +281,11 @@ fn main() -> ExitCode {
         Command::Convert { input, output, to } => cmd::seq::convert(&g, &input, &output, to.as_deref()),
         Command::Minimize { input, output, kind } => cmd::seq::minimize(&g, &input, &output, kind.as_deref()),
         Command::Triage { artifacts, out, snapshots } => cmd::fuzz::triage(&g, &artifacts, &out, &snapshots),
-        Command::Seeds { paths, output, exclude } => harness::triage::seeds(&paths, &exclude, &output)
-            .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
-            .map_err(Failure::from),
+        Command::Seeds { paths, output, exclude } => {
+            harness::triage::seeds(&paths, &exclude, &output, g.target)
+                .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
+                .map_err(Failure::from)
+        }
         Command::Naive { seconds, seed, max_ops } => cmd::fuzz::naive(&g, seconds, seed, max_ops),
         Command::Qemu { paths, image, timeout } => cmd::hw::qemu(&g, &paths, image, timeout),
         Command::Disasm { image } => cmd::hw::disasm(&g, image),

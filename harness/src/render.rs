@@ -79,10 +79,42 @@ pub fn fold_events(events: &[Event], profile: Profile) -> Vec<String> {
                 continue;
             }
         }
+        if let Some((n, line)) = write_run(&events[i..], profile) {
+            lines.push(line);
+            i += n;
+            continue;
+        }
         lines.push(events[i].show(profile).to_string());
         i += 1;
     }
     lines
+}
+
+/// A run of at least 4 writes to consecutive entries that all replace the same old value
+/// and whose new values step by one page (a table filled when a block is split) or do not
+/// change: one line.
+fn write_run(events: &[Event], profile: Profile) -> Option<(usize, String)> {
+    let Some(&Event::Write { pa, old, new }) = events.first() else { return None };
+    let Some(&Event::Write { pa: pa1, new: new1, .. }) = events.get(1) else { return None };
+    let step = new1.0.wrapping_sub(new.0);
+    if pa1 != pa.add(8) || !(step == 0 || step == PAGE_SIZE) || !new.is_valid() {
+        return None;
+    }
+    let n = events
+        .iter()
+        .enumerate()
+        .take_while(|(k, e)| {
+            let k = *k as u64;
+            matches!(**e, Event::Write { pa: p, old: o, new: w } if p == pa.add(8 * k) && o == old && w.0 == new.0.wrapping_add(step * k))
+        })
+        .count();
+    if n < 4 {
+        return None;
+    }
+    let shown = |d: Desc| harness_core::arch::desc::Shown { desc: d, profile };
+    let each = if step == 0 { "the same" } else { "the next page each" };
+    let last = pa.add(8 * (n as u64 - 1));
+    Some((n, format!("write {pa}..={last}: {} -> {} ... ({n} entries, {each})", shown(old), shown(new))))
 }
 
 /// Renders a whole trace.

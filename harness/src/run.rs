@@ -12,12 +12,15 @@ use harness_core::Executor;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
+use target_aarch64_paging::Aarch64Paging;
 use target_kvm_arm_2012::KvmArm2012;
 
 /// A native executor of one of the registered targets.
 pub enum Native {
     /// `kvm-arm-2012`.
     Kvm(Box<Executor<SimMachine, KvmArm2012>>),
+    /// `aarch64-paging`.
+    Paging(Box<Executor<SimMachine, Aarch64Paging>>),
 }
 
 /// The old name of [`Native`].
@@ -27,6 +30,7 @@ macro_rules! each {
     ($n:expr, $e:ident => $body:expr) => {
         match $n {
             Native::Kvm($e) => $body,
+            Native::Paging($e) => $body,
         }
     };
 }
@@ -41,12 +45,16 @@ impl Native {
     /// A fresh executor for `config`'s target.
     pub fn new(config: Config, record: bool) -> Native {
         // One variant per registered target (see `crate::targets`).
-        Native::Kvm(make(config, record))
+        match config.target {
+            1 => Native::Paging(make(config, record)),
+            _ => Native::Kvm(make(config, record)),
+        }
     }
     /// The target's registry index.
     pub fn target(&self) -> u8 {
         match self {
             Native::Kvm(_) => 0,
+            Native::Paging(_) => 1,
         }
     }
     /// What the target is.

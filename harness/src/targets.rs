@@ -5,7 +5,7 @@
 use harness_core::target::TargetInfo;
 
 /// Every target, in registry order (the order is part of the trace and byte formats).
-pub const ALL: &[&TargetInfo] = &[&target_kvm_arm_2012::INFO];
+pub const ALL: &[&TargetInfo] = &[&target_kvm_arm_2012::INFO, &target_aarch64_paging::INFO];
 
 /// The index of the target called `name`.
 pub fn by_name(name: &str) -> Option<u8> {

@@ -141,9 +141,15 @@ fn regression(
     })
 }
 
-/// Encodes every `.s2` under `paths` (except `exclude`d files) into `out` as fuzzer seeds,
-/// one `<name>.bin` per file. Returns how many were written.
-pub fn seeds(paths: &[PathBuf], exclude: &[PathBuf], out: &Path) -> Result<usize, InputError> {
+/// Encodes every `.s2` under `paths` (except `exclude`d files, and files of other targets than
+/// `target` when given) into `out` as fuzzer seeds, one `<name>.bin` per file, the file's
+/// header configuration in the first byte. Returns how many were written.
+pub fn seeds(
+    paths: &[PathBuf],
+    exclude: &[PathBuf],
+    out: &Path,
+    target: Option<u8>,
+) -> Result<usize, InputError> {
     let mut n = 0;
     std::fs::create_dir_all(out).map_err(|e| InputError {
         path: out.into(),
@@ -156,6 +162,9 @@ pub fn seeds(paths: &[PathBuf], exclude: &[PathBuf], out: &Path) -> Result<usize
                 continue;
             }
             let Input::Text(seq) = files::load(&f, &files::own_config)? else { continue };
+            if target.is_some_and(|t| t != seq.config.target) {
+                continue;
+            }
             let name = f.strip_prefix(p).unwrap_or(&f).display().to_string().replace('/', "__");
             let bytes = crate::fuzz::encode(&seq.config, &seq.ops);
             let target = out.join(format!("{name}.bin"));

@@ -78,7 +78,7 @@ fn fuzz_rate(seconds: u64) -> Result<Value> {
     let bin = fuzz::build_target("ops", Build::Plain)?;
     let stagehand = fuzz::stagehand()?;
     let seeds = Path::new("target/fuzz/seeds");
-    fuzz::seeds(&stagehand, seeds, &[])?;
+    fuzz::seeds(&stagehand, seeds, &[], Some("kvm-arm-2012"))?;
     let mut rates = Vec::new();
     for _ in 0..3 {
         let work = std::env::temp_dir().join(format!("stagehand-bench-fuzz-{}", std::process::id()));

@@ -139,11 +139,15 @@ pub fn harness_bin(name: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("target/release").join(name))
 }
 
-/// Encodes `corpus/**/*.s2` (minus `exclude`) into `dir` as seeds.
-pub fn seeds(stagehand: &Path, dir: &Path, exclude: &[PathBuf]) -> Result {
+/// Encodes `corpus/**/*.s2` (minus `exclude`; only `target`'s files when one is pinned) into
+/// `dir` as seeds.
+pub fn seeds(stagehand: &Path, dir: &Path, exclude: &[PathBuf], target: Option<&str>) -> Result {
     let _ = std::fs::remove_dir_all(dir);
     let mut cmd = Command::new(stagehand);
     cmd.args(["seeds", "corpus", "-o"]).arg(dir);
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
     for x in exclude {
         cmd.arg("--exclude").arg(x);
     }
@@ -392,7 +396,7 @@ pub fn fuzz(
     let bin = build_target("ops", Build::Plain)?;
     let stagehand = stagehand()?;
     let seed_dir = PathBuf::from("target/fuzz/seeds");
-    seeds(&stagehand, &seed_dir, &[])?;
+    seeds(&stagehand, &seed_dir, &[], s.target.as_deref())?;
     let nseeds = std::fs::read_dir(&seed_dir)?.count();
     let st = campaign(&bin, s, seconds, jobs, Some(&seed_dir), &dirs.work, max_len)?;
     let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).collect();
@@ -410,8 +414,9 @@ pub fn smoke(seconds: u64) -> Result {
         regressions: tmp.join("regressions"),
         snapshots: tmp.join("snapshots"),
     };
+    let kvm = || Some("kvm-arm-2012".to_string());
     let (st, _) = fuzz(
-        &Settings { defects: "none".into(), ..Settings::default() },
+        &Settings { defects: "none".into(), target: kvm(), ..Settings::default() },
         seconds,
         1,
         DEFAULT_MAX_LEN,
@@ -419,12 +424,12 @@ pub fn smoke(seconds: u64) -> Result {
     )?;
     if !st.artifacts.is_empty() {
         return Err(format!(
-            "fuzz smoke: {} finding(s) on the corrected code (see target/fuzz/smoke/artifacts)",
+            "fuzz smoke: {} finding(s) on the corrected port (see target/fuzz/smoke/artifacts)",
             st.artifacts.len()
         )
         .into());
     }
-    let buggy = Settings { defects: "clear-nonpresent".into(), ..Settings::default() };
+    let buggy = Settings { defects: "clear-nonpresent".into(), target: kvm(), ..Settings::default() };
     let (st, triaged) = fuzz(&buggy, seconds, 1, DEFAULT_MAX_LEN, &dirs)?;
     let kinds: Vec<&str> = triaged.iter().filter_map(|t| t.kind.as_deref()).collect();
     if st.artifacts.is_empty() || !kinds.contains(&"model-mismatch") {
@@ -435,9 +440,21 @@ pub fn smoke(seconds: u64) -> Result {
     }
     let files = std::fs::read_dir(&dirs.regressions)?.count();
     println!(
-        "fuzz smoke: the corrected code ran clean; clear-nonpresent was found after {:.2} s and triaged into {files} regression file(s)",
+        "fuzz smoke: the corrected port ran clean; clear-nonpresent was found after {:.2} s and triaged into {files} regression file(s)",
         st.artifacts[0].1
     );
+    // The third-party target: its real findings must come out of a campaign too.
+    let paging =
+        Settings { defects: "none".into(), target: Some("aarch64-paging".into()), ..Settings::default() };
+    let (st, triaged) = fuzz(&paging, seconds, 1, DEFAULT_MAX_LEN, &dirs)?;
+    let kinds: Vec<&str> = triaged.iter().filter_map(|t| t.kind.as_deref()).collect();
+    if st.artifacts.is_empty() || !kinds.iter().any(|k| k.contains("combined") || *k == "access-mismatch") {
+        return Err(format!(
+            "fuzz smoke: aarch64-paging's IPAS2E1IS-only invalidation was not found (kinds: {kinds:?})"
+        )
+        .into());
+    }
+    println!("fuzz smoke: aarch64-paging findings after {:.2} s: {}", st.artifacts[0].1, kinds.join(", "));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
@@ -450,7 +467,7 @@ pub fn afl(s: &Settings, seconds: u64, jobs: usize, dirs: &Dirs) -> Result<usize
     run(Command::new("cargo").current_dir("fuzz/afl").args(["afl", "build", "--release", "--bin", "ops"]))?;
     let stagehand = stagehand()?;
     let seeds_dir = PathBuf::from("target/fuzz/afl-seeds");
-    seeds(&stagehand, &seeds_dir, &[])?;
+    seeds(&stagehand, &seeds_dir, &[], s.target.as_deref())?;
     let _ = std::fs::remove_dir_all(&dirs.work);
     let spawn = |name: &str, role: &str| -> Result<std::process::Child> {
         let mut cmd = Command::new("cargo");
@@ -522,7 +539,11 @@ pub fn afl_smoke(seconds: u64) -> Result {
         regressions: tmp.join("regressions"),
         snapshots: tmp.join("snapshots"),
     };
-    let s = Settings { defects: "clear-nonpresent".into(), ..Settings::default() };
+    let s = Settings {
+        defects: "clear-nonpresent".into(),
+        target: Some("kvm-arm-2012".into()),
+        ..Settings::default()
+    };
     let crashes = afl(&s, seconds, 1, &dirs)?;
     let _ = std::fs::remove_dir_all(&tmp);
     if crashes == 0 {

@@ -157,7 +157,12 @@ pub fn ttb(trials: usize, cap: u64, parallel: usize, only: Option<&str>) -> Resu
     let mut jobs = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.defect));
-        fuzz::seeds(&stagehand, &seeds, &[PathBuf::from(format!("defects/{}.s2", t.defect))])?;
+        fuzz::seeds(
+            &stagehand,
+            &seeds,
+            &[PathBuf::from(format!("defects/{}.s2", t.defect))],
+            t.settings.target.as_deref(),
+        )?;
         for trial in 0..trials {
             for mode in Mode::ALL {
                 jobs.push((i, mode, trial, seeds.clone()));

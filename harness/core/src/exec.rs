@@ -28,10 +28,11 @@ pub const MAX_MEMSLOTS: usize = 32;
 
 /// Runs sequences of one target.
 pub struct Executor<M: Machine, T: Target> {
+    /// The code under test. Declared first, so it is dropped while the machine's memory,
+    /// where a memory-owning target keeps its tables, still exists.
+    pub target: T,
     /// The platform layer (and through it the machine).
     pub host: Host<M>,
-    /// The code under test.
-    pub target: T,
     config: Config,
     model: Model,
     live: [bool; MAX_VMS],

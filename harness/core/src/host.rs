@@ -125,7 +125,7 @@ impl<M: Machine> Host<M> {
             diffed: info.observe == Observe::MemoryOwning,
         };
         self.bbm.reset(config.strict_bbm, info.geometry.profile, obs);
-        self.tlb.reset();
+        self.tlb.reset(info.barriers_observed);
         self.vmids.reset();
         self.op = 0;
         self.op_vm = 0;
@@ -493,13 +493,12 @@ impl<M: Machine> Host<M> {
         // Per changed page: its index and (word, old, new) of each changed word.
         let mut changed: Vec<(usize, Diffs)> = Vec::new();
         for i in 0..self.pool.high {
-            let Some(shadow) = self.shadow[i].as_deref_mut() else { continue };
+            let Some(shadow) = self.shadow[i].as_deref() else { continue };
             let mut diffs = Vec::new();
-            for (w, old) in shadow.iter_mut().enumerate() {
+            for (w, &old) in shadow.iter().enumerate() {
                 let new = self.machine.read_pool(i, w, Pa(0));
-                if new != *old {
-                    diffs.push((w, *old, new));
-                    *old = new;
+                if new != old {
+                    diffs.push((w, old, new));
                 }
             }
             if !diffs.is_empty() {
@@ -525,6 +524,11 @@ impl<M: Machine> Host<M> {
                 }
             };
             for (w, old, new) in diffs {
+                // The shadow moves word by word, so a table linked meanwhile is adopted with
+                // what it held before this window, and its own changes follow as writes.
+                if let Some(s) = self.shadow[i].as_deref_mut() {
+                    s[w] = new;
+                }
                 let pa = self.layout.pool_page(i).add(w as u64 * 8);
                 self.observed(i, pa, Desc(old), Desc(new), checked);
             }
@@ -696,7 +700,10 @@ impl<M: Machine> Services for Host<M> {
         match op {
             Tlbi::All => self.vmids.rollover(),
             Tlbi::Vmid(v) | Tlbi::Vmalls12e1(v) => {
-                let live = self.roots.map(|r| r.is_some());
+                let mut live = self.roots.map(|r| r.is_some());
+                if let Some(d) = self.destroying {
+                    live[d as usize] = false;
+                }
                 self.vmids.invalidated(v, &live);
             }
             _ => {}

@@ -15,8 +15,8 @@ pub const QEMU_VIRT_RAM: u64 = 0x4000_0000;
 
 /// Pages in the table pool.
 pub const POOL_PAGES: usize = 4096;
-/// Guest frames in the guest window.
-pub const GUEST_FRAMES: u64 = 256;
+/// Guest frames in the guest window: 4 MiB, so two 2 MiB blocks fit.
+pub const GUEST_FRAMES: u64 = 1024;
 /// Frames in the device window.
 pub const DEVICE_FRAMES: u64 = 16;
 /// The IPA of the guest stub page, mapped read-only and executable in every VM at creation.

@@ -29,7 +29,7 @@ pub const POOL_PAGES: usize = 4096;
 pub const GUEST_WINDOW: Range<usize> =
     RAM_BASE + 0x0400_0000..RAM_BASE + 0x0400_0000 + GUEST_FRAMES * PAGE_SIZE;
 /// Number of frames in [`GUEST_WINDOW`].
-pub const GUEST_FRAMES: usize = 256;
+pub const GUEST_FRAMES: usize = 1024;
 /// The guest stub page: guest vectors, guest code and the guest's stage-1 table.
 pub const STUB_FRAME: usize = RAM_BASE + 0x0580_0000;
 /// Frames that guests map as device memory (ioremap); every word holds its own PA.

@@ -84,7 +84,7 @@ pub const BOARD: bool = env_number(env!("STAGEHAND_BOARD_VALUE")) == 1;
 pub const UNMAPPED_PA: usize = 0x0e00_0000;
 
 const _: () = assert!(POOL_PAGES == 4096);
-const _: () = assert!(GUEST_FRAMES == 256);
+const _: () = assert!(GUEST_FRAMES == 1024);
 const _: () = assert!(DEVICE_FRAMES == 16);
 const _: () = assert!(STUB_IPA.is_multiple_of(1 << 30) && STUB_IPA < 1 << IPA_BITS);
 const _: () = assert!(STUB_TABLE_IPA.is_multiple_of(PAGE_SIZE as u64) && STUB_TABLE_IPA < 1 << 32);

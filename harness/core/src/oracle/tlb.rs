@@ -39,12 +39,15 @@ struct Pending {
 #[derive(Default)]
 pub struct TlbProtocol {
     pending: Vec<Pending>,
+    /// The target's barriers are observed; where they are not, the DSB rule cannot be judged.
+    barriers: bool,
 }
 
 impl TlbProtocol {
-    /// Forgets everything (a new sequence).
-    pub fn reset(&mut self) {
+    /// Forgets everything (a new sequence); `barriers` says whether DSBs are observed.
+    pub fn reset(&mut self, barriers: bool) {
         self.pending.clear();
+        self.barriers = barriers;
     }
 
     /// A valid entry at `level` translating from `ipa` was changed at op `op`.
@@ -55,7 +58,7 @@ impl TlbProtocol {
             op,
             ipa,
             old,
-            synced: false,
+            synced: !self.barriers,
             stage2: false,
             combined: false,
             reported: false,

@@ -1,0 +1,71 @@
+//! The harness's services while a call into the crate is running. `aarch64-paging`'s
+//! regime hooks are associated functions without `self` and its `Mapping` owns the
+//! translation, so both reach the harness through this one slot, set around every call
+//! (thread-local on hosts, a plain static on the single-CPU bare-metal image).
+
+use core::cell::Cell;
+use core::ptr::NonNull;
+use harness_core::arch::Vmid;
+use harness_core::target::Services;
+
+/// What a call needs: the services, and the VMID whose tables are being changed (the one
+/// VTTBR holds while the crate's TLB maintenance executes).
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    services: NonNull<dyn Services>,
+    /// The VMID of the VM being changed.
+    pub vmid: Vmid,
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static SLOT: Cell<Option<Ctx>> = const { Cell::new(None) };
+}
+
+#[cfg(not(feature = "std"))]
+struct Racy(Cell<Option<Ctx>>);
+// Safe because the image runs on one CPU with interrupts that never touch the slot.
+#[cfg(not(feature = "std"))]
+unsafe impl Sync for Racy {}
+#[cfg(not(feature = "std"))]
+static SLOT: Racy = Racy(Cell::new(None));
+
+fn get() -> Option<Ctx> {
+    #[cfg(feature = "std")]
+    return SLOT.with(Cell::get);
+    #[cfg(not(feature = "std"))]
+    return SLOT.0.get();
+}
+
+fn set(c: Option<Ctx>) {
+    #[cfg(feature = "std")]
+    SLOT.with(|s| s.set(c));
+    #[cfg(not(feature = "std"))]
+    SLOT.0.set(c);
+}
+
+/// Runs `f` with `s` and `vmid` as the current context, then clears it (also on panic).
+pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, f: impl FnOnce() -> R) -> R {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            set(None);
+        }
+    }
+    let ptr: NonNull<dyn Services + '_> = NonNull::from(s as &mut dyn Services);
+    // Safe because the context is cleared before `s`'s borrow ends (the guard runs on
+    // return and on unwind), so the erased lifetime is never outlived.
+    let services: NonNull<dyn Services> = unsafe { core::mem::transmute(ptr) };
+    set(Some(Ctx { services, vmid }));
+    let _clear = Clear;
+    f()
+}
+
+/// Calls `f` on the current services, if a call is in progress.
+pub fn services<R>(f: impl FnOnce(&mut dyn Services, Vmid) -> R) -> Option<R> {
+    let c = get()?;
+    // Safe because the pointer came from a live `&mut` in `with`, which is still running
+    // (the slot is cleared when it returns), and nothing else uses it meanwhile: the crate
+    // calls back into us one hook at a time.
+    Some(f(unsafe { &mut *c.services.as_ptr() }, c.vmid))
+}

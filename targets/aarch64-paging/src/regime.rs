@@ -1,0 +1,32 @@
+//! The adapter's translation regime: `Stage2` in every respect but its TLB hook, which
+//! reports each `invalidate_va` to the harness. The harness's platform then executes, on
+//! AArch64, exactly what `Stage2::invalidate_va` does (`tlbi ipas2e1is` of IPA >> 12, with
+//! the VM's VMID in VTTBR_EL2), and records it natively.
+
+use crate::context;
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes, VirtualAddress};
+use aarch64_paging::paging::TranslationRegime;
+use harness_core::arch::tlb::Tlbi;
+use harness_core::arch::Ipa;
+
+/// Stage 2, observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObservedStage2;
+
+impl TranslationRegime for ObservedStage2 {
+    type Attributes = Stage2Attributes;
+    type Asid = ();
+    type VaRange = ();
+
+    fn invalidate_va(va: VirtualAddress) {
+        context::services(|s, vmid| s.tlbi(Tlbi::Ipas2 { vmid, ipa: Ipa(va.0 as u64).page() }));
+    }
+
+    unsafe fn activate(_root: PhysicalAddress, _: (), _: ()) -> usize {
+        // Never called: the adapter marks mappings live instead (the harness programs VTTBR,
+        // with the VM's VMID, for each guest run).
+        0
+    }
+
+    unsafe fn deactivate(_previous: usize, _: (), _: ()) {}
+}
