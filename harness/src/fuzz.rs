@@ -16,7 +16,7 @@
 use crate::run::{executor, run_ops, NativeExecutor};
 use crate::{targets, text};
 use harness_core::bytes::{Codec, Header, Pins};
-use harness_core::op::{Config, Defects, Op, Walker};
+use harness_core::op::{Config, Defects, Guest, Op, Walker};
 use harness_core::violation::{Kind, Violation};
 use harness_core::Layout;
 use std::cell::RefCell;
@@ -109,6 +109,7 @@ impl Campaign {
             strict_bbm: h.strict_bbm,
             layout: Layout::default(),
             target: h.target,
+            guest: Guest::default_for(target.geometry.profile),
         }
     }
 

@@ -44,6 +44,10 @@ pub(crate) struct Global {
     /// The target fuzzer bytes are decoded for, whatever their first byte says.
     #[arg(long, global = true, value_parser = text::parse_target)]
     pub target: Option<u8>,
+    /// The guest's stage 1: `identity`, or `mmu-off` (AArch64 targets), replacing the
+    /// header's.
+    #[arg(long, global = true)]
+    pub guest: Option<String>,
     /// RAM base of the memory layout (a board's), replacing the header's.
     #[arg(long, global = true, value_parser = parse_ram)]
     pub ram: Option<u64>,
@@ -79,6 +83,9 @@ impl Global {
         }
         if let Some(w) = self.walker {
             c.walker = w;
+        }
+        if let Some(m) = &self.guest {
+            c.guest = text::parse_guest(m, target).map_err(|e| Failure::Input(format!("--guest: {e}")))?;
         }
         c.strict_bbm |= self.strict_bbm;
         Ok(c)
@@ -188,15 +195,17 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_ops: usize,
     },
-    /// Run sequences on QEMU in ARM Hyp mode, where the same code programs real stage-2
-    /// tables, and compare each hardware trace with its native trace.
+    /// Run sequences on QEMU, where the same code programs real stage-2 tables (ARMv7
+    /// targets in Hyp mode, AArch64 targets at EL2: each file goes to its profile's image),
+    /// and compare each hardware trace with its native trace.
     Qemu {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Use this image instead of building qemu-runner/image.
+        /// Use this image (an ARMv7 or AArch64 ELF; may be given once per profile) instead
+        /// of building it.
         #[arg(long)]
-        image: Option<PathBuf>,
-        /// Seconds a boot may take before it is killed (plus 20 ms per op).
+        image: Vec<PathBuf>,
+        /// Seconds a boot may go without progress (one record per op) before it is killed.
         #[arg(long, default_value_t = 20.0)]
         timeout: f64,
     },
@@ -287,7 +296,7 @@ fn main() -> ExitCode {
                 .map_err(Failure::from)
         }
         Command::Naive { seconds, seed, max_ops } => cmd::fuzz::naive(&g, seconds, seed, max_ops),
-        Command::Qemu { paths, image, timeout } => cmd::hw::qemu(&g, &paths, image, timeout),
+        Command::Qemu { paths, image, timeout } => cmd::hw::qemu(&g, &paths, &image, timeout),
         Command::Disasm { image } => cmd::hw::disasm(&g, image),
         Command::Board { file, uart, gic, output } => cmd::hw::board(&g, &file, uart, gic, &output),
         Command::Defects => cmd::fuzz::defects(&g),

@@ -1,19 +1,125 @@
-//! Running sequences on QEMU in Hyp mode: building the image, booting it with a batch,
-//! reading back the streamed traces, and never hanging (a batch that overruns its timeout is
-//! killed and reported with the sequence and op it had reached).
+//! Running sequences on QEMU: building the image for a sequence's profile (ARMv7 Hyp mode or
+//! AArch64 EL2), booting it with a batch, reading back the streamed traces, and never
+//! hanging (a boot that makes no progress for the timeout is killed and reported with the
+//! sequence and op it had reached).
 
+use crate::targets;
+use harness_core::arch::Profile;
 use harness_core::batch::{records, Batch, Job, Record};
+use harness_core::op::Config;
 use harness_core::trace::Trace;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The image crate, relative to the repository.
+/// The ARMv7 image crate, relative to the repository.
 pub const IMAGE_CRATE: &str = "qemu-runner/image";
 
 /// The repository root (where this crate was built from).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The two images: one per profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arch {
+    /// `qemu-runner/image`: ARMv7 Hyp mode, `qemu-system-arm -cpu cortex-a15`, target
+    /// `kvm-arm-2012`.
+    Armv7,
+    /// `qemu-runner/image-aarch64`: AArch64 EL2, `qemu-system-aarch64 -cpu cortex-a57`, target
+    /// `aarch64-paging`.
+    Aarch64,
+}
+
+impl Arch {
+    /// Both, in report order.
+    pub const ALL: [Arch; 2] = [Arch::Armv7, Arch::Aarch64];
+
+    /// The image that runs sequences of `config`, or why none does.
+    pub fn for_config(config: &Config) -> Result<Arch, String> {
+        let t = targets::info(config.target);
+        let arch = match t.geometry.profile {
+            Profile::Armv7Lpae => Arch::Armv7,
+            Profile::Aarch64 => Arch::Aarch64,
+        };
+        if t.name == arch.target() {
+            Ok(arch)
+        } else {
+            Err(format!(
+                "no QEMU image runs target {} yet (the {} image runs {})",
+                t.name,
+                arch.name(),
+                arch.target()
+            ))
+        }
+    }
+
+    /// The name in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "ARMv7",
+            Arch::Aarch64 => "AArch64",
+        }
+    }
+
+    /// The target its executor is built with.
+    pub const fn target(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "kvm-arm-2012",
+            Arch::Aarch64 => "aarch64-paging",
+        }
+    }
+
+    const fn crate_dir(self) -> &'static str {
+        match self {
+            Arch::Armv7 => IMAGE_CRATE,
+            Arch::Aarch64 => "qemu-runner/image-aarch64",
+        }
+    }
+
+    const fn bin(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "stagehand-image",
+            Arch::Aarch64 => "stagehand-image-aarch64",
+        }
+    }
+
+    const fn triple(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "armv7a-none-eabi",
+            Arch::Aarch64 => "aarch64-unknown-none",
+        }
+    }
+
+    /// The QEMU program.
+    pub const fn qemu(self) -> &'static str {
+        match self {
+            Arch::Armv7 => "qemu-system-arm",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The image an ELF file holds, from its machine field.
+    pub fn of_elf(path: &Path) -> Result<Arch, String> {
+        use object::Object;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file =
+            object::File::parse(&*bytes).map_err(|e| format!("{}: not an ELF image: {e}", path.display()))?;
+        match file.architecture() {
+            object::Architecture::Arm => Ok(Arch::Armv7),
+            object::Architecture::Aarch64 => Ok(Arch::Aarch64),
+            a => Err(format!("{}: a {a:?} ELF, neither an ARMv7 nor an AArch64 image", path.display())),
+        }
+    }
+}
+
+/// A built image.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Which.
+    pub arch: Arch,
+    /// Its ELF file.
+    pub elf: PathBuf,
 }
 
 /// Board settings for an image build (see `qemu-runner/image/build.rs`).
@@ -29,13 +135,22 @@ pub struct Board {
     pub embed: Option<PathBuf>,
 }
 
-/// Builds the image (release, stable, armv7a-none-eabi) and returns the ELF's path. A
+/// Builds the ARMv7 image (release, stable, armv7a-none-eabi) and returns the ELF's path. A
 /// board build goes to its own target directory so it never replaces the QEMU image.
 pub fn build_image(board: Option<&Board>) -> Result<PathBuf, String> {
-    let dir = repo().join(IMAGE_CRATE);
+    build(Arch::Armv7, board).map(|i| i.elf)
+}
+
+/// Builds the image for `arch` (release, stable) for QEMU.
+pub fn build_arch(arch: Arch) -> Result<Image, String> {
+    build(arch, None)
+}
+
+fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
+    let dir = repo().join(arch.crate_dir());
     let target_dir = dir.join(if board.is_some() { "target-board" } else { "target" });
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--release", "--quiet", "--bin", "stagehand-image"])
+    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--target", arch.triple()])
         .current_dir(&dir)
         .arg("--target-dir")
         .arg(&target_dir);
@@ -62,39 +177,37 @@ pub fn build_image(board: Option<&Board>) -> Result<PathBuf, String> {
     let status = cmd.status().map_err(|e| format!("cannot run cargo to build the image: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "building the ARM image failed (needs `rustup target add armv7a-none-eabi`; `cargo xtask setup` does it): {status}"
+            "building the {} image failed (needs `rustup target add {}`; `cargo xtask setup` does it): {status}",
+            arch.name(),
+            arch.triple()
         ));
     }
-    Ok(target_dir.join("armv7a-none-eabi/release/stagehand-image"))
+    Ok(Image { arch, elf: target_dir.join(arch.triple()).join("release").join(arch.bin()) })
 }
 
-/// Checks that `qemu-system-arm` runs.
-pub fn ensure_qemu() -> Result<(), String> {
-    match Command::new("qemu-system-arm").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+/// Checks that the QEMU program for `arch` runs.
+pub fn ensure_qemu(arch: Arch) -> Result<(), String> {
+    match Command::new(arch.qemu()).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         Ok(s) if s.success() => Ok(()),
-        _ => Err("qemu-system-arm is not installed: `sudo apt-get install qemu-system-arm` (cargo xtask test installs it)".into()),
+        _ => Err(format!(
+            "{} is not installed: `sudo apt-get install qemu-system-arm` (it brings both; cargo xtask test installs it)",
+            arch.qemu()
+        )),
     }
 }
 
-/// The QEMU command line for an image in Hyp mode.
-pub fn qemu_command(image: &Path) -> Command {
-    let mut cmd = Command::new("qemu-system-arm");
-    cmd.args([
-        "-M",
-        "virt,virtualization=on",
-        "-cpu",
-        "cortex-a15",
-        "-m",
-        "128M",
-        "-nographic",
-        "-monitor",
-        "none",
-        // No NIC: virt's default virtio-net wants efi-virtio.rom, which Debian ships only as a
-        // recommended package (ipxe-qemu).
-        "-nic",
-        "none",
-    ]);
-    cmd.args(["-semihosting-config", "enable=on,target=native", "-kernel"]).arg(image);
+/// The QEMU command line for an image: ARMv7 in Hyp mode, AArch64 entered at EL2.
+pub fn qemu_command(image: &Image) -> Command {
+    let mut cmd = Command::new(image.arch.qemu());
+    let (cpu, mem) = match image.arch {
+        Arch::Armv7 => ("cortex-a15", "128M"),
+        Arch::Aarch64 => ("cortex-a57", "256M"),
+    };
+    cmd.args(["-M", "virt,virtualization=on", "-cpu", cpu, "-m", mem, "-nographic", "-monitor", "none"]);
+    // No NIC: virt's default virtio-net wants efi-virtio.rom, which Debian ships only as a
+    // recommended package (ipxe-qemu).
+    cmd.args(["-nic", "none"]);
+    cmd.args(["-semihosting-config", "enable=on,target=native", "-kernel"]).arg(&image.elf);
     cmd
 }
 
@@ -115,10 +228,20 @@ pub struct Boot {
     pub console: String,
     /// Wall time of the boot.
     pub wall: Duration,
+    /// When its first record arrived (seen within 5 ms), from the start of QEMU.
+    pub first_record: Option<Duration>,
 }
 
-/// Boots `image` with `jobs` and waits at most `timeout`.
-pub fn boot(image: &Path, jobs: &[Job], timeout: Duration) -> Result<Boot, String> {
+impl Boot {
+    /// Time spent running sequences: from the first record to the end.
+    pub fn running(&self) -> Duration {
+        self.wall.saturating_sub(self.first_record.unwrap_or(self.wall))
+    }
+}
+
+/// Boots `image` with `jobs`. A boot that adds nothing to its output stream (one record per
+/// op) for `stall` is killed: a hang is reported within the timeout whatever the batch size.
+pub fn boot(image: &Image, jobs: &[Job], stall: Duration) -> Result<Boot, String> {
     let dir = std::env::temp_dir().join(format!("stagehand-qemu-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let batch = Batch { jobs: jobs.to_vec() }.to_bytes();
@@ -129,26 +252,49 @@ pub fn boot(image: &Path, jobs: &[Job], timeout: Duration) -> Result<Boot, Strin
     let mut cmd = qemu_command(image);
     cmd.arg("-device").arg(format!("loader,file={},addr=0x47000000,force-raw=on", blob_path.display()));
     cmd.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out_path = dir.join("stagehand-out.bin");
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
-    let mut timed_out = false;
-    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
-        if start.elapsed() > timeout {
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", image.arch.qemu()))?;
+    // Drain the console while QEMU runs, so a chatty image never blocks on a full pipe.
+    let pipe = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = pipe(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = pipe(child.stderr.take().map(|s| Box::new(s) as _));
+    let (mut timed_out, mut seen, mut progress, mut first_record) = (false, 0, Instant::now(), None);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        let len = std::fs::metadata(&out_path).map_or(0, |m| m.len());
+        if len != seen {
+            (seen, progress) = (len, Instant::now());
+            first_record.get_or_insert_with(|| start.elapsed());
+        }
+        if progress.elapsed() > stall {
             let _ = child.kill();
             timed_out = true;
-            break;
+            break child.wait().ok();
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    };
     let wall = start.elapsed();
-    let stream = std::fs::read(dir.join("stagehand-out.bin")).unwrap_or_default();
+    let console =
+        [stdout, stderr].map(|t| String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned());
+    let stream = std::fs::read(&out_path).unwrap_or_default();
     let mut b = Boot {
         traces: (0..jobs.len()).map(|_| None).collect(),
         timed_out,
-        exit: out.status.code(),
-        console: String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        exit: status.and_then(|s| s.code()),
+        console: console.concat(),
         wall,
+        first_record,
         ..Boot::default()
     };
     read_stream(&stream, &mut b);
@@ -203,21 +349,23 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Runs every job, as many per boot as possible: after a boot that died or timed out, the
-/// job it was running is reported and the rest go to a new boot. Returns the outcomes and
-/// the boots' wall times.
+/// A boot's wall time and the part of it spent running sequences ([`Boot::running`]).
+pub type BootTime = (Duration, Duration);
+
+/// Runs every job, as many per boot as possible: after a boot that died or stalled, the
+/// job it was running is reported and the rest go to a new boot. Returns the outcomes and,
+/// per boot, its wall time and the time it spent running sequences ([`Boot::running`]).
 pub fn run_jobs(
-    image: &Path,
+    image: &Image,
     jobs: &[Job],
-    timeout: impl Fn(&[Job]) -> Duration,
-) -> Result<(Vec<Outcome>, Vec<Duration>), String> {
+    stall: Duration,
+) -> Result<(Vec<Outcome>, Vec<BootTime>), String> {
     let mut outcomes: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
     let mut walls = Vec::new();
     let mut from = 0;
     while from < jobs.len() {
-        let rest = &jobs[from..];
-        let b = boot(image, rest, timeout(rest))?;
-        walls.push(b.wall);
+        let b = boot(image, &jobs[from..], stall)?;
+        walls.push((b.wall, b.running()));
         let mut next = jobs.len();
         for (k, t) in b.traces.into_iter().enumerate() {
             if let Some(t) = t {
@@ -227,7 +375,11 @@ pub fn run_jobs(
         if !b.completed {
             let (seq, op) = b.last.map_or((0, 0), |(s, o)| (s as usize, o));
             let why = if b.timed_out {
-                format!("QEMU timed out after {:.1} s at op #{op}", b.wall.as_secs_f64())
+                format!(
+                    "QEMU timed out after {:.1} s ({:.1} s without progress) at op #{op}",
+                    b.wall.as_secs_f64(),
+                    stall.as_secs_f64()
+                )
             } else {
                 format!("the image stopped (exit {:?}) at op #{op}: {}", b.exit, b.console.trim())
             };

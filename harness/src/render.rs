@@ -6,7 +6,7 @@ use crate::text::{format_op, hex};
 use harness_core::arch::walk::{self, Visit};
 use harness_core::arch::{Desc, Geometry, Pa, Profile, PAGE_SIZE};
 use harness_core::layout::POISON;
-use harness_core::op::{Config, Walker};
+use harness_core::op::{Config, Guest, Walker};
 use harness_core::trace::{Step, Trace};
 use harness_core::violation::Violation;
 use harness_core::Event;
@@ -22,8 +22,13 @@ pub fn config_line(c: &Config) -> String {
     let bbm = if c.strict_bbm { "strict" } else { "relaxed" };
     let t = targets::info(c.target);
     let target = if c.target == 0 { String::new() } else { format!("target {}, ", t.name) };
+    let guest = if c.guest == Guest::default_for(t.geometry.profile) {
+        String::new()
+    } else {
+        format!(", guest {}", c.guest.name())
+    };
     format!(
-        "{target}vmid-bits {}, defects {}, walker {walker}, bbm {bbm}, ram {}",
+        "{target}vmid-bits {}, defects {}, walker {walker}, bbm {bbm}{guest}, ram {}",
         c.vmid_bits,
         c.defects.show(t.defects),
         hex(c.layout.ram_base)

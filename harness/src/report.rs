@@ -277,14 +277,24 @@ pub enum QemuVerdict {
     },
 }
 
-/// Totals of a QEMU run.
-pub struct QemuTotals {
+/// Totals of one image in a QEMU run.
+pub struct ImageTotals {
+    /// The image (`ARMv7`, `AArch64`).
+    pub name: &'static str,
+    /// Files it ran.
+    pub files: usize,
     /// Boots.
     pub boots: usize,
-    /// Boot overhead, seconds.
+    /// Boot overhead (an empty batch), seconds.
     pub overhead: f64,
     /// Sequences per second once booted.
     pub per_sec: f64,
+}
+
+/// Totals of a QEMU run.
+pub struct QemuTotals {
+    /// Per image, in the order they ran.
+    pub images: Vec<ImageTotals>,
     /// Wall time of the whole run, seconds.
     pub wall: f64,
 }
@@ -332,15 +342,23 @@ pub fn qemu_summary(verdicts: &[QemuVerdict], t: &QemuTotals) -> String {
         .filter(|v| matches!(v, QemuVerdict::Agree { confirmed, .. } if !confirmed.is_empty()))
         .count();
     let failed = verdicts.len() - agree;
-    format!(
-        "\n{} file(s): {agree} agree with their native traces ({confirmed} with stale reads confirmed on hardware), {failed} do not\n\
-         QEMU: {} boot(s), boot overhead {:.0} ms, {:.0} sequences/s once booted, {:.2} s wall for the whole run\n",
-        verdicts.len(),
-        t.boots,
-        t.overhead * 1e3,
-        t.per_sec,
-        t.wall
-    )
+    let mut out = format!(
+        "\n{} file(s): {agree} agree with their native traces ({confirmed} with stale reads confirmed on hardware), {failed} do not\n",
+        verdicts.len()
+    );
+    for i in &t.images {
+        let _ = writeln!(
+            out,
+            "QEMU {}: {} file(s), {} boot(s), boot overhead {:.0} ms, {:.0} sequences/s once booted",
+            i.name,
+            i.files,
+            i.boots,
+            i.overhead * 1e3,
+            i.per_sec
+        );
+    }
+    let _ = writeln!(out, "{:.2} s wall for the whole run", t.wall);
+    out
 }
 
 /// The JSON form of `stagehand qemu`.
@@ -350,9 +368,19 @@ pub fn qemu_json(verdicts: &[QemuVerdict], t: &QemuTotals) -> serde_json::Value 
         .iter()
         .filter(|v| matches!(v, QemuVerdict::Agree { confirmed, .. } if !confirmed.is_empty()))
         .count();
+    let images: serde_json::Map<String, serde_json::Value> = t
+        .images
+        .iter()
+        .map(|i| {
+            let v = json!({
+                "files": i.files, "boots": i.boots, "boot_overhead_ms": i.overhead * 1e3, "seqs_per_sec_booted": i.per_sec,
+            });
+            (i.name.to_string(), v)
+        })
+        .collect();
     json!({
         "files": verdicts.len(), "agree": agree, "confirmed_stale": confirmed, "failed": verdicts.len() - agree,
-        "boots": t.boots, "boot_overhead_ms": t.overhead * 1e3, "seqs_per_sec_booted": t.per_sec, "wall_seconds": t.wall,
+        "images": images, "wall_seconds": t.wall,
     })
 }
 

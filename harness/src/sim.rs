@@ -6,10 +6,10 @@
 
 use harness_core::arch::tlb::{Cached, Tlbi};
 use harness_core::arch::walk::{self, Leaf, Need};
-use harness_core::arch::{level_size, Geometry, Ipa, Pa, Profile, Vttbr, PAGE_SIZE};
+use harness_core::arch::{level_size, Geometry, Ipa, Pa, Vttbr, PAGE_SIZE};
 use harness_core::layout::{Layout, POISON, POOL_PAGES, STUB_IPA};
 use harness_core::machine::{Abort, AbortOn, AccessKind, AccessOutcome, Machine};
-use harness_core::op::{Config, Walker};
+use harness_core::op::{Config, Guest, Walker};
 use std::alloc::{alloc_zeroed, dealloc, Layout as AllocLayout};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -129,6 +129,8 @@ pub struct SimMachine {
     layout: Layout,
     geometry: Geometry,
     non_coherent: bool,
+    /// The guest's identity stage 1 is on: its walks read the stub page through stage 2.
+    guest_s1: bool,
     /// Table memory as the CPU sees it.
     cpu: View,
     /// Table memory at the point of coherency (non-coherent mode only).
@@ -148,6 +150,7 @@ impl SimMachine {
             layout: config.layout,
             geometry: *geometry,
             non_coherent: false,
+            guest_s1: true,
             cpu: View::new(),
             poc: View::new(),
             tlb: HashMap::default(),
@@ -199,12 +202,13 @@ impl SimMachine {
         Ok(leaf)
     }
 
-    /// The guest stub's access. ARMv7: stage-1 walk (reads the stub page), fetch, then the
-    /// data access. AArch64 (guest MMU off): fetch, then the access. With `use_tlb` false,
+    /// The guest stub's access. With the guest's identity stage 1 on (ARMv7 always): its
+    /// walk (reads the stub page), fetch, then the data access; with its MMU off: fetch,
+    /// then the access. With `use_tlb` false,
     /// every translation walks the tables as the CPU wrote them.
     fn run_stub(&mut self, vttbr: Vttbr, ipa: Ipa, kind: AccessKind, use_tlb: bool) -> Result<Pa, Abort> {
         let need_data = if matches!(kind, AccessKind::Write(_)) { Need::Write } else { Need::Read };
-        let s1 = self.geometry.profile == Profile::Armv7Lpae;
+        let s1 = self.guest_s1;
         let steps = [
             (STUB_IPA, AbortOn::S1Walk, Need::Read, Cached::Stage2, s1),
             (STUB_IPA, AbortOn::Fetch, Need::Execute, Cached::Combined, true),
@@ -329,6 +333,7 @@ impl Machine for SimMachine {
         self.layout = config.layout;
         self.geometry = *geometry;
         self.non_coherent = config.walker == Walker::NonCoherent;
+        self.guest_s1 = config.guest == Guest::Identity;
         // A fresh boot: the pool reads as zero until something is allocated and freed.
         for p in 0..pool_pages_used.min(POOL_PAGES) {
             self.cpu.fill(p, 0);

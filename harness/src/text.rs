@@ -18,8 +18,9 @@
 //! target does not offer is an error naming its line.
 
 use crate::targets;
+use harness_core::arch::Profile;
 use harness_core::arch::Prot;
-use harness_core::op::{Config, Defects, Expect, Op, Walker, OP_NAMES};
+use harness_core::op::{Config, Defects, Expect, Guest, Op, Walker, OP_NAMES};
 use harness_core::target::TargetInfo;
 use harness_core::violation::Kind;
 use harness_core::Layout;
@@ -113,6 +114,20 @@ pub fn parse_walker(s: &str) -> Result<Walker, String> {
         "coherent" => Ok(Walker::Coherent),
         "non-coherent" => Ok(Walker::NonCoherent),
         _ => Err(format!("walker must be `coherent` or `non-coherent`, not `{s}`")),
+    }
+}
+
+/// Parses a guest mode for `target`: `identity`, or `mmu-off` on AArch64 (the ARMv7
+/// image's guest always runs its identity stage 1).
+pub fn parse_guest(s: &str, target: &TargetInfo) -> Result<Guest, String> {
+    match (s, target.geometry.profile) {
+        ("identity", _) => Ok(Guest::Identity),
+        ("mmu-off", Profile::Aarch64) => Ok(Guest::MmuOff),
+        ("mmu-off", Profile::Armv7Lpae) => Err(format!(
+            "guest mmu-off needs an AArch64 target; {} is ARMv7, whose guest always runs an identity stage 1",
+            target.name
+        )),
+        _ => Err(format!("guest must be `mmu-off` or `identity`, not `{s}`")),
     }
 }
 
@@ -275,7 +290,8 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             continue;
         }
         let key = words[0];
-        if !matches!(key, "target" | "vmid-bits" | "defects" | "walker" | "bbm" | "ram" | "expect") {
+        if !matches!(key, "target" | "vmid-bits" | "defects" | "walker" | "bbm" | "guest" | "ram" | "expect")
+        {
             body.push((line, words));
             continue;
         }
@@ -301,6 +317,7 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
         c.target = parse_target(value).map_err(|message| ParseError { line, message })?;
     }
     let target = targets::info(c.target);
+    c.guest = Guest::default_for(target.geometry.profile);
     for &(line, key, value) in &header {
         let err = |message: String| ParseError { line, message };
         match key {
@@ -315,6 +332,7 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
                     _ => return Err(err(format!("bbm must be `strict` or `relaxed`, not `{value}`"))),
                 }
             }
+            "guest" => c.guest = parse_guest(value, target).map_err(err)?,
             "ram" => {
                 let base = parse_number(value).filter(|b| b % 0x0100_0000 == 0 && *b < 1 << 40);
                 let base = base.ok_or_else(|| {
@@ -452,6 +470,9 @@ pub fn format_header(config: &Config, expect: &Expect) -> String {
     };
     let _ = writeln!(s, "walker {walker}");
     let _ = writeln!(s, "bbm {}", if config.strict_bbm { "strict" } else { "relaxed" });
+    if config.guest != Guest::default_for(target.geometry.profile) {
+        let _ = writeln!(s, "guest {}", config.guest.name());
+    }
     if config.layout != Layout::default() {
         let _ = writeln!(s, "ram {}", hex(config.layout.ram_base));
     }
@@ -533,5 +554,20 @@ mod tests {
         assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect must be"));
         assert_eq!(e("stagehand-s2 1\ncreate_vm 256\n"), "2: create_vm: field `vm`: 256 is larger than 255");
         assert_eq!(e(""), "1: empty file: no `stagehand-s2 1` header");
+        assert!(e("stagehand-s2 1\nguest mmu-off\n").starts_with("2: guest mmu-off needs an AArch64 target"));
+        assert!(e("stagehand-s2 1\ntarget aarch64-paging\nguest on\n")
+            .starts_with("3: guest must be `mmu-off` or"));
+    }
+
+    #[test]
+    fn guest_mode_defaults_per_profile_and_prints_only_when_chosen() {
+        let paging = "stagehand-s2 1\ntarget aarch64-paging\n";
+        assert_eq!(parse(paging).unwrap().config.guest, Guest::MmuOff);
+        assert_eq!(parse("stagehand-s2 1\n").unwrap().config.guest, Guest::Identity);
+        let seq = parse(&format!("{paging}guest identity\n")).unwrap();
+        assert_eq!(seq.config.guest, Guest::Identity);
+        assert!(print(&seq).contains("\nguest identity\n"));
+        assert_eq!(parse(&print(&seq)).unwrap(), seq);
+        assert!(!print(&parse(paging).unwrap()).contains("guest"));
     }
 }

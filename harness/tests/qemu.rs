@@ -1,5 +1,6 @@
-//! On QEMU in Hyp mode. These need `qemu-system-arm` and the armv7 target, which
-//! `cargo xtask test` installs before running them with `--ignored`.
+//! On QEMU: ARMv7 in Hyp mode and AArch64 at EL2. These need `qemu-system-arm`,
+//! `qemu-system-aarch64` and the two bare-metal targets, which `cargo xtask test` installs
+//! before running them with `--ignored`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -21,15 +22,49 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+fn s2_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(
+            |p| if p.is_dir() { s2_files(&p) } else { usize::from(p.extension().is_some_and(|e| e == "s2")) },
+        )
+        .sum()
+}
+
 #[test]
-#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
-fn the_corpus_agrees_with_qemu() {
+#[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
+fn the_corpus_agrees_with_qemu_on_both_images() {
     let o = stagehand(&["qemu", "corpus"]);
-    let n = std::fs::read_dir(repo().join("corpus")).unwrap().count();
-    assert!(n > 0);
+    let (all, aarch64) = (s2_files(&repo().join("corpus")), s2_files(&repo().join("corpus/aarch64-paging")));
+    assert!(aarch64 > 0 && all > aarch64);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("agree with their native traces"), "{}", text(&o));
-    assert!(!text(&o).contains("DIFFER") && !text(&o).contains("FAIL"), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains(&format!("{all} file(s): {all} agree with their native traces")), "{t}");
+    assert!(t.contains("QEMU ARMv7: ") && t.contains("QEMU AArch64: "), "{t}");
+    assert!(!t.contains("DIFFER") && !t.contains("FAIL"), "{t}");
+}
+
+/// The TLB findings in `aarch64-paging` are stale reads the architecture allows, and QEMU
+/// shows them in both guest modes: the crate's `tlbi ipas2e1is` alone leaves the combined
+/// stage 1+2 entry that served the read.
+#[test]
+#[ignore = "needs qemu-system-aarch64; run by cargo xtask test"]
+fn aarch64_paging_tlb_findings_are_confirmed_on_qemu_in_both_guest_modes() {
+    let files = [
+        "corpus/regressions/aarch64-paging-ipas2-leaves-combined-entries.s2",
+        "corpus/regressions/aarch64-paging-read-only-page-stays-writable.s2",
+        "corpus/regressions/aarch64-paging-live-remap-inside-a-block.s2",
+    ];
+    for guest in ["mmu-off", "identity"] {
+        let mut args = vec!["--guest", guest, "qemu"];
+        args.extend(files);
+        let o = stagehand(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let t = text(&o);
+        assert_eq!(t.matches("stale read confirmed on hardware").count(), files.len(), "guest {guest}: {t}");
+        assert!(t.contains("3 with stale reads confirmed on hardware"), "guest {guest}: {t}");
+    }
 }
 
 #[test]
@@ -58,12 +93,17 @@ fn maintenance_routines_check_out_and_the_seed_stub_does_not() {
 }
 
 #[test]
-#[ignore = "needs qemu-system-arm; run by cargo xtask test"]
-fn a_batch_past_its_timeout_is_killed_and_located() {
-    let o = stagehand(&["qemu", "--timeout", "0", "corpus/defects/no-bbm.s2"]);
+#[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
+fn a_boot_without_progress_is_killed_and_located_on_both_images() {
+    // No progress allowed at all: each image's boot is killed before its first record.
+    let files = ["corpus/defects/no-bbm.s2", "corpus/aarch64-paging/map_one_page.s2"];
+    let o = stagehand(&["qemu", "--timeout", "0", files[0], files[1]]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("QEMU timed out after"), "{}", text(&o));
-    assert!(text(&o).contains("at op #"), "{}", text(&o));
+    let t = text(&o);
+    for f in files {
+        assert!(t.contains(&format!("FAIL   {f}: QEMU timed out after")), "{f}: {t}");
+    }
+    assert!(t.contains("at op #"), "{t}");
 }
 
 /// The board path on QEMU: virt's PL011 and RAM (at 0x4400_0000, past QEMU's device tree)

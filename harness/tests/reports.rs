@@ -1,7 +1,7 @@
 //! The exact text and JSON of every report, pinned by snapshots (`snapshots/report@*.snap`).
 //! Inputs are corpus files and fixed values, so the reports are deterministic.
 
-use harness::report::{self, FileResult, QemuTotals, QemuVerdict};
+use harness::report::{self, FileResult, ImageTotals, QemuTotals, QemuVerdict};
 use harness::run::{self, meets};
 use harness::text;
 use harness::triage::Outcome;
@@ -135,7 +135,13 @@ fn qemu_text_and_json() {
         },
         QemuVerdict::Failed("timeout after 20 s at op 7".into()),
     ];
-    let totals = QemuTotals { boots: 2, overhead: 0.068, per_sec: 523.0, wall: 0.23 };
+    let totals = QemuTotals {
+        images: vec![
+            ImageTotals { name: "ARMv7", files: 3, boots: 2, overhead: 0.068, per_sec: 523.0 },
+            ImageTotals { name: "AArch64", files: 1, boots: 1, overhead: 0.041, per_sec: 610.0 },
+        ],
+        wall: 0.23,
+    };
     let mut text = String::new();
     for (i, v) in verdicts.iter().enumerate() {
         text.push_str(&report::qemu_file(Path::new(&format!("corpus/f{i}.s2")), v));

@@ -198,12 +198,15 @@ fn test() -> Result {
     // The MMU code and the shared executor must build for the ARM image.
     cargo(&["build", "-p", "mmu", "-p", "harness-core", "--target", "armv7a-none-eabi", "--release"])?;
     no_std_in_mmu()?;
-    // QEMU in Hyp mode: the image's hardware self-test, then the corpus and the board path.
-    setup::apt(&[("qemu-system-arm", "qemu-system-arm")])?;
-    let image = |args: &[&str]| run(Command::new("cargo").current_dir("qemu-runner/image").args(args));
-    image(&["fmt", "--", "--check"])?;
-    image(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
-    run(Command::new("bash").arg("qemu-runner/image/run.sh"))?;
+    // QEMU (one Debian package brings both programs): each image's hardware self-test, then
+    // the corpus on both images and the board path.
+    setup::apt(&[("qemu-system-arm", "qemu-system-arm"), ("qemu-system-arm", "qemu-system-aarch64")])?;
+    for dir in ["qemu-runner/image", "qemu-runner/image-aarch64"] {
+        let image = |args: &[&str]| run(Command::new("cargo").current_dir(dir).args(args));
+        image(&["fmt", "--", "--check"])?;
+        image(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+        run(Command::new("bash").arg(format!("{dir}/run.sh")))?;
+    }
     cargo(&["test", "-p", "harness", "--test", "qemu", "--", "--ignored"])?;
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;

@@ -86,7 +86,8 @@ pub fn works(program: &str, args: &[&str]) -> bool {
 pub fn base() -> Result {
     rust_component("stable", "rustfmt")?;
     rust_component("stable", "clippy")?;
-    rust_target("stable", "armv7a-none-eabi")
+    rust_target("stable", "armv7a-none-eabi")?;
+    rust_target("stable", "aarch64-unknown-none")
 }
 
 /// The CPU model and the number of cores, for benchmark reports.

@@ -79,6 +79,23 @@ impl Record<'_> {
     }
 }
 
+/// The output stream as a board's UART carries it: lines of `S2:` and up to 256 bytes in
+/// hex, each passed to `emit` with its newline (`stagehand diff` reads them back from a log).
+pub fn board_lines(bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut line = Vec::with_capacity(256 * 2 + 4);
+    for chunk in bytes.chunks(256) {
+        line.clear();
+        line.extend_from_slice(b"S2:");
+        for b in chunk {
+            line.push(HEX[usize::from(b >> 4)]);
+            line.push(HEX[usize::from(b & 15)]);
+        }
+        line.push(b'\n');
+        emit(&line);
+    }
+}
+
 /// Splits an output stream into records; a truncated last record (the image died while
 /// writing it) ends the iteration.
 pub fn records(mut stream: &[u8]) -> impl Iterator<Item = Record<'_>> {
@@ -126,5 +143,21 @@ mod tests {
         );
         // Truncated in the middle of the trace record: only the first record survives.
         assert_eq!(records(&out[..12]).count(), 1);
+    }
+
+    #[test]
+    fn board_lines_are_hex_in_chunks() {
+        let bytes: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mut lines = Vec::new();
+        board_lines(&bytes, |l| lines.push(alloc::string::String::from_utf8(l.to_vec()).unwrap()));
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("S2:000102") && lines[0].len() == 3 + 512 + 1);
+        assert_eq!(
+            lines[1],
+            alloc::format!(
+                "S2:{}\n",
+                (256..300u32).map(|i| alloc::format!("{:02x}", i as u8)).collect::<Vec<_>>().concat()
+            )
+        );
     }
 }

@@ -639,7 +639,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
 
     fn access(&mut self, vm: u8, ipa: u64, kind: AccessKind) -> OpResult {
         let g = *self.host.geometry();
-        if !ipa.is_multiple_of(4) || ipa >= g.ipa_limit() {
+        if !ipa.is_multiple_of(4) || ipa >= g.ipa_limit() || ipa >= self.config.guest.reach(g.profile) {
             return OpResult::Rejected(Reject::BadAccessAddress);
         }
         if touches_stub(ipa & !(PAGE_SIZE - 1), 1) {

@@ -268,6 +268,48 @@ pub enum Walker {
     NonCoherent,
 }
 
+/// How the guest stub translates its own accesses before stage 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Guest {
+    /// Stage 1 off (AArch64 only): the access is translated by stage 2 alone.
+    MmuOff,
+    /// An identity stage 1 whose table lives in the stub page: every access also walks it
+    /// (through stage 2), and the TLB holds combined stage 1+2 entries. The only mode of
+    /// the ARMv7 image; on AArch64 it reaches IPAs below [`IDENTITY_REACH_AARCH64`].
+    Identity,
+}
+
+/// The IPAs an AArch64 guest in [`Guest::Identity`] mode reaches: its stage-1 table (in the
+/// stub page, beside the code) holds 128 level-1 blocks of 1 GiB.
+pub const IDENTITY_REACH_AARCH64: u64 = 1 << 37;
+
+impl Guest {
+    /// The mode a profile runs in unless a sequence asks otherwise: ARMv7's image offers
+    /// only [`Guest::Identity`]; AArch64 starts with the MMU off.
+    pub const fn default_for(profile: crate::arch::Profile) -> Guest {
+        match profile {
+            crate::arch::Profile::Armv7Lpae => Guest::Identity,
+            crate::arch::Profile::Aarch64 => Guest::MmuOff,
+        }
+    }
+
+    /// The name in `.s2` headers.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Guest::MmuOff => "mmu-off",
+            Guest::Identity => "identity",
+        }
+    }
+
+    /// One past the highest IPA the guest reaches under `profile`.
+    pub const fn reach(self, profile: crate::arch::Profile) -> u64 {
+        match (self, profile) {
+            (Guest::Identity, crate::arch::Profile::Aarch64) => IDENTITY_REACH_AARCH64,
+            _ => u64::MAX,
+        }
+    }
+}
+
 /// Everything besides the ops that decides a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -283,6 +325,8 @@ pub struct Config {
     pub layout: Layout,
     /// The target: its index in the harness's registry (0: `kvm-arm-2012`).
     pub target: u8,
+    /// The guest's own translation (stage 1).
+    pub guest: Guest,
 }
 
 impl Default for Config {
@@ -294,6 +338,7 @@ impl Default for Config {
             strict_bbm: false,
             layout: Layout::default(),
             target: 0,
+            guest: Guest::Identity,
         }
     }
 }

@@ -86,7 +86,8 @@ pub enum Reject {
     ReservedIpa,
     /// A frame outside the guest (or, for `ioremap`, device) window.
     PaOutsideWindow,
-    /// A guest access to an address that is not word aligned or beyond the IPA space.
+    /// A guest access to an address that is not word aligned, beyond the IPA space, or
+    /// beyond what the guest's stage 1 reaches.
     BadAccessAddress,
     /// The target does not offer this op.
     NotOffered,

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 /// Magic bytes at the start of a binary trace.
 pub const MAGIC: &[u8; 8] = b"S2TRACE\0";
 /// Version of the trace format. Bump when any serialized type changes.
-/// 4: targets (the configuration names one), DSB events, TLBI scopes, harness-owned
+/// 5: the guest's stage-1 mode in the configuration; 4: targets (the configuration names one), DSB events, TLBI scopes, harness-owned
 /// descriptor and error types; 3: the deflate window is primed with [`DICTIONARY`] (2: plain
 /// deflate; 1: postcard).
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The bytes that prime the deflate window: the codec body of a typical sequence
 /// (`harness/core/dict/typical.s2`), so that a short trace pays only for what is new in it.

@@ -2,73 +2,75 @@
 
 use crate::{collect, load_sequence, out, outln, write, Failure, Global};
 use harness::hwdiff::{compare, Note};
-use harness::qemu::{self, Outcome};
-use harness::report::{self, QemuTotals, QemuVerdict};
+use harness::qemu::{self, Arch, Outcome};
+use harness::report::{self, ImageTotals, QemuTotals, QemuVerdict};
 use harness::run;
+use harness::text::Sequence;
 use harness::text::{self, format_op};
+use harness_core::batch::Job;
+use harness_core::trace::Trace;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// `stagehand qemu`: every file on QEMU, compared with its native trace.
-pub fn qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64) -> Result<(), Failure> {
+/// `stagehand qemu`: every file on QEMU, on its profile's image, compared with its native
+/// trace.
+pub fn qemu(g: &Global, paths: &[PathBuf], images: &[PathBuf], timeout: f64) -> Result<(), Failure> {
     let files = collect(paths)?;
     let mut seqs = Vec::new();
+    let mut arch = Vec::new();
     for f in &files {
-        seqs.push(load_sequence(g, f)?);
+        let s = load_sequence(g, f)?;
+        arch.push(Arch::for_config(&s.config).map_err(|e| Failure::Input(format!("{}: {e}", f.display())))?);
+        seqs.push(s);
     }
-    qemu::ensure_qemu().map_err(Failure::Input)?;
-    let image = match image {
-        Some(i) => i,
-        None => qemu::build_image(None).map_err(Failure::Input)?,
-    };
-    let jobs: Vec<harness_core::batch::Job> =
-        seqs.iter().map(|s| harness_core::batch::Job { config: s.config, ops: s.ops.clone() }).collect();
-    let overhead = qemu::boot(&image, &[], Duration::from_secs_f64(timeout)).map_err(Failure::Input)?.wall;
+    let mut given = Vec::new();
+    for elf in images {
+        let a = Arch::of_elf(elf).map_err(Failure::Input)?;
+        given.push(qemu::Image { arch: a, elf: elf.clone() });
+    }
+    let stall = Duration::from_secs_f64(timeout);
     let start = Instant::now();
-    let limit = |rest: &[harness_core::batch::Job]| {
-        Duration::from_secs_f64(timeout + 0.02 * rest.iter().map(|j| j.ops.len()).sum::<usize>() as f64)
-    };
-    let (outcomes, walls) = qemu::run_jobs(&image, &jobs, limit).map_err(Failure::Input)?;
+    let mut outcomes: Vec<Option<(Outcome, &qemu::Image)>> = (0..files.len()).map(|_| None).collect();
+    let mut built = Vec::new();
+    for a in Arch::ALL {
+        if arch.contains(&a) && !given.iter().any(|i| i.arch == a) {
+            qemu::ensure_qemu(a).map_err(Failure::Input)?;
+            built.push(qemu::build_arch(a).map_err(Failure::Input)?);
+        }
+    }
+    let all: Vec<&qemu::Image> = given.iter().chain(&built).collect();
+    let mut totals = Vec::new();
+    for a in Arch::ALL {
+        let index: Vec<usize> = (0..files.len()).filter(|&i| arch[i] == a).collect();
+        let Some(image) = all.iter().copied().find(|i| i.arch == a).filter(|_| !index.is_empty()) else {
+            continue;
+        };
+        qemu::ensure_qemu(a).map_err(Failure::Input)?;
+        let jobs: Vec<Job> =
+            index.iter().map(|&i| Job { config: seqs[i].config, ops: seqs[i].ops.clone() }).collect();
+        let overhead = qemu::boot(image, &[], stall).map_err(Failure::Input)?.wall.as_secs_f64();
+        let (got, walls) = qemu::run_jobs(image, &jobs, stall).map_err(Failure::Input)?;
+        for (&i, o) in index.iter().zip(got) {
+            outcomes[i] = Some((o, image));
+        }
+        // Once booted: from each boot's first record to its end (5 ms resolution).
+        let booted = walls.iter().map(|(_, running)| running.as_secs_f64()).sum::<f64>().max(0.005);
+        totals.push(ImageTotals {
+            name: a.name(),
+            files: index.len(),
+            boots: walls.len(),
+            overhead,
+            per_sec: index.len() as f64 / booted,
+        });
+    }
     let wall = start.elapsed().as_secs_f64();
     let mut verdicts = Vec::new();
-    for ((path, seq), outcome) in files.iter().zip(&seqs).zip(&outcomes) {
+    for ((path, seq), outcome) in files.iter().zip(&seqs).zip(outcomes) {
         let native = run::run(seq.config, &seq.ops, true).trace();
         let v = match outcome {
-            Outcome::Failed(why) => QemuVerdict::Failed(why.clone()),
-            Outcome::Trace(hw) => {
-                let c = compare(&native, hw);
-                match &c.divergence {
-                    Some(d) => {
-                        let result = hw.steps.get(d.step).map(|s| &s.result);
-                        let insn = seq
-                            .ops
-                            .get(d.step)
-                            .and_then(|op| harness::disasm::faulting_instruction(&image, op, result));
-                        QemuVerdict::Differs {
-                            step: d.step,
-                            op: seq.ops.get(d.step).map_or("(end)".to_string(), format_op),
-                            what: d.what.clone(),
-                            native: d.native.clone(),
-                            hardware: d.hardware.clone(),
-                            insn,
-                        }
-                    }
-                    None => QemuVerdict::Agree {
-                        steps: native.steps.len(),
-                        confirmed: c
-                            .notes
-                            .iter()
-                            .filter(|(_, n)| *n == Note::StaleConfirmed)
-                            .map(|&(i, _)| {
-                                let (n, h) = (&native.steps[i].result, &hw.steps[i].result);
-                                (i, format_op(&seq.ops[i]), h.to_string(), n.to_string())
-                            })
-                            .collect(),
-                        dropped: c.notes.iter().filter(|(_, n)| *n == Note::StaleDropped).count(),
-                        s1_level: c.notes.iter().filter(|(_, n)| *n == Note::S1WalkLevel).count(),
-                    },
-                }
-            }
+            None => QemuVerdict::Failed("not run".into()),
+            Some((Outcome::Failed(why), _)) => QemuVerdict::Failed(why),
+            Some((Outcome::Trace(hw), image)) => verdict(seq, &native, &hw, image),
         };
         let lines = report::qemu_file(path, &v);
         // Per-file lines go to stderr under --json, which prints one JSON object on stdout.
@@ -79,14 +81,7 @@ pub fn qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
         }
         verdicts.push(v);
     }
-    let run_wall: f64 = walls.iter().map(Duration::as_secs_f64).sum();
-    let booted = (run_wall - overhead.as_secs_f64() * walls.len() as f64).max(1e-6);
-    let totals = QemuTotals {
-        boots: walls.len(),
-        overhead: overhead.as_secs_f64(),
-        per_sec: files.len() as f64 / booted,
-        wall,
-    };
+    let totals = QemuTotals { images: totals, wall };
     if g.json {
         outln!("{}", report::qemu_json(&verdicts, &totals));
     } else {
@@ -96,6 +91,44 @@ pub fn qemu(g: &Global, paths: &[PathBuf], image: Option<PathBuf>, timeout: f64)
         Ok(())
     } else {
         Err(Failure::Found)
+    }
+}
+
+/// The native trace against QEMU's, under the rules of [`harness::hwdiff`].
+fn verdict(seq: &Sequence, native: &Trace, hw: &Trace, image: &qemu::Image) -> QemuVerdict {
+    let c = compare(native, hw);
+    match &c.divergence {
+        Some(d) => {
+            let result = hw.steps.get(d.step).map(|s| &s.result);
+            // The guest stub's instructions are disassembled for the ARMv7 image.
+            let insn = seq
+                .ops
+                .get(d.step)
+                .filter(|_| image.arch == Arch::Armv7)
+                .and_then(|op| harness::disasm::faulting_instruction(&image.elf, op, result));
+            QemuVerdict::Differs {
+                step: d.step,
+                op: seq.ops.get(d.step).map_or("(end)".to_string(), format_op),
+                what: d.what.clone(),
+                native: d.native.clone(),
+                hardware: d.hardware.clone(),
+                insn,
+            }
+        }
+        None => QemuVerdict::Agree {
+            steps: native.steps.len(),
+            confirmed: c
+                .notes
+                .iter()
+                .filter(|(_, n)| *n == Note::StaleConfirmed)
+                .map(|&(i, _)| {
+                    let (n, h) = (&native.steps[i].result, &hw.steps[i].result);
+                    (i, format_op(&seq.ops[i]), h.to_string(), n.to_string())
+                })
+                .collect(),
+            dropped: c.notes.iter().filter(|(_, n)| *n == Note::StaleDropped).count(),
+            s1_level: c.notes.iter().filter(|(_, n)| *n == Note::S1WalkLevel).count(),
+        },
     }
 }
 

@@ -38,19 +38,7 @@ impl Sink {
             Sink::File(f) => {
                 let _ = f.write_all(&buf);
             }
-            Sink::Uart => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                for chunk in buf.chunks(256) {
-                    let mut line = Vec::with_capacity(chunk.len() * 2 + 4);
-                    line.extend_from_slice(b"S2:");
-                    for b in chunk {
-                        line.push(HEX[usize::from(b >> 4)]);
-                        line.push(HEX[usize::from(b & 15)]);
-                    }
-                    line.push(b'\n');
-                    crate::uart::write_bytes(&line);
-                }
-            }
+            Sink::Uart => harness_core::batch::board_lines(&buf, crate::uart::write_bytes),
         }
     }
 
