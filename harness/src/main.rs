@@ -209,6 +209,26 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         timeout: f64,
     },
+    /// Random sequences of one target (`--target`), native against QEMU: prints each
+    /// disagreement with its first divergence and writes it to `--out` as a `.s2` file.
+    QemuRandom {
+        /// Sequences to draw.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        max_ops: usize,
+        /// Where disagreeing sequences go.
+        #[arg(long, default_value = "target/qemu-random")]
+        out: PathBuf,
+        /// Use this image (an ARMv7 or AArch64 ELF) instead of building it.
+        #[arg(long)]
+        image: Vec<PathBuf>,
+        /// Seconds a boot may go without progress before it is killed.
+        #[arg(long, default_value_t = 20.0)]
+        timeout: f64,
+    },
     /// Disassemble the ARM image's TLB and cache maintenance routines (capstone), with the
     /// coprocessor operations named, and check them: exit 1 if a routine in use is a stub or
     /// lacks its barriers (with `--defects tlb-flush-stub`, the seed's stub is in use).
@@ -296,7 +316,11 @@ fn main() -> ExitCode {
                 .map_err(Failure::from)
         }
         Command::Naive { seconds, seed, max_ops } => cmd::fuzz::naive(&g, seconds, seed, max_ops),
-        Command::Qemu { paths, image, timeout } => cmd::hw::qemu(&g, &paths, &image, timeout),
+        Command::Qemu { paths, image, timeout } => cmd::qemu::qemu(&g, &paths, &image, timeout),
+        Command::QemuRandom { count, seed, max_ops, out, image, timeout } => {
+            let r = cmd::qemu::RandomRun { count, seed, max_ops, out };
+            cmd::qemu::qemu_random(&g, &r, &image, timeout)
+        }
         Command::Disasm { image } => cmd::hw::disasm(&g, image),
         Command::Board { file, uart, gic, output } => cmd::hw::board(&g, &file, uart, gic, &output),
         Command::Defects => cmd::fuzz::defects(&g),

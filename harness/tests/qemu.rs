@@ -67,6 +67,26 @@ fn aarch64_paging_tlb_findings_are_confirmed_on_qemu_in_both_guest_modes() {
     }
 }
 
+/// Random sequences, native against QEMU, on both images and in both AArch64 guest modes:
+/// no disagreement (the 2,000-sequence figures in the README come from the same command).
+#[test]
+#[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
+fn random_sequences_agree_with_qemu() {
+    let out = std::env::temp_dir().join(format!("stagehand-qemu-random-{}", std::process::id()));
+    for args in [
+        ["--target", "kvm-arm-2012", "--guest", "identity"],
+        ["--target", "aarch64-paging", "--guest", "mmu-off"],
+        ["--target", "aarch64-paging", "--guest", "identity"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["qemu-random", "--count", "150", "--max-ops", "24", "--out", out.to_str().unwrap()]);
+        let o = stagehand(&a);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("150 file(s): 150 agree"), "{args:?}: {}", text(&o));
+    }
+    assert!(!out.exists(), "no disagreement may have been written");
+}
+
 #[test]
 #[ignore = "needs qemu-system-arm; run by cargo xtask test"]
 fn tlb_flush_stub_is_flagged_and_its_stale_read_confirmed_on_qemu() {

@@ -165,6 +165,8 @@ impl<M: Machine, T: Target> Executor<M, T> {
 
     /// Records that the current op panicked with `message` (a `BUG_ON`); the sequence ends.
     pub fn record_panic(&mut self, op: &Op, message: String) {
+        // What a memory-owning target wrote before it died is part of the step.
+        self.host.sync();
         let index = self.index;
         self.host.violations.push(Violation { op: index, detail: Detail::Bug { message } });
         self.close_step(*op, OpResult::Panic);

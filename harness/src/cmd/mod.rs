@@ -3,4 +3,5 @@
 
 pub mod fuzz;
 pub mod hw;
+pub mod qemu;
 pub mod seq;

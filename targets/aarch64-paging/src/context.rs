@@ -61,8 +61,15 @@ pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Calls `f` on the current services, if a call is in progress.
+/// Calls `f` on the current services, if a call is in progress and not unwinding from a
+/// panic. The bare-metal image stops a panicking call where it stands (its frames are
+/// abandoned, no destructor runs); on hosts the crate's destructors would run during the
+/// unwind and free tables, so they are kept from the harness to give the same trace.
 pub fn services<R>(f: impl FnOnce(&mut dyn Services, Vmid) -> R) -> Option<R> {
+    #[cfg(feature = "std")]
+    if std::thread::panicking() {
+        return None;
+    }
     let c = get()?;
     // Safe because the pointer came from a live `&mut` in `with`, which is still running
     // (the slot is cleared when it returns), and nothing else uses it meanwhile: the crate
