@@ -60,6 +60,35 @@ defects! {
     /// A live entry is broken and made again before the TLB invalidation.
     BBM_LATE_TLBI = 12, "bbm-late-tlbi",
         "a live entry is replaced by invalid, then new, then the TLB is invalidated: a break without its TLBI (half-way between the seed and arm64: KVM: Enforce Break-Before-Make on Stage-2 page tables)";
+    /// A range clear that skips an empty region from an unaligned address advances by the
+    /// whole granule from that address instead of from the aligned-down one.
+    WALK_UNALIGNED_ADVANCE = 13, "walk-unaligned-advance",
+        "a range unmap skipping an invalid level-1/2 entry from an address not aligned to its granule advances a whole granule from that address, so the start of the next region is never cleared (fixed by Linux 357ad203d45c \"KVM: arm64: Fix range alignment when walking page tables\")";
+    /// A range clear jumps to the end of the range at an invalid level-1 entry or after it
+    /// freed a level-2 table (the folded pud level's `pud_addr_end` is `end` on ARM).
+    UNMAP_SKIP_TO_END = 14, "unmap-skip-to-end",
+        "the one-loop unmap_range steps the folded pud level with pud_addr_end, which is `end` on ARM: after an invalid level-1 entry, or after freeing an emptied level-2 table, the rest of the range is skipped (fixed by Linux \"arm/arm64: KVM: Fix and refactor unmap_range\", 4f853a714bf1, hash unverified)";
+    /// Replacing a valid leaf by another valid one takes another reference on the table.
+    REPLACE_EXTRA_REF = 15, "replace-extra-ref",
+        "replacing a valid level-3 entry by a valid one (remap, permission change, kvm_set_spte_hva) takes one more reference on its table, which can then never be freed (fixed by Linux 5c646b7e1d8b \"KVM: arm64: Fix memory leak on stage2 update of a valid PTE\")";
+    /// The teardown walk visits only the first page of the concatenated root.
+    ROOT_PAGE0_ONLY = 16, "root-page0-only",
+        "kvm_free_stage2_pgd's walk over the 2-page concatenated root visits page 0 only (IPA < 2^39): tables under page 1 leak (the loop bound of Xen 14c57887f369 \"xen/arm: Fix P2M root page tables invalidation\")";
+    /// A VMID rollover starts a generation without invalidating the TLB of every VMID.
+    VMID_REUSE_NO_FLUSH = 17, "vmid-reuse-no-flush",
+        "a VMID rollover starts a new generation without invalidating every VMID's TLB entries, so a reused VMID sees its previous holder's translations (fixed by Xen 80ede1ac29b9 \"xen/arm: p2m: flush TLB by VMID when a new domain is creating\")";
+    /// The VMID counter wraps without a new generation, aliasing live VMs' VMIDs.
+    VMID_WRAP_ALIAS = 18, "vmid-wrap-alias",
+        "the VMID counter wraps modulo the VMID width (VMID 0 included) without a new generation or TLB invalidation, so new VMs get the VMIDs of live ones (fixed by Xen 8e2acc2074ce \"xen: arm: improve VMID allocation\")";
+    /// A vCPU that never had a VMID enters with the VTTBR loaded before allocation (VMID 0).
+    VMID_UNALLOCATED_ENTRY = 19, "vmid-unallocated-entry",
+        "guest entry of a VM that never had a VMID runs with the VTTBR programmed before allocation (VMID 0), a sequential form of the two-vCPU race (fixed by Linux fa808ed4e199 \"KVM: arm64: Ensure a VMID is allocated before programming VTTBR_EL2\")";
+    /// `kvm_set_spte_hva` still finds a memslot being deleted and maps its range again.
+    SPTE_INVALID_SLOT = 20, "spte-invalid-slot",
+        "a memslot being deleted stays, invalid, in kvm_set_spte_hva's lookup until the next memslot change and is not skipped: change_pte re-installs a mapping where no memslot is (fixed by Linux 2230f9e1171a \"KVM: Avoid illegal stage2 mapping on invalid memory slot\")";
+    /// Clearing a valid entry (valid to invalid) issues no TLB invalidation.
+    CLEAR_NO_TLBI = 21, "clear-no-tlbi",
+        "replacing a valid entry by an invalid one (stage2_clear_pte and the unmaps built on it) issues no TLB invalidation; valid-to-valid replacements still do (fixed by Hafnium c1012d6b74d7 \"Fix mm_ptable_defrag to use break-before-make when required\")";
 }
 
 impl Defects {

@@ -22,6 +22,9 @@ pub struct Kvm {
     pub(crate) cache: MemoryCache,
     /// Guest physical memory as the VMM laid it out.
     pub(crate) memslots: Memslots,
+    /// With [`Defects::SPTE_INVALID_SLOT`]: the slot last removed, still in the lookup of
+    /// `kvm_set_spte_hva` (marked invalid) until the next memslot change.
+    pub(crate) invalid_slot: Option<Memslot>,
     /// Seed defects in force for this VM.
     pub(crate) defects: Defects,
 }
@@ -34,6 +37,7 @@ impl Kvm {
             vmid: VmidState::default(),
             cache: MemoryCache::new(),
             memslots: Memslots::default(),
+            invalid_slot: None,
             defects,
         }
     }
@@ -98,13 +102,20 @@ impl Kvm {
 
     /// Adds a memslot.
     pub fn add_memslot(&mut self, slot: Memslot) -> Result<(), Error> {
+        self.invalid_slot = None;
         self.memslots.add(slot)
     }
 
     /// Removes a memslot and unmaps its guest physical range, as later kernels do in
     /// `kvm_arch_flush_shadow_memslot` (the seed leaves the mappings: a defect switch).
     pub fn remove_memslot<P: Platform>(&mut self, p: &mut P, id: u16) -> Result<Memslot, Error> {
+        self.invalid_slot = None;
         let slot = self.memslots.remove(id)?;
+        if self.defects.contains(Defects::SPTE_INVALID_SLOT) {
+            // The deletion marks the slot KVM_MEMSLOT_INVALID and flushes its range while the
+            // slot can still be found; change_pte before 2230f9e1171a did not skip it.
+            self.invalid_slot = Some(slot);
+        }
         if self.root.is_some() && !self.defects.contains(Defects::MEMSLOT_KEEP_MAPPINGS) {
             self.clear_range(p, Ipa(slot.gpa_start()), Ipa(slot.gpa_end()))?;
         }
@@ -165,6 +176,10 @@ impl Kvm {
                 self.stage2_set_pte(p, None, gpa.page(), pte, Overwrite::Replace)?;
             }
             i += 1;
+        }
+        // Only set with the defect: later kernels skip a slot marked invalid.
+        if let Some(gpa) = self.invalid_slot.and_then(|s| s.gpa_of(hva)) {
+            self.stage2_set_pte(p, None, gpa.page(), pte, Overwrite::Replace)?;
         }
         Ok(())
     }

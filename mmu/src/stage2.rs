@@ -15,6 +15,8 @@ use crate::walk::{walk, Entry, Flow, Visit, Visitor};
 
 /// Bytes of the root table.
 const ROOT_BYTES: u64 = PAGE_SIZE << ROOT_ORDER;
+/// The IPA span translated through one page of the root (512 level-1 entries: 2^39).
+const ROOT_PAGE_SPAN: u64 = (PAGE_SIZE / 8) * crate::addr::level_size(ROOT_LEVEL);
 
 /// What `stage2_set_pte` should do with a live entry it finds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,6 +36,10 @@ pub struct Cleared {
     /// The level of an invalid table entry that ended the walk: the whole region that entry
     /// covers is empty. `None` when the walk reached level 3.
     pub empty_level: Option<u8>,
+    /// The level of the table entry nearest the root that the clear unlinked because the
+    /// table it pointed to became empty: 2 when a level-3 table was freed, 1 when a level-2
+    /// table was freed as well. `None` when no table was freed.
+    pub unlinked_level: Option<u8>,
 }
 
 impl Kvm {
@@ -79,8 +85,11 @@ impl Kvm {
     pub fn free_stage2_pgd<P: Platform>(&mut self, p: &mut P) {
         let Some(root) = self.root else { return };
         let mut v = Teardown { kvm: self, root };
+        // Xen before 14c57887f369 bounded its loop over the concatenated root pages by the
+        // root level (1), not the number of root pages (2): only page 0 was visited.
+        let end = if self.defects.contains(Defects::ROOT_PAGE0_ONLY) { ROOT_PAGE_SPAN } else { IPA_LIMIT };
         // The teardown visitor never fails and never stops.
-        let _ = walk(p, root, Ipa(0), Ipa(IPA_LIMIT), &mut v);
+        let _ = walk(p, root, Ipa(0), Ipa(end), &mut v);
         // The seed checks the page of the last entry it looked at, the root's tail page.
         let checked = self.counted_page(ROOT_LEVEL, root.add(ROOT_BYTES - 8), root);
         let count = p.page_count(checked);
@@ -115,17 +124,26 @@ impl Kvm {
     pub fn stage2_clear_pte<P: Platform>(&mut self, p: &mut P, ipa: Ipa) -> Result<Cleared, Error> {
         let root = self.root.ok_or(Error::NoRoot)?;
         check_ipa(ipa)?;
-        let mut v =
-            ClearPte { kvm: self, root, flush: false, empty_level: None, freed: [Pa(0); 2], nfreed: 0 };
+        let mut v = ClearPte {
+            kvm: self,
+            root,
+            flush: false,
+            empty_level: None,
+            unlinked_level: None,
+            freed: [Pa(0); 2],
+            nfreed: 0,
+        };
         walk(p, root, ipa, ipa.add(1), &mut v)?;
-        let ClearPte { flush, empty_level, freed, nfreed, .. } = v;
-        if flush {
+        let ClearPte { flush, empty_level, unlinked_level, freed, nfreed, .. } = v;
+        // Hafnium before c1012d6b74d7 invalidated only when a valid entry was replaced by a
+        // valid one: a valid entry made invalid got no TLBI.
+        if flush && !self.defects.contains(Defects::CLEAR_NO_TLBI) {
             self.flush_tlb(p);
         }
         for &table in &freed[..nfreed] {
             p.free_pages(table, 0);
         }
-        Ok(Cleared { empty_level })
+        Ok(Cleared { empty_level, unlinked_level })
     }
 
     /// Clears every page of `[start, end)` (page aligned) as successive `stage2_clear_pte`
@@ -134,7 +152,19 @@ impl Kvm {
         let mut addr = start.0;
         while addr < end.0 {
             let done = self.stage2_clear_pte(p, Ipa(addr))?;
+            // The one-loop unmap_range of 2013 stepped the pud level with pud_addr_end, which
+            // the folded pud of ARM defines as `end`: an empty level-1 entry, or walking back
+            // up the ladder after freeing a level-2 table, ended the walk.
+            if self.defects.contains(Defects::UNMAP_SKIP_TO_END)
+                && (done.empty_level == Some(ROOT_LEVEL) || done.unlinked_level == Some(ROOT_LEVEL))
+            {
+                break;
+            }
             addr = match done.empty_level {
+                // Before 357ad203d45c the walker stepped a whole granule from where it was.
+                Some(level) if self.defects.contains(Defects::WALK_UNALIGNED_ADVANCE) => {
+                    addr.saturating_add(crate::addr::level_size(level))
+                }
                 Some(level) => (addr | (crate::addr::level_size(level) - 1)) + 1,
                 None => addr + PAGE_SIZE,
             };
@@ -257,6 +287,10 @@ impl<P: Platform> Visitor<P> for SetPte<'_, '_> {
             kvm.flush_tlb(p);
             kvm.write_entry(p, e, self.new);
         }
+        if old.is_valid() && kvm.defects.contains(Defects::REPLACE_EXTRA_REF) {
+            // Before 5c646b7e1d8b every leaf installed took a reference, live entry or not.
+            p.get_page(kvm.counted_page(e.level, e.ptr, self.root));
+        }
         Ok(Flow::Stop)
     }
 }
@@ -266,6 +300,7 @@ struct ClearPte<'a> {
     root: Pa,
     flush: bool,
     empty_level: Option<u8>,
+    unlinked_level: Option<u8>,
     /// Tables unlinked by this clear, freed after the TLB invalidation.
     freed: [Pa; 2],
     nfreed: usize,
@@ -301,6 +336,7 @@ impl<P: Platform> Visitor<P> for ClearPte<'_> {
                     return Ok(Flow::Continue);
                 }
                 kvm.write_entry(p, e, Descriptor::INVALID);
+                self.unlinked_level = Some(e.level);
                 if kvm.defects.contains(Defects::FREE_BEFORE_FLUSH) {
                     p.free_pages(table, 0);
                 } else {

@@ -64,10 +64,15 @@ impl Kvm {
         if !self.need_new_vmid_gen(alloc) {
             return Ok(self.vmid.vttbr);
         }
-        if alloc.next == 0 {
+        // Xen before 8e2acc2074ce took the VMID from a counter that simply wrapped, VMID 0
+        // included, so VMIDs of live VMs were handed out again.
+        if alloc.next == 0 && !self.defects.contains(Defects::VMID_WRAP_ALIAS) {
             alloc.generation += 1;
             alloc.next = 1;
-            p.tlb_flush_all();
+            // Xen before 80ede1ac29b9 reused a VMID without invalidating its TLB entries.
+            if !self.defects.contains(Defects::VMID_REUSE_NO_FLUSH) {
+                p.tlb_flush_all();
+            }
         }
         let vmid = Vmid(alloc.next as u8);
         alloc.next = (alloc.next + 1) & ((1u16 << alloc.bits) - 1);
@@ -76,12 +81,21 @@ impl Kvm {
         Ok(self.vmid.vttbr)
     }
 
-    /// The last step of `kvm_arch_vcpu_ioctl_run` before the world switch: with interrupts
-    /// off, later kernels re-check the generation and take a new VMID if a rollover happened
+    /// The last steps of `kvm_arch_vcpu_ioctl_run` before the world switch: a vCPU that never
+    /// ran takes its first VMID (the run loop's `update_vttbr`); then, with interrupts off,
+    /// later kernels re-check the generation and take a new VMID if a rollover happened
     /// since `update_vttbr`. Returns the VTTBR the guest runs with.
     pub fn vcpu_enter<P: Platform>(&mut self, alloc: &mut VmidAllocator, p: &mut P) -> Result<Vttbr, Error> {
-        if self.root.is_none() {
-            return Err(Error::NoRoot);
+        let root = self.root.ok_or(Error::NoRoot)?;
+        if self.vmid.generation == 0 {
+            if self.defects.contains(Defects::VMID_UNALLOCATED_ENTRY) {
+                // Linux before fa808ed4e199: VTTBR was programmed at vcpu_load from a VMID
+                // not yet allocated, and the vCPU entered without reloading it.
+                self.vmid.vttbr = Vttbr::new(root, Vmid(0));
+                return Ok(self.vmid.vttbr);
+            }
+            // The run loop's update_vttbr: a vCPU that never ran takes its first VMID.
+            self.update_vttbr(alloc, p)?;
         }
         if !self.defects.contains(Defects::VMID_STALE_CHECK) {
             while self.need_new_vmid_gen(alloc) {

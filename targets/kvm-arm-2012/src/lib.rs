@@ -147,14 +147,9 @@ impl Target for KvmArm2012 {
             Op::UnmapHvaRange { start, end, .. } => kvm.unmap_hva_range(p, Hva(start), Hva(end)),
             Op::SetSpteHva { hva, pa, .. } => kvm.set_spte_hva(p, Hva(hva), mmu::Pa(pa)),
             Op::UpdateVmid { .. } => kvm.update_vttbr(&mut self.vmids, p).map(|_| ()),
-            Op::Enter { .. } => {
-                // A vCPU that never ran gets its first VMID on the way in (kvm_arch_vcpu_ioctl_run
-                // calls update_vttbr before the last check).
-                if kvm.vmid_state().generation == 0 {
-                    let _ = kvm.update_vttbr(&mut self.vmids, p);
-                }
-                kvm.vcpu_enter(&mut self.vmids, p).map(|_| ())
-            }
+            // A vCPU that never ran gets its first VMID on the way in (kvm_arch_vcpu_ioctl_run
+            // calls update_vttbr before the last check); vcpu_enter does both.
+            Op::Enter { .. } => kvm.vcpu_enter(&mut self.vmids, p).map(|_| ()),
             // Guest accesses and fault injection are the harness's; the rest is not offered.
             _ => Ok(()),
         };
