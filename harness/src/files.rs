@@ -58,7 +58,7 @@ pub type Decode<'a> = &'a dyn Fn(&[u8]) -> (Config, Vec<Op>);
 
 /// Decodes fuzzer bytes with no pins: the configuration is the input's own.
 pub fn own_config(bytes: &[u8]) -> (Config, Vec<Op>) {
-    let campaign = crate::fuzz::Campaign { pins: Default::default(), defects: None, expect: None };
+    let campaign = crate::fuzz::Campaign::default();
     campaign.decode(bytes)
 }
 

@@ -11,8 +11,11 @@
 //! | `STAGEHAND_STRICT_BBM` | pin `1` (strict) or `0` (relaxed) | from the input |
 //! | `STAGEHAND_VMID_BITS` | pin the VMID width | from the input |
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
-//! | `STAGEHAND_EXPECT` | crash only on this violation kind (time-to-bug trials) | any kind |
+//! | `STAGEHAND_EXPECT` | crash only on this violation kind, or `target:kind` (time-to-bug trials) | any kind |
+//! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]) | none |
+//! | `STAGEHAND_MUTATOR` | `bytes`: libFuzzer's byte mutation only ([`crate::mutate`]) | op level |
 
+use crate::known::KnownFindings;
 use crate::run::{executor, run_ops, NativeExecutor};
 use crate::{targets, text};
 use harness_core::bytes::{Codec, Header, Pins};
@@ -23,7 +26,7 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 /// A campaign's settings, from the environment.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Campaign {
     /// What the environment pins.
     pub pins: Pins,
@@ -31,6 +34,12 @@ pub struct Campaign {
     pub defects: Option<String>,
     /// Only this kind counts as a finding.
     pub expect: Option<Kind>,
+    /// ... and only on this target (`STAGEHAND_EXPECT=target:kind`).
+    pub expect_target: Option<u8>,
+    /// Findings that are not crashes.
+    pub known: KnownFindings,
+    /// Where `known` came from.
+    pub known_path: Option<String>,
 }
 
 /// The byte codec over every registered target.
@@ -75,14 +84,22 @@ impl Campaign {
             };
             ok.map_err(|e| format!("STAGEHAND_DEFECTS: {e}"))?;
         }
-        let expect = match var("STAGEHAND_EXPECT") {
-            Some(k) => Some(
-                Kind::from_name(&k)
+        let (mut expect, mut expect_target) = (None, None);
+        if let Some(v) = var("STAGEHAND_EXPECT") {
+            let (t, k) = v.split_once(':').map_or((None, v.as_str()), |(t, k)| (Some(t), k));
+            expect = Some(
+                Kind::from_name(k)
                     .ok_or_else(|| format!("STAGEHAND_EXPECT: unknown violation kind `{k}`"))?,
-            ),
-            None => None,
+            );
+            expect_target =
+                t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
+        }
+        let known_path = var("STAGEHAND_KNOWN");
+        let known = match &known_path {
+            Some(p) => KnownFindings::load(p).map_err(|e| format!("STAGEHAND_KNOWN: {e}"))?,
+            None => KnownFindings::default(),
         };
-        Ok(Campaign { pins, defects, expect })
+        Ok(Campaign { pins, defects, expect, expect_target, known, known_path })
     }
 
     /// The campaign of this process (read once).
@@ -119,9 +136,19 @@ impl Campaign {
         (self.config(&h), ops)
     }
 
-    /// The finding in `violations` that this campaign reports, if any.
-    pub fn finding<'a>(&self, violations: &'a [Violation]) -> Option<&'a Violation> {
-        violations.iter().find(|v| self.expect.is_none_or(|k| v.kind() == k))
+    /// The finding in the `violations` of a run of `ops` that this campaign reports, if any:
+    /// the first violation that is not known, of the expected kind if one is set.
+    pub fn finding<'a>(
+        &self,
+        config: &Config,
+        ops: &[Op],
+        violations: &'a [Violation],
+    ) -> Option<&'a Violation> {
+        violations
+            .iter()
+            .filter(|v| self.expect.is_none_or(|k| v.kind() == k))
+            .filter(|_| self.expect_target.is_none_or(|t| t == config.target))
+            .find(|v| self.known.is_new(config, ops, violations, v))
     }
 
     /// The environment variables that reproduce this campaign.
@@ -140,7 +167,11 @@ impl Campaign {
             env.push(("STAGEHAND_VMID_BITS", b.to_string()));
         }
         if let Some(k) = self.expect {
-            env.push(("STAGEHAND_EXPECT", k.name().to_string()));
+            let on = self.expect_target.map_or(String::new(), |t| format!("{}:", targets::info(t).name));
+            env.push(("STAGEHAND_EXPECT", format!("{on}{}", k.name())));
+        }
+        if let Some(p) = &self.known_path {
+            env.push(("STAGEHAND_KNOWN", p.clone()));
         }
         env
     }
@@ -170,7 +201,9 @@ pub fn encode(config: &Config, ops: &[Op]) -> Vec<u8> {
 }
 
 thread_local! {
-    static EXEC: RefCell<Option<NativeExecutor>> = const { RefCell::new(None) };
+    /// One executor per target: inputs switch targets all the time, and a new executor
+    /// costs more than a run.
+    static EXEC: RefCell<Vec<Option<NativeExecutor>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A fuzzer input as a configuration and an op sequence: `Arbitrary` over the byte codec,
@@ -193,11 +226,15 @@ impl<'a> arbitrary::Arbitrary<'a> for FuzzSequence {
 /// executor is reused, so an execution allocates (almost) nothing.
 pub fn check_ops(campaign: &Campaign, config: Config, ops: &[Op]) -> Option<String> {
     EXEC.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let exec = slot.get_or_insert_with(|| executor(config, false));
+        let mut slots = cell.borrow_mut();
+        let t = usize::from(config.target).min(targets::ALL.len() - 1);
+        if slots.len() <= t {
+            slots.resize_with(t + 1, || None);
+        }
+        let exec = slots[t].get_or_insert_with(|| executor(config, false));
         run_ops(exec, config, ops);
         let profile = targets::info(config.target).geometry.profile;
-        campaign.finding(exec.violations()).map(|v| {
+        campaign.finding(&config, ops, exec.violations()).map(|v| {
             format!("stagehand violation at op #{}: {}", v.op, crate::render::violation_line(v, profile))
         })
     })

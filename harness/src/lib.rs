@@ -3,7 +3,9 @@
 //! `harness-core`.
 
 pub mod files;
+pub mod known;
 pub mod minimize;
+pub mod mutate;
 pub mod render;
 pub mod report;
 pub mod run;

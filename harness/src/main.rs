@@ -184,6 +184,9 @@ enum Command {
         #[arg(long)]
         exclude: Vec<PathBuf>,
     },
+    /// Which configurations the fuzzer inputs in DIR decode to (under STAGEHAND_* pins):
+    /// counts per target, walker, BBM mode and VMID width.
+    Configs { dir: PathBuf },
     /// The naive baseline of the time-to-bug benchmark: random sequences without feedback
     /// until a finding (under STAGEHAND_*) or the time cap. Prints one JSON line.
     Naive {
@@ -316,6 +319,7 @@ fn main() -> ExitCode {
                 .map_err(Failure::from)
         }
         Command::Naive { seconds, seed, max_ops } => cmd::fuzz::naive(&g, seconds, seed, max_ops),
+        Command::Configs { dir } => cmd::fuzz::configs(&g, &dir),
         Command::Qemu { paths, image, timeout } => cmd::qemu::qemu(&g, &paths, &image, timeout),
         Command::QemuRandom { count, seed, max_ops, out, image, timeout } => {
             let r = cmd::qemu::RandomRun { count, seed, max_ops, out };

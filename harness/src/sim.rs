@@ -79,6 +79,23 @@ impl View {
         }
     }
 
+    /// Appends `(word, old, new)` for the words of page `p` that differ from `shadow`.
+    fn diff_page(&self, p: usize, shadow: &[u64; 512], out: &mut Vec<(usize, u64, u64)>) {
+        if self.dense[p] {
+            // Safe because page p's 512 words lie inside the allocation, and nothing writes
+            // them during the comparison.
+            let words = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(p * 512), 512) };
+            // Most pages did not change: one comparison of the whole page first.
+            if words != shadow.as_slice() {
+                let diffs = shadow.iter().zip(words).enumerate().filter(|(_, (o, n))| o != n);
+                out.extend(diffs.map(|(w, (&o, &n))| (w, o, n)));
+            }
+        } else {
+            let fill = self.fill[p];
+            out.extend(shadow.iter().enumerate().filter(|(_, &o)| o != fill).map(|(w, &o)| (w, o, fill)));
+        }
+    }
+
     /// The page's memory, materialised.
     fn page(&mut self, p: usize) -> *mut u64 {
         // Safe because p < POOL_PAGES indexes a page inside the allocation.
@@ -247,6 +264,10 @@ impl Machine for SimMachine {
     #[inline]
     fn read_pool(&mut self, page: usize, word: usize, _: Pa) -> u64 {
         self.cpu.read(page, word)
+    }
+
+    fn diff_page(&mut self, page: usize, shadow: &[u64; 512], out: &mut Vec<(usize, u64, u64)>) {
+        self.cpu.diff_page(page, shadow, out);
     }
 
     fn write(&mut self, pa: Pa, value: u64) {

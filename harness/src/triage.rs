@@ -2,6 +2,7 @@
 //! `corpus/regressions/` with its snapshot, de-duplicated by violation kind and site.
 
 use crate::files::{self, Decode, Input, InputError};
+use crate::known::KnownFindings;
 use crate::minimize::minimize;
 use crate::render;
 use crate::run;
@@ -20,7 +21,7 @@ pub enum Outcome {
     Updated { kind: Kind, site: String, file: PathBuf, from_ops: usize, ops: usize },
     /// A finding already covered by a regression file at least as short.
     Duplicate { kind: Kind, site: String, file: PathBuf },
-    /// The artifact runs clean under this configuration.
+    /// The artifact runs clean under this configuration, or shows known findings only.
     NotReproduced,
 }
 
@@ -48,6 +49,7 @@ type Member = (usize, Sequence, Kind);
 pub fn triage(
     artifacts: &[PathBuf],
     decode: Decode<'_>,
+    known: &KnownFindings,
     out_dir: &Path,
     snapshot_dir: &Path,
     repo: &Path,
@@ -65,7 +67,7 @@ pub fn triage(
         };
         results.push((artifact.clone(), Outcome::NotReproduced));
         let exec = run::run(seq.config, &seq.ops, false);
-        if let Some(v) = exec.violations().first() {
+        if let Some(v) = known.first_new(&seq.config, &seq.ops, exec.violations()) {
             let key = (site(v.kind(), &seq.ops, v.op), render::config_line(&seq.config));
             let kind = v.kind();
             groups.entry(key).or_default().push((i, seq, kind));

@@ -121,7 +121,7 @@ proptest! {
     #[test]
     fn the_reference_target_is_clean_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..256)) {
         let pins = Pins { target: Some(0), ..Pins::default() };
-        let campaign = harness::fuzz::Campaign { pins, defects: None, expect: None };
+        let campaign = harness::fuzz::Campaign { pins, ..Default::default() };
         let (config, ops) = campaign.decode(&data);
         let exec = harness::run::run(config, &ops, false);
         // The corrected port is clean on every sequence, in every configuration.
@@ -130,7 +130,7 @@ proptest! {
 
     #[test]
     fn every_target_runs_any_bytes_to_a_replayable_trace(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let campaign = harness::fuzz::Campaign { pins: Pins::default(), defects: None, expect: None };
+        let campaign = harness::fuzz::Campaign::default();
         let (config, ops) = campaign.decode(&data);
         // Findings are allowed (aarch64-paging has real ones); a harness panic is not, and the
         // trace must replay to the same bytes.

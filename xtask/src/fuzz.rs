@@ -25,7 +25,13 @@ pub struct Settings {
     pub strict_bbm: Option<bool>,
     /// Only this violation kind counts (time-to-bug trials).
     pub expect: Option<String>,
+    /// Findings that are not crashes (`STAGEHAND_KNOWN`): [`KNOWN_FINDINGS`] for `demo` and
+    /// `fuzz`, none for the smoke tests and time-to-bug trials.
+    pub known: Option<String>,
 }
+
+/// The list of known findings campaigns run with.
+pub const KNOWN_FINDINGS: &str = "corpus/known-findings.txt";
 
 impl Settings {
     /// The environment a fuzz target reads its configuration from.
@@ -46,6 +52,9 @@ impl Settings {
         }
         if let Some(k) = &self.expect {
             env.push(("STAGEHAND_EXPECT", k.clone()));
+        }
+        if let Some(k) = &self.known {
+            env.push(("STAGEHAND_KNOWN", k.clone()));
         }
         env
     }
@@ -74,8 +83,9 @@ impl Settings {
     /// One line for reports: pinned fields, and `any` where inputs choose.
     pub fn describe(&self) -> String {
         let any = |v: Option<String>| v.unwrap_or_else(|| "any".into());
+        let known = self.known.as_ref().map_or(String::new(), |k| format!(", known findings from {k}"));
         format!(
-            "defects {}, target {}, vmid-bits {}, walker {}, bbm {}",
+            "defects {}, target {}, vmid-bits {}, walker {}, bbm {}{known}",
             if self.defects.is_empty() { "none" } else { &self.defects },
             any(self.target.clone()),
             any(self.vmid_bits.map(|b| b.to_string())),
@@ -88,10 +98,59 @@ impl Settings {
 /// How a libFuzzer binary is instrumented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Build {
-    /// No sanitizer, on stable.
+    /// No sanitizer, on stable; coverage on the code under test only ([`COVERED_CRATES`]).
     Plain,
-    /// AddressSanitizer, on nightly.
+    /// No sanitizer, on stable; coverage on every crate, as `cargo fuzz build` does.
+    AllCrates,
+    /// AddressSanitizer, on nightly (`cargo fuzz build`: every crate).
     Asan,
+}
+
+/// The crates whose edges guide a [`Build::Plain`] fuzzer: the code under test (`mmu`, the
+/// target adapters and the third-party crate they drive). The harness, its oracles and
+/// their dependencies run uninstrumented: their edges cost libFuzzer time on every
+/// execution (a third of it with every crate instrumented) without telling it anything
+/// about the code under test. Measured in `bench/results.md` and `bench/ttb.md`.
+pub const COVERED_CRATES: &[&str] =
+    &["mmu", "target_kvm_arm_2012", "target_aarch64_paging", "aarch64_paging"];
+
+/// The SanitizerCoverage flags `cargo fuzz build -s none --no-trace-compares` passes.
+const SANCOV_FLAGS: &[&str] = &[
+    "-Cpasses=sancov-module",
+    "-Cllvm-args=-sanitizer-coverage-level=4",
+    "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+    "-Cllvm-args=-sanitizer-coverage-pc-table",
+    "-Cllvm-args=-simplifycfg-branch-fold-threshold=0",
+    "-Cllvm-args=-sanitizer-coverage-stack-depth",
+];
+
+/// Set for the `rustc` runs of a [`Build::Plain`] build, whose `RUSTC_WRAPPER` is this
+/// program: [`rustc_wrapper`] takes over `main`.
+pub const WRAPPER_ENV: &str = "STAGEHAND_SANCOV_CRATES";
+
+/// `RUSTC_WRAPPER` mode: runs rustc (`args[0]`) with `args[1..]`, plus the coverage flags
+/// when the crate being compiled is one of `crates` (space-separated).
+pub fn rustc_wrapper(args: &[String], crates: &str) -> std::process::ExitCode {
+    let name = args.windows(2).find(|w| w[0] == "--crate-name").map(|w| w[1].as_str());
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]);
+    if name.is_some_and(|n| crates.split_whitespace().any(|c| c == n)) {
+        cmd.args(SANCOV_FLAGS);
+    }
+    match cmd.status() {
+        Ok(s) => std::process::ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("xtask rustc wrapper: cannot run {}: {e}", args[0]);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The host's target triple (what `cargo fuzz` builds for).
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc").args(["+stable", "-vV"]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV printed no host")?.to_owned())
 }
 
 /// Maximum input length given to libFuzzer by default. Every defect trigger is under ten
@@ -107,21 +166,48 @@ pub const LIBFUZZER_OPTIONS: &[&str] = &["-len_control=0"];
 /// Builds a cargo-fuzz target and returns the path of a copy that later builds of another
 /// flavour will not overwrite.
 pub fn build_target(target: &str, build: Build) -> Result<PathBuf> {
-    setup::cargo_tool("cargo-fuzz", "fuzz")?;
-    let (toolchain, extra): (&str, &[&str]) = match build {
-        // Comparison tracing halves executions per second and did not find the seed
-        // defects sooner: operands come from small tables, not magic values to solve.
-        Build::Plain => ("+stable", &["-s", "none", "--no-trace-compares"]),
-        Build::Asan => {
-            setup::toolchain("nightly")?;
-            ("+nightly", &["-s", "address"])
+    let suffix = match build {
+        Build::Plain => "",
+        Build::AllCrates => "-all",
+        Build::Asan => "-asan",
+    };
+    let built = match build {
+        Build::Plain => {
+            // Our own build of the cargo-fuzz crate, instrumenting the code under test only.
+            let triple = host_triple()?;
+            let mut cmd = Command::new("cargo");
+            cmd.args([
+                "+stable",
+                "build",
+                "--release",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--bin",
+                target,
+            ])
+            .args(["--target", &triple, "--target-dir", "fuzz/target/covered"])
+            .env("RUSTC_WRAPPER", std::env::current_exe()?)
+            .env(WRAPPER_ENV, COVERED_CRATES.join(" "))
+            .env("RUSTFLAGS", "--cfg fuzzing -Ccodegen-units=1 -Cdebuginfo=line-tables-only");
+            run(&mut cmd)?;
+            PathBuf::from(format!("fuzz/target/covered/{triple}/release/{target}"))
+        }
+        Build::AllCrates | Build::Asan => {
+            setup::cargo_tool("cargo-fuzz", "fuzz")?;
+            // Comparison tracing halves executions per second and did not find the seed
+            // defects sooner: operands come from small tables, not magic values to solve.
+            let (toolchain, extra): (&str, &[&str]) = if build == Build::Asan {
+                setup::toolchain("nightly")?;
+                ("+nightly", &["-s", "address"])
+            } else {
+                ("+stable", &["-s", "none", "--no-trace-compares"])
+            };
+            let mut cmd = Command::new("cargo");
+            cmd.args([toolchain, "fuzz", "build", "-O"]).args(extra).arg(target);
+            run(&mut cmd)?;
+            PathBuf::from(format!("fuzz/target/{}/release/{target}", host_triple()?))
         }
     };
-    let mut cmd = Command::new("cargo");
-    cmd.args([toolchain, "fuzz", "build", "-O"]).args(extra).arg(target);
-    run(&mut cmd)?;
-    let built = PathBuf::from(format!("fuzz/target/x86_64-unknown-linux-gnu/release/{target}"));
-    let suffix = if build == Build::Asan { "-asan" } else { "" };
     let copy = PathBuf::from(format!("target/fuzz-bin/{target}{suffix}"));
     std::fs::create_dir_all("target/fuzz-bin")?;
     std::fs::copy(&built, &copy)?;
@@ -165,6 +251,8 @@ pub struct Stats {
     pub corpus: u64,
     /// Crash artifacts and when they appeared (seconds after the start).
     pub artifacts: Vec<(PathBuf, f64)>,
+    /// `stagehand configs --json` of the final corpus.
+    pub configurations: Option<serde_json::Value>,
 }
 
 impl Stats {
@@ -177,27 +265,30 @@ impl Stats {
     }
 }
 
-/// Parses a fork-mode status line: `#N: cov: C ft: F corp: K exec/s: E oom/timeout/crash: a/b/c time: Ts ...`.
-fn status(line: &str) -> Option<(u64, u64, u64, u64)> {
+/// Parses a status line: fork mode's `#N: cov: C ft: F corp: K exec/s: E
+/// oom/timeout/crash: a/b/c time: Ts ...`, or a plain run's `#N\tNEW cov: C ft: F corp: K/Bb
+/// ...`. Returns (executions, coverage, corpus, crashes in fork mode).
+fn status(line: &str) -> Option<(u64, u64, u64, Option<u64>)> {
     let rest = line.strip_prefix('#')?;
-    let (execs, rest) = rest.split_once(": cov: ")?;
-    let field =
-        |name: &str| -> Option<u64> { rest.split(name).nth(1)?.split_whitespace().next()?.parse().ok() };
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let execs = rest[..digits].parse().ok()?;
+    let rest = &rest[digits..];
+    let field = |name: &str| -> Option<u64> {
+        let v = rest.split(name).nth(1)?.split_whitespace().next()?;
+        v.split('/').next()?.parse().ok()
+    };
     let crashes = rest
         .split("oom/timeout/crash: ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .rsplit('/')
-        .next()?
-        .parse()
-        .ok()?;
-    Some((execs.parse().ok()?, rest.split_whitespace().next()?.parse().ok()?, field("corp: ")?, crashes))
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next()?.rsplit('/').next()?.parse().ok());
+    Some((execs, field("cov: ")?, field("corp: ")?, crashes))
 }
 
-/// Runs a libFuzzer campaign in fork mode (crashes do not stop it) for `seconds`, with a
-/// live progress display on a terminal and plain lines otherwise. A hung fuzzer is killed
-/// a minute after its deadline.
+/// Runs a libFuzzer campaign for `seconds` in which crashes do not stop it, with a live
+/// progress display on a terminal and plain lines otherwise. With one job it is a plain
+/// libFuzzer run, restarted on the same corpus after each crash: fork mode (`jobs` > 1)
+/// restarts its child on a new corpus subset every few seconds and merges each time, which
+/// costs about half the executions. A hung fuzzer is killed a minute after its deadline.
 pub fn campaign(
     bin: &Path,
     s: &Settings,
@@ -211,71 +302,91 @@ pub fn campaign(
     let (corpus, artifacts) = (work.join("corpus"), work.join("artifacts"));
     std::fs::create_dir_all(&corpus)?;
     std::fs::create_dir_all(&artifacts)?;
-    let mut cmd = Command::new(bin);
-    cmd.arg(&corpus);
-    if let Some(seeds) = seeds {
-        cmd.arg(seeds);
-    }
-    cmd.arg(format!("-fork={}", jobs.max(1)))
-        .arg("-ignore_crashes=1")
-        .arg(format!("-max_total_time={seconds}"))
-        .arg(format!("-max_len={max_len}"))
-        .args(LIBFUZZER_OPTIONS)
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .envs(s.env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
     eprintln!("+ {} {} … ({})", bin.display(), corpus.display(), s.describe());
     let start = Instant::now();
     let wall = SystemTime::now();
-    let mut child = cmd.spawn()?;
     let stats = Arc::new(Mutex::new(Stats::default()));
-    let reader = {
-        let stats = Arc::clone(&stats);
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-        std::thread::spawn(move || {
-            let mut last_print = Instant::now();
-            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                let Some((execs, cov, corp, crashes)) = status(&line) else { continue };
-                let t = start.elapsed().as_secs_f64();
-                {
-                    let mut st = stats.lock().expect("not poisoned");
-                    st.execs = execs;
-                    st.corpus = corp;
-                    st.coverage.push((t, cov));
-                }
-                let msg = format!(
-                    "[{t:>5.0}s/{seconds}s] execs {execs} ({:.0}/s)  cov {cov}  corpus {corp}  crashes {crashes}",
-                    execs as f64 / t.max(1e-3)
-                );
-                if tty {
-                    eprint!("\r{msg}   ");
-                    let _ = std::io::stderr().flush();
-                } else if last_print.elapsed() >= Duration::from_secs(10) {
-                    eprintln!("{msg}");
-                    last_print = Instant::now();
-                }
-            }
-            if tty {
-                eprintln!();
-            }
-        })
-    };
-    let deadline = start + Duration::from_secs(seconds + 60);
+    // Executions of the finished plain runs.
+    let mut base = 0;
     loop {
-        if child.try_wait()?.is_some() {
+        let left = seconds.saturating_sub(start.elapsed().as_secs());
+        if left == 0 {
             break;
         }
-        if Instant::now() > deadline {
-            eprintln!("libFuzzer did not stop a minute after its deadline: killing it");
-            let _ = child.kill();
-            let _ = child.wait();
+        let mut cmd = Command::new(bin);
+        cmd.arg(&corpus);
+        if let Some(seeds) = seeds {
+            cmd.arg(seeds);
+        }
+        if jobs > 1 {
+            cmd.arg(format!("-fork={jobs}")).arg("-ignore_crashes=1");
+        }
+        cmd.arg(format!("-max_total_time={left}"))
+            .arg(format!("-max_len={max_len}"))
+            .args(LIBFUZZER_OPTIONS)
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .envs(s.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let reader = {
+            let stats = Arc::clone(&stats);
+            let stderr = child.stderr.take().ok_or("no stderr")?;
+            let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+            let artifacts = artifacts.clone();
+            std::thread::spawn(move || {
+                let mut last_print = Instant::now();
+                for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+                    let Some((execs, cov, corp, crashes)) = status(&line) else { continue };
+                    let execs = base + execs;
+                    let t = start.elapsed().as_secs_f64();
+                    {
+                        let mut st = stats.lock().expect("not poisoned");
+                        st.execs = execs;
+                        st.corpus = corp;
+                        st.coverage.push((t, cov));
+                    }
+                    if !tty && last_print.elapsed() < Duration::from_secs(10) {
+                        continue;
+                    }
+                    let crashes = crashes
+                        .unwrap_or_else(|| std::fs::read_dir(&artifacts).map_or(0, |d| d.count() as u64));
+                    let msg = format!(
+                        "[{t:>5.0}s/{seconds}s] execs {execs} ({:.0}/s)  cov {cov}  corpus {corp}  crashes {crashes}",
+                        execs as f64 / t.max(1e-3)
+                    );
+                    if tty {
+                        eprint!("\r{msg}   ");
+                        let _ = std::io::stderr().flush();
+                    } else {
+                        eprintln!("{msg}");
+                        last_print = Instant::now();
+                    }
+                }
+                if tty {
+                    eprintln!();
+                }
+            })
+        };
+        let deadline = start + Duration::from_secs(seconds + 60);
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("libFuzzer did not stop a minute after its deadline: killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = reader.join();
+        base = stats.lock().map_err(|_| "poisoned")?.execs;
+        if jobs > 1 || Instant::now() > deadline {
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = reader.join();
     let mut st =
         Arc::try_unwrap(stats).map_err(|_| "reader still running")?.into_inner().map_err(|_| "poisoned")?;
     st.seconds = start.elapsed().as_secs_f64();
@@ -313,7 +424,8 @@ pub fn triage(
         return Ok(Vec::new());
     }
     let mut cmd = Command::new(stagehand);
-    cmd.arg("triage")
+    cmd.envs(s.env())
+        .arg("triage")
         .args(s.flags())
         .arg("--json")
         .arg("--out")
@@ -372,6 +484,18 @@ pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
     for (site, file, n) in &groups {
         println!("    {site:<36} {n:>4} artifact(s) -> {file}");
     }
+    if let Some(reached) = &st.configurations {
+        println!("  configurations the corpus reached ({} inputs):", reached["inputs"]);
+        if let Some(m) = reached["configurations"].as_object() {
+            for (field, values) in m {
+                let v: Vec<String> = values
+                    .as_object()
+                    .map(|o| o.iter().map(|(k, n)| format!("{k} {n}")).collect())
+                    .unwrap_or_default();
+                println!("    {field:<10} {}", v.join(", "));
+            }
+        }
+    }
     let clean = triaged.iter().filter(|t| t.status == "clean").count();
     if clean > 0 {
         println!("    {clean} artifact(s) did not reproduce");
@@ -398,7 +522,13 @@ pub fn fuzz(
     let seed_dir = PathBuf::from("target/fuzz/seeds");
     seeds(&stagehand, &seed_dir, &[], s.target.as_deref())?;
     let nseeds = std::fs::read_dir(&seed_dir)?.count();
-    let st = campaign(&bin, s, seconds, jobs, Some(&seed_dir), &dirs.work, max_len)?;
+    let mut st = campaign(&bin, s, seconds, jobs, Some(&seed_dir), &dirs.work, max_len)?;
+    let out = Command::new(&stagehand)
+        .envs(s.env())
+        .args(["configs", "--json"])
+        .arg(dirs.work.join("corpus"))
+        .output()?;
+    st.configurations = serde_json::from_slice(&out.stdout).ok();
     let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).collect();
     let triaged = triage(&stagehand, s, &arts, &dirs.regressions, &dirs.snapshots)?;
     summary(s, &st, nseeds, &triaged);

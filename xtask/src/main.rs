@@ -20,7 +20,7 @@ usage: cargo xtask <command> [options]
   demo    the main job: the corpus through every oracle, then a bounded fuzzing campaign
           from the corpus seeds, triage of its findings, and a summary
           [--seconds 60] [--jobs 1] [--defects none] [--vmid-bits 8] [--walker coherent]
-          [--strict-bbm] [--max-len 256]
+          [--strict-bbm] [--max-len 128] [--known corpus/known-findings.txt | none]
   fuzz    a campaign: the same options as demo (without the corpus run)
   afl     an AFL++ campaign on the ops target [--seconds 60] [--defects none] ...
   cmin    minimize the libFuzzer corpus of the ops target (cargo fuzz cmin)
@@ -80,12 +80,21 @@ impl Flags {
             walker: self.values.get("walker").cloned(),
             strict_bbm: self.switches.iter().any(|s| s == "strict-bbm").then_some(true),
             expect: self.values.get("expect").cloned(),
+            known: match self.values.get("known").map(String::as_str) {
+                Some("none") => None,
+                Some(k) => Some(k.to_owned()),
+                None => Some(fuzz::KNOWN_FINDINGS.to_owned()),
+            },
         })
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Ok(crates) = std::env::var(fuzz::WRAPPER_ENV) {
+        // Cargo runs this program as RUSTC_WRAPPER of a fuzz build (`fuzz::build_target`).
+        return fuzz::rustc_wrapper(&args, &crates);
+    }
     let rest = args.get(1..).unwrap_or(&[]);
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::base(),

@@ -490,21 +490,45 @@ impl<M: Machine> Host<M> {
         if self.observe != Observe::MemoryOwning {
             return;
         }
+        self.sync_pages(0..self.pool.high);
+    }
+
+    /// Before a TLBI for `vmid`: the changes in the tables of its VM. A call changes the
+    /// tables of the VM it is for (a write anywhere else is still seen, at the end of the
+    /// op). A target issues one TLBI per page it changes, and a diff of every VM's tables
+    /// at each would cost more than the op.
+    fn sync_vmid(&mut self, vmid: Vmid) {
+        if self.observe != Observe::MemoryOwning {
+            return;
+        }
+        match (0..MAX_VMS).find(|&v| self.vm_vmid[v] == vmid && self.roots[v].is_some()) {
+            Some(vm) => self.sync_vm(vm as u8),
+            None => self.sync(),
+        }
+    }
+
+    /// The changes in the tables of `vm` (including those allocated for it in this op).
+    fn sync_vm(&mut self, vm: u8) {
+        let pages: Vec<usize> = (0..self.pool.high).filter(|&p| self.pool.pages[p].vm == vm).collect();
+        self.sync_pages(pages.into_iter());
+    }
+
+    fn sync_pages(&mut self, pages: impl Iterator<Item = usize>) {
         // Per changed page: its index and (word, old, new) of each changed word.
         let mut changed: Vec<(usize, Diffs)> = Vec::new();
-        for i in 0..self.pool.high {
-            let Some(shadow) = self.shadow[i].as_deref() else { continue };
+        for i in pages {
+            let Some(shadow) = self.shadow.get(i).and_then(|s| s.as_deref()) else { continue };
             let mut diffs = Vec::new();
-            for (w, &old) in shadow.iter().enumerate() {
-                let new = self.machine.read_pool(i, w, Pa(0));
-                if new != old {
-                    diffs.push((w, old, new));
-                }
-            }
+            self.machine.diff_page(i, shadow, &mut diffs);
             if !diffs.is_empty() {
                 changed.push((i, diffs));
             }
         }
+        self.emit(changed);
+    }
+
+    /// Write events for changed words, parents before children.
+    fn emit(&mut self, mut changed: Vec<(usize, Diffs)>) {
         while !changed.is_empty() {
             let pages = &self.pool.pages;
             let next = changed
@@ -621,7 +645,12 @@ impl<M: Machine> Services for Host<M> {
     }
 
     fn free_pages(&mut self, pa: Pa, order: u32) {
-        self.sync();
+        // What the target wrote before the free, in the tables of the VM that owns the page
+        // (a VM's tables change only in calls for it; the end of the op diffs everything).
+        match self.layout.pool_index(pa).filter(|_| self.observe == Observe::MemoryOwning) {
+            Some(i) => self.sync_vm(self.pool.pages[i].vm),
+            None => self.sync(),
+        }
         for j in 0..1u64 << order {
             self.free_one(pa.add(j * PAGE_SIZE), (j == 0).then_some(order));
         }
@@ -692,7 +721,12 @@ impl<M: Machine> Services for Host<M> {
     }
 
     fn tlbi(&mut self, op: Tlbi) {
-        self.sync();
+        match op {
+            Tlbi::Ipas2 { vmid, .. } | Tlbi::Vmalle1(vmid) | Tlbi::Vmalls12e1(vmid) | Tlbi::Vmid(vmid) => {
+                self.sync_vmid(vmid)
+            }
+            Tlbi::All => self.sync(),
+        }
         self.machine.tlbi(op);
         self.event(Event::Tlbi(op));
         self.tlb.tlbi(op, &self.vm_vmid, &mut self.found);

@@ -5,6 +5,7 @@ use crate::arch::tlb::Tlbi;
 pub use crate::arch::walk::{Fault, FaultKind};
 use crate::arch::{Geometry, Ipa, Pa, Vttbr};
 use crate::op::Config;
+use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,18 @@ pub trait Machine {
     fn read_pool(&mut self, page: usize, word: usize, pa: Pa) -> u64 {
         let _ = (page, word);
         self.read(pa)
+    }
+    /// Appends `(word, old, new)` for every word of pool page `page` (below `POOL_PAGES`)
+    /// that differs from `shadow`, as the CPU sees it: how a memory-owning target's tables
+    /// are diffed.
+    fn diff_page(&mut self, page: usize, shadow: &[u64; 512], out: &mut Vec<(usize, u64, u64)>) {
+        let base = crate::layout::Layout::default().pool_base();
+        for (w, &old) in shadow.iter().enumerate() {
+            let new = self.read_pool(page, w, base);
+            if new != old {
+                out.push((w, old, new));
+            }
+        }
     }
     /// Writes a 64-bit word of table memory (through the data cache).
     fn write(&mut self, pa: Pa, value: u64);

@@ -14,7 +14,7 @@ pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -
         let (c, ops) = campaign.decode(b);
         (g.apply(c).unwrap_or(c), ops)
     };
-    let results = harness::triage::triage(artifacts, &decode, out, snapshots, &repo)?;
+    let results = harness::triage::triage(artifacts, &decode, &campaign.known, out, snapshots, &repo)?;
     if g.json {
         outln!("{}", report::triage_json(&results));
     } else {
@@ -47,6 +47,39 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), 
         "{}",
         serde_json::json!({"found": found.is_some(), "seconds": secs, "execs": execs, "finding": found})
     );
+    Ok(())
+}
+
+/// `stagehand configs`: how the inputs of a fuzzing corpus spread over configurations.
+pub fn configs(g: &Global, dir: &Path) -> Result<(), Failure> {
+    use std::collections::BTreeMap;
+    let campaign = g.campaign()?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Failure::Input(format!("{}: {e}", dir.display())))?;
+    let mut count: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut inputs = 0;
+    for e in entries {
+        let path = e.map_err(|e| Failure::Input(format!("{}: {e}", dir.display())))?.path();
+        let bytes = std::fs::read(&path).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+        let (c, _) = campaign.decode(&bytes);
+        inputs += 1;
+        let walker = harness::fuzz::walker_name(c.walker).to_string();
+        let bbm = if c.strict_bbm { "strict" } else { "relaxed" }.to_string();
+        let target = targets::info(c.target).name.to_string();
+        for (field, value) in
+            [("target", target), ("walker", walker), ("bbm", bbm), ("vmid-bits", c.vmid_bits.to_string())]
+        {
+            *count.entry(field).or_default().entry(value).or_default() += 1;
+        }
+    }
+    if g.json {
+        outln!("{}", serde_json::json!({"inputs": inputs, "configurations": count}));
+    } else {
+        outln!("{inputs} input(s)");
+        for (field, values) in &count {
+            let v: Vec<String> = values.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            outln!("  {field:<10} {}", v.join(", "));
+        }
+    }
     Ok(())
 }
 
