@@ -147,7 +147,7 @@ pub fn rustc_wrapper(args: &[String], crates: &str) -> std::process::ExitCode {
 }
 
 /// The host's target triple (what `cargo fuzz` builds for).
-fn host_triple() -> Result<String> {
+pub fn host_triple() -> Result<String> {
     let out = Command::new("rustc").args(["+stable", "-vV"]).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV printed no host")?.to_owned())

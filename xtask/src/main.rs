@@ -2,6 +2,7 @@
 //! on a fresh machine, then runs.
 
 mod bench;
+mod coverage;
 mod fuzz;
 mod setup;
 mod ttb;
@@ -28,9 +29,13 @@ usage: cargo xtask <command> [options]
           hot paths, fuzz execs/s, QEMU, campaign memory; writes bench/results.{md,json}
           and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
           (--render: rewrite the report and plot from bench/results.json, measuring nothing)
-  ttb     time to bug for every defect: libFuzzer from an empty corpus and from the seeds,
-          and a naive random generator, K trials each; writes bench/ttb.{md,json,svg}
-          [--trials 5] [--cap 120] [--parallel 2] [--defects a,b]
+  ttb     time to bug for every defect switch under the default campaign configuration:
+          libFuzzer with the op-level mutator and with byte mutation, and a naive random
+          generator, K trials each; writes bench/ttb.{md,json,svg}
+          [--trials 10] [--cap 60] [--parallel 2] [--defects a,b] [--from empty|seeds]
+  coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus
+          and a campaign reach: target/coverage/html/index.html, target/coverage/summary.txt
+          [--seconds 60]
   test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
           the corpus on QEMU in Hyp mode (and the board path, disassembly checks), a fuzzing
           smoke (clean code finds nothing, clear-nonpresent is found and triaged), the
@@ -115,9 +120,21 @@ fn main() -> ExitCode {
         }),
         Some("ttb") => Flags::parse(rest, &[]).and_then(|f| {
             let only = f.values.get("defects").cloned();
-            ttb::ttb(f.get("trials", 5)?, f.get("cap", 120)?, f.get("parallel", 2)?, only.as_deref())
+            let from_seeds = match f.values.get("from").map(String::as_str) {
+                None | Some("empty") => false,
+                Some("seeds") => true,
+                Some(other) => return Err(format!("--from: `empty` or `seeds`, not `{other}`").into()),
+            };
+            ttb::ttb(
+                f.get("trials", 10)?,
+                f.get("cap", 60)?,
+                f.get("parallel", 2)?,
+                only.as_deref(),
+                from_seeds,
+            )
         }),
         Some("test") => test(),
+        Some("coverage") => Flags::parse(rest, &[]).and_then(|f| coverage::coverage(f.get("seconds", 60)?)),
         _ => {
             eprint!("{USAGE}");
             return ExitCode::from(2);
