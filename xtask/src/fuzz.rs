@@ -302,6 +302,17 @@ pub fn campaign(
     let (corpus, artifacts) = (work.join("corpus"), work.join("artifacts"));
     std::fs::create_dir_all(&corpus)?;
     std::fs::create_dir_all(&artifacts)?;
+    // The campaign's own copy of the seeds: a seed that crashes is dropped from it, so a
+    // restart does not stop on the same seed again.
+    let own_seeds = work.join("seeds");
+    if let Some(seeds) = seeds {
+        std::fs::create_dir_all(&own_seeds)?;
+        for e in std::fs::read_dir(seeds)? {
+            let p = e?.path();
+            std::fs::copy(&p, own_seeds.join(p.file_name().ok_or("seed name")?))?;
+        }
+    }
+    let seeds = seeds.map(|_| own_seeds.as_path());
     eprintln!("+ {} {} … ({})", bin.display(), corpus.display(), s.describe());
     let start = Instant::now();
     let wall = SystemTime::now();
@@ -386,6 +397,7 @@ pub fn campaign(
         if jobs > 1 || Instant::now() > deadline {
             break;
         }
+        drop_crashing_inputs(&artifacts, &[&corpus, &own_seeds])?;
     }
     let mut st =
         Arc::try_unwrap(stats).map_err(|_| "reader still running")?.into_inner().map_err(|_| "poisoned")?;
@@ -401,6 +413,23 @@ pub fn campaign(
     found.sort_by(|a, b| a.1.total_cmp(&b.1));
     st.artifacts = found;
     Ok(st)
+}
+
+/// Removes from `dirs` every input whose bytes are those of an artifact.
+fn drop_crashing_inputs(artifacts: &Path, dirs: &[&Path]) -> Result {
+    let mut crashing = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(artifacts)? {
+        crashing.insert(std::fs::read(e?.path())?);
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if crashing.contains(&std::fs::read(&p)?) {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One artifact's triage result, from `stagehand triage --json`.

@@ -38,12 +38,12 @@ impl Rng {
 
 /// Random sequences of `len` ops that do real work: four VMs exist from the start, ops
 /// target them, and nothing destroys them (so ops are not refused for a missing VM).
-fn workload(rng: &mut Rng, len: usize, layout: &Layout) -> Vec<Op> {
+fn workload(rng: &mut Rng, len: usize, layout: &Layout, target: u8) -> Vec<Op> {
     let mut ops: Vec<Op> = (0..4).map(|vm| Op::CreateVm { vm }).collect();
     while ops.len() < len {
         let mut data: Vec<u8> = (0..25).map(|_| rng.next() as u8).collect();
-        data[0] = 0; // the default configuration: coherent, relaxed, 8-bit VMIDs, kvm-arm-2012
-        let pins = bytes::Pins { target: Some(0), ..Default::default() };
+        data[0] = 0; // coherent walker, relaxed BBM, the target's widest VMIDs
+        let pins = bytes::Pins { target: Some(target), ..Default::default() };
         let Some(mut op) = harness::fuzz::codec().decode(&data, &pins, layout).1.into_iter().next() else {
             continue;
         };
@@ -57,17 +57,27 @@ fn workload(rng: &mut Rng, len: usize, layout: &Layout) -> Vec<Op> {
     ops
 }
 
+/// `aarch64-paging` with a coherent walker, relaxed BBM, 16-bit VMIDs, the guest's MMU off.
+fn paging_config() -> Config {
+    let pins = bytes::Pins { target: Some(1), ..Default::default() };
+    harness::fuzz::Campaign { pins, ..Default::default() }.decode(&[0]).0
+}
+
 fn set_vm(op: &mut Op, v: u8) {
     if let Some(vm) = op.vm_mut() {
         *vm = v;
     }
 }
 
-/// ops/s and sequences/s of the three configurations over `seqs`.
-fn throughput(name: &str, seqs: &[(Config, Vec<Op>)], runs: usize) -> serde_json::Value {
+/// ops/s and sequences/s of the three configurations over `seqs` (all of target `T`).
+fn throughput<T: harness::core::target::Target + Default>(
+    name: &str,
+    seqs: &[(Config, Vec<Op>)],
+    runs: usize,
+) -> serde_json::Value {
     let ops: usize = seqs.iter().map(|(_, o)| o.len()).sum();
     let config = seqs.first().map_or(Config::default(), |(c, _)| *c);
-    let mut bare = BareRunner::<target_kvm_arm_2012::KvmArm2012>::new(&config);
+    let mut bare = BareRunner::<T>::new(&config);
     let t_bare = median_secs(runs, || {
         for (c, o) in seqs {
             black_box(bare.run(c, o));
@@ -191,7 +201,7 @@ fn main() {
         // For `perf record`: the oracles over random sequences of one length, repeated.
         let len: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(64);
         let seqs: Vec<_> =
-            (0..20_000 / len).map(|_| (Config::default(), workload(&mut rng, len, &layout))).collect();
+            (0..20_000 / len).map(|_| (Config::default(), workload(&mut rng, len, &layout, 0))).collect();
         let mut exec = run::executor(Config::default(), false);
         for _ in 0..runs * 10 {
             for (c, o) in &seqs {
@@ -200,16 +210,25 @@ fn main() {
         }
         return;
     }
-    let corpus = corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus"));
+    let all = corpus(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus"));
+    let (corpus, paging_corpus): (Vec<_>, Vec<_>) = all.into_iter().partition(|(c, _)| c.target == 0);
     let total = if quick { 20_000 } else { 200_000 };
-    let mut tp = vec![throughput("corpus", &corpus, runs)];
+    type Kvm = target_kvm_arm_2012::KvmArm2012;
+    type Paging = target_aarch64_paging::Aarch64Paging;
+    let mut tp = vec![throughput::<Kvm>("corpus", &corpus, runs)];
     let mut random = Vec::new();
     for len in [16usize, 64, 256, 1024] {
         let seqs: Vec<(Config, Vec<Op>)> =
-            (0..total / len).map(|_| (Config::default(), workload(&mut rng, len, &layout))).collect();
-        tp.push(throughput(&format!("random-{len}"), &seqs, runs));
+            (0..total / len).map(|_| (Config::default(), workload(&mut rng, len, &layout, 0))).collect();
+        tp.push(throughput::<Kvm>(&format!("random-{len}"), &seqs, runs));
         random.push(seqs);
     }
+    // The third-party target: its corpus, and random sequences of 64 ops.
+    tp.push(throughput::<Paging>("aarch64-paging-corpus", &paging_corpus, runs));
+    let paging = paging_config();
+    let seqs: Vec<(Config, Vec<Op>)> =
+        (0..total / 64 / 4).map(|_| (paging, workload(&mut rng, 64, &layout, 1))).collect();
+    tp.push(throughput::<Paging>("aarch64-paging-random-64", &seqs, runs));
     let sizes = if quick { vec![1, 100, 1000] } else { vec![1, 100, 10_000, 100_000] };
     let growth: Vec<_> = sizes.iter().map(|&n| growth(n, if quick { 500 } else { 5000 }, runs)).collect();
     let traces = vec![
