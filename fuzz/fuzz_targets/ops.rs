@@ -1,6 +1,6 @@
 //! Byte-decoded op sequences through every oracle; the first byte chooses the configuration,
-//! STAGEHAND_* may pin it. Mutation works on ops (`harness::mutate`; `STAGEHAND_MUTATOR=bytes`
-//! leaves it to libFuzzer's byte mutation).
+//! STAGEHAND_* may pin it. Mutation is libFuzzer's byte mutation; `STAGEHAND_MUTATOR=ops`
+//! turns on the op-level mutator (`harness::mutate`), kept for measurement.
 #![no_main]
 use harness::fuzz::{ops_target, FuzzSequence};
 use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};

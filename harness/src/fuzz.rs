@@ -13,7 +13,7 @@
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
 //! | `STAGEHAND_EXPECT` | crash only on this violation kind, or `target:kind` (time-to-bug trials) | any kind |
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]) | none |
-//! | `STAGEHAND_MUTATOR` | `bytes`: libFuzzer's byte mutation only ([`crate::mutate`]) | op level |
+//! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
 
 use crate::known::KnownFindings;
 use crate::run::{executor, run_ops, NativeExecutor};

@@ -30,7 +30,7 @@ usage: cargo xtask <command> [options]
           and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
           (--render: rewrite the report and plot from bench/results.json, measuring nothing)
   ttb     time to bug for every defect switch under the default campaign configuration:
-          libFuzzer with the op-level mutator and with byte mutation, and a naive random
+          libFuzzer with byte mutation and with the op-level mutator, and a naive random
           generator, K trials each; writes bench/ttb.{md,json,svg}
           [--trials 10] [--cap 60] [--parallel 2] [--defects a,b] [--from empty|seeds]
   coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus

@@ -1,8 +1,8 @@
 //! `cargo xtask ttb`: time to bug for every defect switch, under the default campaign
 //! configuration: only the switch is on; target, walker, BBM mode and VMID width are what
 //! each input's first byte chooses, and the known findings are not crashes, as in `cargo
-//! xtask demo`. For each switch, K trials of the libFuzzer `ops` target with the op-level
-//! mutator, K with libFuzzer's byte mutation alone, both from the corpus seeds without the
+//! xtask demo`. For each switch, K trials of the libFuzzer `ops` target with its byte
+//! mutation (what campaigns run), K with the op-level mutator (`STAGEHAND_MUTATOR=ops`), both from the corpus seeds without the
 //! switch's own trigger, and K of the naive generator (uniform random ops, no feedback), all
 //! in one run. A trial counts a violation of the trigger's kind on the trigger's target.
 //! Writes `bench/ttb.md`, `bench/ttb.json` and a survival plot.
@@ -17,15 +17,15 @@ use std::time::Instant;
 /// How a trial searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// libFuzzer with the op-level mutator (what campaigns run).
-    FuzzOps,
-    /// libFuzzer with its byte mutation only (`STAGEHAND_MUTATOR=bytes`).
+    /// libFuzzer with its byte mutation (what campaigns run).
     FuzzBytes,
+    /// libFuzzer with the op-level mutator (`STAGEHAND_MUTATOR=ops`).
+    FuzzOps,
     Naive,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::FuzzOps, Mode::FuzzBytes, Mode::Naive];
+    const ALL: [Mode; 3] = [Mode::FuzzBytes, Mode::FuzzOps, Mode::Naive];
     fn name(self) -> &'static str {
         match self {
             Mode::FuzzOps => "libfuzzer-ops",
@@ -104,7 +104,7 @@ fn fuzz_trial(
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .envs(t.settings.env())
-        .envs((mode == Mode::FuzzBytes).then_some(("STAGEHAND_MUTATOR", "bytes")))
+        .envs((mode == Mode::FuzzOps).then_some(("STAGEHAND_MUTATOR", "ops")))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()?;
@@ -267,15 +267,15 @@ fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64, from
          BBM mode and VMID width are what each input's first byte chooses (the naive generator draws that byte \
          at random); the known findings (`corpus/known-findings.txt`) are not crashes. A trial counts only a \
          violation of the trigger file's kind on the trigger's target. libFuzzer (`ops`, no sanitizer, coverage \
-         on the code under test, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) starts {from}, with the op-level \
-         mutator or with byte mutation alone; the naive baseline draws \
+         on the code under test, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) starts {from}, with its byte \
+         mutation (what campaigns run) or with the op-level mutator; the naive baseline draws \
          uniform random ops (1 to 64) through the same decoder, with no feedback. Times are medians over the \
          trials (a trial that misses counts as infinite), wall clock from process start to exit, so start-up and \
          corpus loading are in every libFuzzer figure. The ratios divide the naive medians by the libFuzzer \
-         (op mutator) medians, of time and of executions: above 1, libFuzzer is better.\n\n",
+         (byte mutation) medians, of time and of executions: above 1, libFuzzer is better.\n\n",
         if from_seeds { " --from seeds" } else { "" }
     );
-    md += "| switch | expected violation | libFuzzer, op mutator | libFuzzer, byte mutation | naive | naive / libFuzzer: time | executions |\n";
+    md += "| switch | expected violation | libFuzzer, byte mutation | libFuzzer, op mutator | naive | naive / libFuzzer: time | executions |\n";
     md += "|---|---|---|---|---|---|---|\n";
     for t in targets {
         let cell = |mode: Mode| {
@@ -287,8 +287,8 @@ fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64, from
             };
             (format!("{found}/{} found, median {med}", v.len()), median(&v))
         };
-        let (ops, e) = cell(Mode::FuzzOps);
-        let (bytes, _) = cell(Mode::FuzzBytes);
+        let (bytes, e) = cell(Mode::FuzzBytes);
+        let (ops, _) = cell(Mode::FuzzOps);
         let (naive, n) = cell(Mode::Naive);
         let (ratio, execs) = match (e, n) {
             (Some(e), Some(n)) => {
@@ -298,7 +298,7 @@ fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64, from
             (None, Some(n)) => (format!("< {:.2}x", n.0 / cap as f64), "-".into()),
             _ => ("-".into(), "-".into()),
         };
-        md += &format!("| `{}` | `{}` | {ops} | {bytes} | {naive} | {ratio} | {execs} |\n", t.defect, t.kind);
+        md += &format!("| `{}` | `{}` | {bytes} | {ops} | {naive} | {ratio} | {execs} |\n", t.defect, t.kind);
     }
     md += "\n![survival plot](ttb-survival.svg)\n";
     md
@@ -317,7 +317,7 @@ fn plot(targets: &[Target], results: &[Trial], cap: u64, out: &Path) -> Result {
     chart.configure_mesh().x_desc("seconds (log scale)").y_desc("not found").draw()?;
     for (i, t) in targets.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        for (mode, dashed) in [(Mode::FuzzOps, false), (Mode::Naive, true)] {
+        for (mode, dashed) in [(Mode::FuzzBytes, false), (Mode::Naive, true)] {
             let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
             if v.is_empty() {
                 continue;
