@@ -188,7 +188,8 @@ enum Command {
     /// counts per target, walker, BBM mode and VMID width.
     Configs { dir: PathBuf },
     /// The naive baseline of the time-to-bug benchmark: random sequences without feedback
-    /// until a finding (under STAGEHAND_*) or the time cap. Prints one JSON line.
+    /// until a finding (under STAGEHAND_*) or the time cap. Prints one JSON line; run it
+    /// beside libFuzzer, which it beats on several deep bugs (README, "Time to bug").
     Naive {
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
@@ -197,6 +198,10 @@ enum Command {
         /// Longest sequence, in ops.
         #[arg(long, default_value_t = 64)]
         max_ops: usize,
+        /// Write the finding here as a `.s2` file expecting its violation (for `stagehand
+        /// minimize`, then the regression corpus).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run sequences on QEMU, where the same code programs real stage-2 tables (ARMv7
     /// targets in Hyp mode, AArch64 targets at EL2: each file goes to its profile's image),
@@ -318,7 +323,9 @@ fn main() -> ExitCode {
                 .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
                 .map_err(Failure::from)
         }
-        Command::Naive { seconds, seed, max_ops } => cmd::fuzz::naive(&g, seconds, seed, max_ops),
+        Command::Naive { seconds, seed, max_ops, out } => {
+            cmd::fuzz::naive(&g, seconds, seed, max_ops, out.as_deref())
+        }
         Command::Configs { dir } => cmd::fuzz::configs(&g, &dir),
         Command::Qemu { paths, image, timeout } => cmd::qemu::qemu(&g, &paths, &image, timeout),
         Command::QemuRandom { count, seed, max_ops, out, image, timeout } => {

@@ -256,3 +256,26 @@ fn outputs_are_written_atomically() {
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("x.trace")], "no temporary file is left behind");
 }
+
+#[test]
+fn naive_writes_its_finding_as_a_file_that_reproduces_it() {
+    let dir = scratch("naive");
+    let found = dir.join("found.s2");
+    let o = Command::new(env!("CARGO_BIN_EXE_stagehand"))
+        .args(["naive", "--seconds", "60", "--seed", "3", "--out", found.to_str().unwrap()])
+        .env("STAGEHAND_DEFECTS", "vmid-wrap-alias")
+        .env("STAGEHAND_EXPECT", "vmid-shared")
+        .env("STAGEHAND_KNOWN", corpus().join("known-findings.txt"))
+        .output()
+        .expect("stagehand runs");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    assert_eq!(line["found"], true, "{line}");
+    let file = std::fs::read_to_string(&found).expect("the finding is written");
+    assert!(file.contains("expect vmid-shared"), "{file}");
+    // It meets its expectation as written, and is clean with the switch forced off.
+    let o = stagehand(&["run", found.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = stagehand(&["run", "--defects", "none", "--ignore-expect", found.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "with the switch off the sequence is clean: {}", text(&o));
+}

@@ -1,8 +1,10 @@
 //! Commands around fuzzing: triage of artifacts, the naive baseline, the defect switches.
 
-use crate::{out, outln, Failure, Global};
+use crate::{out, outln, write, Failure, Global};
 use harness::report;
 use harness::targets;
+use harness::text::{self, Sequence};
+use harness_core::op::Expect;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,7 +26,8 @@ pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -
 }
 
 /// `stagehand naive`: random sequences without feedback until a finding or the time cap.
-pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), Failure> {
+/// With `out`, the finding is written there as a `.s2` file that expects its violation.
+pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&Path>) -> Result<(), Failure> {
     let campaign = g.campaign()?;
     let mut gen = harness::fuzz::Naive::new(seed, max_ops);
     let start = Instant::now();
@@ -39,13 +42,33 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize) -> Result<(), 
         let ops = gen.sequence(&config);
         execs += 1;
         if let Some(f) = harness::fuzz::check_ops(&campaign, config, &ops) {
-            break Some(f);
+            break Some((f, config, ops));
         }
     };
     let secs = start.elapsed().as_secs_f64();
+    let mut written = None;
+    if let (Some(path), Some((finding, config, ops))) = (out, &found) {
+        // Re-run with recording to name the violation the campaign counted.
+        let native = harness::run::run(*config, ops, true);
+        let kind = campaign.finding(config, ops, native.violations()).map(|v| v.kind());
+        let expect = kind.map_or(Expect::Clean, Expect::Violation);
+        let seq = Sequence { config: *config, expect, ops: ops.clone() };
+        let text = format!(
+            "# Found by the naive generator (stagehand naive --seed {seed}, execution #{execs}).\n# {finding}\n{}",
+            text::print(&seq)
+        );
+        write(path, text.as_bytes())?;
+        written = Some(path.display().to_string());
+    }
     outln!(
         "{}",
-        serde_json::json!({"found": found.is_some(), "seconds": secs, "execs": execs, "finding": found})
+        serde_json::json!({
+            "found": found.is_some(),
+            "seconds": secs,
+            "execs": execs,
+            "finding": found.as_ref().map(|f| &f.0),
+            "written": written,
+        })
     );
     Ok(())
 }
