@@ -12,7 +12,7 @@
 //! | `STAGEHAND_VMID_BITS` | pin the VMID width | from the input |
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
 //! | `STAGEHAND_EXPECT` | crash only on this violation kind, or `target:kind` (time-to-bug trials) | any kind |
-//! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]) | none |
+//! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none; with the `builtin-known` feature (ClusterFuzzLite builds, which cannot set the environment), `corpus/known-findings.txt` as built |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
 
 use crate::known::KnownFindings;
@@ -46,6 +46,20 @@ pub struct Campaign {
 pub fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
     CODEC.get_or_init(|| Codec::new(targets::ALL))
+}
+
+/// The known findings compiled in by the `builtin-known` feature, for fuzzer builds whose
+/// runner cannot set `STAGEHAND_KNOWN` (ClusterFuzzLite, OSS-Fuzz); none otherwise.
+fn builtin_known() -> Result<KnownFindings, String> {
+    const BUILTIN: Option<&str> = if cfg!(feature = "builtin-known") {
+        Some(include_str!("../../corpus/known-findings.txt"))
+    } else {
+        None
+    };
+    BUILTIN.map_or(Ok(KnownFindings::default()), |text| {
+        KnownFindings::parse(text, "corpus/known-findings.txt (built in)")
+            .map_err(|e| format!("built-in known findings: {e}"))
+    })
 }
 
 impl Campaign {
@@ -94,9 +108,10 @@ impl Campaign {
             expect_target =
                 t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
         }
-        let known_path = var("STAGEHAND_KNOWN");
+        let known_path = var("STAGEHAND_KNOWN").filter(|p| p != "none");
         let known = match &known_path {
             Some(p) => KnownFindings::load(p).map_err(|e| format!("STAGEHAND_KNOWN: {e}"))?,
+            None if var("STAGEHAND_KNOWN").is_none() => builtin_known()?,
             None => KnownFindings::default(),
         };
         Ok(Campaign { pins, defects, expect, expect_target, known, known_path })
