@@ -108,12 +108,13 @@ impl Campaign {
             expect_target =
                 t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
         }
-        let known_path = var("STAGEHAND_KNOWN").filter(|p| p != "none");
-        let known = match &known_path {
+        let known_path = var("STAGEHAND_KNOWN");
+        let known = match known_path.as_deref() {
+            Some("none") => KnownFindings::default(),
             Some(p) => KnownFindings::load(p).map_err(|e| format!("STAGEHAND_KNOWN: {e}"))?,
-            None if var("STAGEHAND_KNOWN").is_none() => builtin_known()?,
-            None => KnownFindings::default(),
+            None => builtin_known()?,
         };
+        let known_path = known_path.filter(|p| p != "none");
         Ok(Campaign { pins, defects, expect, expect_target, known, known_path })
     }
 

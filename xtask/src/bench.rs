@@ -134,8 +134,6 @@ fn fuzz_rate(seconds: u64) -> Result<Value> {
     for ((name, _, _), r) in variants.iter().zip(&rates) {
         doc.insert((*name).into(), json!({"execs_per_sec": median(r.clone()), "runs": r}));
     }
-    // The headline is what campaigns run: the covered build with byte mutation.
-    doc.insert("execs_per_sec".into(), json!(median(rates[2].clone())));
     doc.insert("seconds".into(), json!(seconds));
     doc.insert("max_len".into(), json!(DEFAULT_MAX_LEN));
     Ok(Value::Object(doc))

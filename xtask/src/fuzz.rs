@@ -729,10 +729,16 @@ pub fn clusterfuzzlite_build() -> Result {
         if !seeds.is_dir() && !zip.is_file() {
             return Err(format!("build.sh produced no seed corpus for {target}").into());
         }
+        // Artifacts of a failing run stay in the scratch `$OUT`, not in the checkout.
+        let prefix = format!("-artifact_prefix={}/", out.display());
         if seeds.is_dir() {
-            run(Command::new(out.join(target)).arg("-runs=0").arg(&seeds).stderr(Stdio::null()))?;
+            run(Command::new(out.join(target))
+                .arg("-runs=0")
+                .arg(&prefix)
+                .arg(&seeds)
+                .stderr(Stdio::null()))?;
         } else {
-            run(Command::new(out.join(target)).arg("-runs=200").stderr(Stdio::null()))?;
+            run(Command::new(out.join(target)).arg("-runs=200").arg(&prefix).stderr(Stdio::null()))?;
         }
     }
     let _ = std::fs::remove_dir_all(&out);
