@@ -1,7 +1,8 @@
 //! Reading inputs (text sequences, traces, fuzzer artifacts) and writing outputs atomically.
 
+use crate::expect::Expect;
 use crate::text::{self, Sequence};
-use harness_core::op::{Config, Expect, Op};
+use harness_core::op::{Config, Op};
 use harness_core::trace::{Trace, MAGIC};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ pub fn load(path: &Path, decode: Decode<'_>) -> Result<Input, InputError> {
         return text::parse(s).map(Input::Text).map_err(|e| error(path, Some(e.line), e.message));
     }
     let (config, ops) = decode(&bytes);
-    Ok(Input::Bytes(Sequence { config, expect: Expect::Clean, ops }))
+    Ok(Input::Bytes(Sequence { config, expect: Expect::CLEAN, ops }))
 }
 
 /// Every `.s2` file under `path` (recursively, sorted), or `path` itself when it is a file.

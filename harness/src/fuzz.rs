@@ -11,7 +11,7 @@
 //! | `STAGEHAND_STRICT_BBM` | pin `1` (strict) or `0` (relaxed) | from the input |
 //! | `STAGEHAND_VMID_BITS` | pin the VMID width | from the input |
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
-//! | `STAGEHAND_EXPECT` | crash only on this violation kind, or `target:kind` (time-to-bug trials) | any kind |
+//! | `STAGEHAND_EXPECT` | crash only on these violation kinds (comma-separated), or `target:kinds` (time-to-bug trials) | any kind |
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none; with the `builtin-known` feature (ClusterFuzzLite builds, which cannot set the environment), `corpus/known-findings.txt` as built |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
 
@@ -32,8 +32,8 @@ pub struct Campaign {
     pub pins: Pins,
     /// Defect switches by name (resolved against each input's target).
     pub defects: Option<String>,
-    /// Only this kind counts as a finding.
-    pub expect: Option<Kind>,
+    /// Only these kinds count as a finding (empty: any kind).
+    pub expect: Vec<Kind>,
     /// ... and only on this target (`STAGEHAND_EXPECT=target:kind`).
     pub expect_target: Option<u8>,
     /// Findings that are not crashes.
@@ -98,13 +98,15 @@ impl Campaign {
             };
             ok.map_err(|e| format!("STAGEHAND_DEFECTS: {e}"))?;
         }
-        let (mut expect, mut expect_target) = (None, None);
+        let (mut expect, mut expect_target) = (Vec::new(), None);
         if let Some(v) = var("STAGEHAND_EXPECT") {
-            let (t, k) = v.split_once(':').map_or((None, v.as_str()), |(t, k)| (Some(t), k));
-            expect = Some(
-                Kind::from_name(k)
-                    .ok_or_else(|| format!("STAGEHAND_EXPECT: unknown violation kind `{k}`"))?,
-            );
+            let (t, ks) = v.split_once(':').map_or((None, v.as_str()), |(t, k)| (Some(t), k));
+            for k in ks.split(',') {
+                expect.push(
+                    Kind::from_name(k)
+                        .ok_or_else(|| format!("STAGEHAND_EXPECT: unknown violation kind `{k}`"))?,
+                );
+            }
             expect_target =
                 t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
         }
@@ -162,7 +164,7 @@ impl Campaign {
     ) -> Option<&'a Violation> {
         violations
             .iter()
-            .filter(|v| self.expect.is_none_or(|k| v.kind() == k))
+            .filter(|v| self.expect.is_empty() || self.expect.contains(&v.kind()))
             .filter(|_| self.expect_target.is_none_or(|t| t == config.target))
             .find(|v| self.known.is_new(config, ops, violations, v))
     }
@@ -182,9 +184,10 @@ impl Campaign {
         if let Some(b) = self.pins.vmid_bits {
             env.push(("STAGEHAND_VMID_BITS", b.to_string()));
         }
-        if let Some(k) = self.expect {
+        if !self.expect.is_empty() {
             let on = self.expect_target.map_or(String::new(), |t| format!("{}:", targets::info(t).name));
-            env.push(("STAGEHAND_EXPECT", format!("{on}{}", k.name())));
+            let kinds: Vec<&str> = self.expect.iter().map(|k| k.name()).collect();
+            env.push(("STAGEHAND_EXPECT", format!("{on}{}", kinds.join(","))));
         }
         if let Some(p) = &self.known_path {
             env.push(("STAGEHAND_KNOWN", p.clone()));

@@ -2,6 +2,7 @@
 //! rendering, minimization and the `stagehand` CLI. The shared, `no_std` part lives in
 //! `harness-core`.
 
+pub mod expect;
 pub mod files;
 pub mod known;
 pub mod minimize;

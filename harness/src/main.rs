@@ -6,9 +6,10 @@
 mod cmd;
 
 use clap::{Args, Parser, Subcommand};
+use harness::expect::Expect;
 use harness::files::{self, Input, InputError};
 use harness::text::{self, Sequence};
-use harness_core::op::{Config, Expect, Walker};
+use harness_core::op::{Config, Walker};
 use harness_core::trace::Trace;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -152,6 +153,15 @@ enum Command {
         /// Output format, overriding the extension.
         #[arg(long, value_parser = ["text", "bytes"])]
         to: Option<String>,
+    },
+    /// Show each file's exact expectation (every violation it shows, as kind@op); with
+    /// --write, set it in the file's `expect` line. Converts files that name a kind only.
+    Expect {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Rewrite the `expect` line of each file whose expectation differs.
+        #[arg(long)]
+        write: bool,
     },
     /// Shrink a failing sequence, keeping its violation kind.
     Minimize {
@@ -316,6 +326,7 @@ fn main() -> ExitCode {
         Command::Diff { a, b } => cmd::seq::diff(&a, &b),
         Command::Show { input } => cmd::seq::show(&g, &input),
         Command::Convert { input, output, to } => cmd::seq::convert(&g, &input, &output, to.as_deref()),
+        Command::Expect { paths, write } => cmd::seq::expect(&g, &paths, write),
         Command::Minimize { input, output, kind } => cmd::seq::minimize(&g, &input, &output, kind.as_deref()),
         Command::Triage { artifacts, out, snapshots } => cmd::fuzz::triage(&g, &artifacts, &out, &snapshots),
         Command::Seeds { paths, output, exclude } => {
@@ -361,7 +372,7 @@ pub(crate) fn load_sequence(g: &Global, path: &Path) -> Result<Sequence, Failure
         Input::Text(s) | Input::Bytes(s) => s,
         Input::Trace(t) | Input::HardwareLog(t) => {
             let ops = t.steps.iter().map(|s| s.op).collect();
-            Sequence { config: t.config, expect: Expect::Clean, ops }
+            Sequence { config: t.config, expect: Expect::CLEAN, ops }
         }
     };
     g.apply_seq(seq)

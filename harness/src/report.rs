@@ -2,12 +2,12 @@
 //! divergences of `replay`/`diff`, triage, the QEMU comparison and the target list. Each is
 //! a function from results to text (or JSON), so tests pin their exact form.
 
+use crate::expect::{At, Expect, Site};
 use crate::render;
 use crate::run::{kinds, Native};
 use crate::targets;
 use crate::text::{format_op, Sequence};
 use crate::triage::Outcome;
-use harness_core::op::Expect;
 use harness_core::trace::{Divergence, Trace};
 use harness_core::violation::{Kind, Violation};
 use serde_json::json;
@@ -30,22 +30,34 @@ pub struct FileResult {
     pub target: u8,
 }
 
-/// `clean` or the expected kind.
-pub fn expect_name(e: &Expect) -> String {
-    match e {
-        Expect::Clean => "clean".into(),
-        Expect::Violation(k) => k.name().into(),
-    }
+/// The sites of a run's violations, in the format of an `expect` line.
+pub fn sites(violations: &[Violation], n_ops: usize) -> String {
+    Expect::exact(violations, n_ops).to_string()
 }
 
-/// The report of a file that did not meet its expectation: its violations, the ops leading
-/// to the first, and the tables after the run.
-pub fn failure(path: &Path, seq: &Sequence, expect: Expect, exec: &Native) -> String {
+/// The report of a file that did not meet its expectation: what it showed beyond its
+/// expectation and what it did not show, its violations, the ops leading to the first, and
+/// the tables after the run.
+pub fn failure(path: &Path, seq: &Sequence, expect: &Expect, exec: &Native) -> String {
     let mut out = String::new();
     let v = exec.violations();
+    let n = seq.ops.len();
     let profile = render::profile(&seq.config);
     let found = if v.is_empty() { "no violation".to_string() } else { format!("{} violation(s)", v.len()) };
-    let _ = writeln!(out, "FAIL {}: expected {}, found {found}", path.display(), expect_name(&expect));
+    let _ = writeln!(out, "FAIL {}: expected {expect}, found {found}", path.display());
+    let mismatch = expect.check(v, n).err().unwrap_or_default();
+    for s in &mismatch.missing {
+        let what = match s.at {
+            At::Op(i) => {
+                seq.ops.get(i as usize).map_or_else(String::new, |op| format!(" `{}`", format_op(op)))
+            }
+            At::End => " (end of sequence)".to_string(),
+        };
+        let _ = writeln!(out, "  expected, not shown: {s}{what}");
+    }
+    for &i in &mismatch.extra {
+        let _ = writeln!(out, "  shown, not expected: {}", Site { at: At::of(&v[i], n), kind: v[i].kind() });
+    }
     let Some(first) = v.first() else {
         let _ = writeln!(
             out,
@@ -54,9 +66,10 @@ pub fn failure(path: &Path, seq: &Sequence, expect: Expect, exec: &Native) -> St
         );
         return out;
     };
-    for v in v.iter().take(12) {
+    for (i, v) in v.iter().enumerate().take(12) {
         let op = seq.ops.get(v.op as usize).map_or_else(|| "(end of sequence)".to_string(), format_op);
-        let _ = writeln!(out, "  op #{} `{op}`\n    {}", v.op, render::violation_line(v, profile));
+        let new = if mismatch.extra.contains(&i) { " (not expected)" } else { "" };
+        let _ = writeln!(out, "  op #{} `{op}`{new}\n    {}", v.op, render::violation_line(v, profile));
     }
     if v.len() > 12 {
         let _ = writeln!(out, "  … and {} more", v.len() - 12);
@@ -79,17 +92,16 @@ pub fn failure(path: &Path, seq: &Sequence, expect: Expect, exec: &Native) -> St
 pub fn summary(results: &[FileResult], ops: usize, secs: f64) -> String {
     let mut out = String::new();
     let width = results.iter().map(|r| r.path.display().to_string().len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "{:<6} {:<width$} {:>5}  {:<20} violations", "result", "file", "ops", "expect");
+    let _ = writeln!(out, "{:<6} {:<width$} {:>5}  {:<24} found", "result", "file", "ops", "expect");
     for r in results {
         let status = if r.ok { "ok" } else { "FAIL" };
-        let found: Vec<&str> = kinds(&r.violations).iter().map(|k| k.name()).collect();
-        let found = if found.is_empty() { "-".to_string() } else { found.join(", ") };
+        let found = if r.ok { "as expected".to_string() } else { sites(&r.violations, r.ops) };
         let _ = writeln!(
             out,
-            "{status:<6} {:<width$} {:>5}  {:<20} {found}",
+            "{status:<6} {:<width$} {:>5}  {:<24} {found}",
             r.path.display(),
             r.ops,
-            expect_name(&r.expect)
+            r.expect.to_string()
         );
     }
     let passed = results.iter().filter(|r| r.ok).count();
@@ -128,7 +140,7 @@ pub fn summary_json(results: &[FileResult]) -> serde_json::Value {
                 .iter()
                 .map(|v| json!({"op": v.op, "kind": v.kind().name(), "title": v.kind().title(), "detail": v.detail.show(profile).to_string()}))
                 .collect();
-            json!({"file": r.path.display().to_string(), "target": targets::info(r.target).name, "ok": r.ok, "expect": expect_name(&r.expect), "ops": r.ops, "violations": violations})
+            json!({"file": r.path.display().to_string(), "target": targets::info(r.target).name, "ok": r.ok, "expect": r.expect.to_string(), "ops": r.ops, "violations": violations})
         })
         .collect();
     json!({"ok": results.iter().all(|r| r.ok), "files": files})

@@ -4,7 +4,7 @@
 use crate::sim::SimMachine;
 use crate::targets;
 use harness_core::arch::Pa;
-use harness_core::op::{Config, Expect, Op};
+use harness_core::op::{Config, Op};
 use harness_core::target::{Target, TargetInfo};
 use harness_core::trace::{Step, Trace};
 use harness_core::violation::{Kind, Violation};
@@ -167,15 +167,6 @@ pub fn run(config: Config, ops: &[Op], record: bool) -> Native {
     let mut exec = executor(config, record);
     run_ops(&mut exec, config, ops);
     exec
-}
-
-/// Whether violations meet an expectation. With `Expect::Violation(k)` at least one
-/// violation of kind `k` must occur (others may accompany it).
-pub fn meets(expect: &Expect, violations: &[Violation]) -> bool {
-    match expect {
-        Expect::Clean => violations.is_empty(),
-        Expect::Violation(k) => violations.iter().any(|v| v.kind() == *k),
-    }
 }
 
 /// The kinds present, in order of first appearance.

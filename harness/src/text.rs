@@ -9,7 +9,7 @@
 //! walker coherent         # or non-coherent
 //! bbm relaxed             # or strict
 //! ram 0x4000_0000         # optional: RAM base of the memory layout
-//! expect clean            # or the kind of violation the sequence must produce
+//! expect clean            # or every violation it must show: `bbm@3 missing-tlbi@4*2 leak@end`
 //! create_vm 0
 //! map 0 0x20_0000 0x4400_0000 rw
 //! ```
@@ -17,12 +17,12 @@
 //! Header lines may come in any order, each at most once, all before the first op. An op the
 //! target does not offer is an error naming its line.
 
+use crate::expect::Expect;
 use crate::targets;
 use harness_core::arch::Profile;
 use harness_core::arch::Prot;
-use harness_core::op::{Config, Defects, Expect, Guest, Op, Walker, OP_NAMES};
+use harness_core::op::{Config, Defects, Guest, Op, Walker, OP_NAMES};
 use harness_core::target::TargetInfo;
-use harness_core::violation::Kind;
 use harness_core::Layout;
 use std::fmt::{self, Write as _};
 
@@ -140,16 +140,6 @@ pub fn parse_vmid_bits(s: &str, target: &TargetInfo) -> Result<u8, String> {
     }
 }
 
-fn parse_expect(s: &str) -> Result<Expect, String> {
-    if s == "clean" {
-        return Ok(Expect::Clean);
-    }
-    Kind::from_name(s).map(Expect::Violation).ok_or_else(|| {
-        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-        format!("expect must be `clean` or a violation kind ({}), not `{s}`", known.join(", "))
-    })
-}
-
 /// The fields of each op, in order; parsing and printing both follow this table.
 fn fields(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
@@ -255,7 +245,7 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
 
 /// Parses a whole `.s2` file.
 pub fn parse(text: &str) -> Result<Sequence, ParseError> {
-    let mut seq = Sequence { config: Config::default(), expect: Expect::Clean, ops: Vec::new() };
+    let mut seq = Sequence { config: Config::default(), expect: Expect::CLEAN, ops: Vec::new() };
     let mut version_seen = false;
     // Header values wait until the target is known: defects and widths are the target's.
     let mut header: Vec<(usize, &str, &str)> = Vec::new();
@@ -301,8 +291,11 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
         if header.iter().any(|(_, k, _)| *k == key) {
             return Err(err(format!("header line `{key}` appears twice")));
         }
-        let [_, value] = words[..] else {
-            return Err(err(format!("header line `{key}` takes exactly one value")));
+        let value = match words[..] {
+            [_, value] => value,
+            // `expect` lists every violation the sequence must show.
+            [_, _, ..] if key == "expect" => code[key.len()..].trim(),
+            _ => return Err(err(format!("header line `{key}` takes exactly one value"))),
         };
         header.push((line, key, value));
     }
@@ -340,7 +333,10 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
                 })?;
                 c.layout = Layout { ram_base: base };
             }
-            _ => seq.expect = parse_expect(value).map_err(err)?,
+            _ => {
+                let words: Vec<&str> = value.split_whitespace().collect();
+                seq.expect = Expect::parse(&words).map_err(err)?;
+            }
         }
     }
     if !header.iter().any(|(_, k, _)| *k == "vmid-bits") {
@@ -355,6 +351,9 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             });
         }
         seq.ops.push(op);
+    }
+    if let Some(&(line, _, _)) = header.iter().find(|(_, k, _)| *k == "expect") {
+        seq.expect.check_indices(seq.ops.len()).map_err(|message| ParseError { line, message })?;
     }
     Ok(seq)
 }
@@ -476,12 +475,42 @@ pub fn format_header(config: &Config, expect: &Expect) -> String {
     if config.layout != Layout::default() {
         let _ = writeln!(s, "ram {}", hex(config.layout.ram_base));
     }
-    let expect = match expect {
-        Expect::Clean => "clean".to_string(),
-        Expect::Violation(k) => k.name().to_string(),
-    };
     let _ = writeln!(s, "expect {expect}");
     s
+}
+
+/// `source` (a `.s2` file) with its `expect` line set to `expect`, everything else as it
+/// was: the line's comment is kept; a missing line is added after the header (nothing is
+/// added for `clean`, the default).
+pub fn set_expect(source: &str, expect: &Expect) -> String {
+    let mut lines: Vec<String> = source.lines().map(str::to_string).collect();
+    let code = |l: &str| l.split('#').next().unwrap_or("").trim().to_string();
+    let word = |l: &str| code(l).split_whitespace().next().map(str::to_string);
+    let new = format!("expect {expect}");
+    if let Some(i) = lines.iter().position(|l| word(l).as_deref() == Some("expect")) {
+        let comment = lines[i].find('#').map(|c| lines[i][c..].to_string());
+        lines[i] = match comment {
+            Some(c) => format!("{new} {c}"),
+            None => new,
+        };
+    } else if !expect.is_clean() {
+        // After the last header line (the magic line counts).
+        let header = ["stagehand-s2", "target", "vmid-bits", "defects", "walker", "bbm", "guest", "ram"];
+        let mut at = 0;
+        for (i, l) in lines.iter().enumerate() {
+            match word(l) {
+                Some(w) if header.contains(&w.as_str()) => at = i + 1,
+                Some(_) => break,
+                None => {}
+            }
+        }
+        lines.insert(at, new);
+    }
+    let mut out = lines.join("\n");
+    if source.ends_with('\n') || source.is_empty() {
+        out.push('\n');
+    }
+    out
 }
 
 /// Prints a whole sequence; `parse(&print(s)) == s`.
@@ -514,7 +543,7 @@ mod tests {
     #[test]
     fn header_and_ops() {
         let seq = parse(
-            "# a comment\nstagehand-s2 1\nvmid-bits 2\ndefects tlb-flush-stub,no-bbm\nwalker non-coherent\nbbm strict\nexpect missing-tlbi\n\ncreate_vm 0 # trailing\nmap 0 0x1000 0x4400_0000 ro\n",
+            "# a comment\nstagehand-s2 1\nvmid-bits 2\ndefects tlb-flush-stub,no-bbm\nwalker non-coherent\nbbm strict\nexpect missing-tlbi@1\n\ncreate_vm 0 # trailing\nmap 0 0x1000 0x4400_0000 ro\n",
         )
         .unwrap();
         assert_eq!(seq.config.vmid_bits, 2);
@@ -523,7 +552,7 @@ mod tests {
         assert!(seq.config.defects.has(kvm.defect("tlb-flush-stub").unwrap()));
         assert_eq!(seq.config.walker, Walker::NonCoherent);
         assert!(seq.config.strict_bbm);
-        assert_eq!(seq.expect, Expect::Violation(Kind::MissingTlbi));
+        assert_eq!(seq.expect.to_string(), "missing-tlbi@1");
         assert_eq!(
             seq.ops,
             [Op::CreateVm { vm: 0 }, Op::Map { vm: 0, ipa: 0x1000, pa: 0x4400_0000, writable: false }]
@@ -551,12 +580,24 @@ mod tests {
             "3: op map_range is not offered by target kvm-arm-2012"
         );
         assert!(e("stagehand-s2 1\ndefects bogus\n").starts_with("2: unknown defect `bogus`"));
-        assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect must be"));
+        assert!(e("stagehand-s2 1\nexpect weird\n").starts_with("2: expect: unknown violation kind `weird`"));
+        assert!(e("stagehand-s2 1\nexpect bug@1\ncreate_vm 0\n").starts_with("2: expect: `bug@1` names op 1"));
         assert_eq!(e("stagehand-s2 1\ncreate_vm 256\n"), "2: create_vm: field `vm`: 256 is larger than 255");
         assert_eq!(e(""), "1: empty file: no `stagehand-s2 1` header");
         assert!(e("stagehand-s2 1\nguest mmu-off\n").starts_with("2: guest mmu-off needs an AArch64 target"));
         assert!(e("stagehand-s2 1\ntarget aarch64-paging\nguest on\n")
             .starts_with("3: guest must be `mmu-off` or"));
+    }
+
+    #[test]
+    fn set_expect_rewrites_one_line_and_keeps_the_rest() {
+        let src = "# c\nstagehand-s2 1\nexpect bbm   # why\ncreate_vm 0\n";
+        let e = Expect::parse(&["bug@0"]).unwrap();
+        assert_eq!(set_expect(src, &e), "# c\nstagehand-s2 1\nexpect bug@0 # why\ncreate_vm 0\n");
+        let bare = "stagehand-s2 1\nbbm strict\n# ops\ncreate_vm 0\n";
+        assert_eq!(set_expect(bare, &e), "stagehand-s2 1\nbbm strict\nexpect bug@0\n# ops\ncreate_vm 0\n");
+        assert_eq!(set_expect(bare, &Expect::CLEAN), bare);
+        assert_eq!(parse(&set_expect(bare, &e)).unwrap().expect, e);
     }
 
     #[test]

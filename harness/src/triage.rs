@@ -1,13 +1,14 @@
 //! Crash to regression: a fuzzer artifact becomes a minimized `.s2` file in
 //! `corpus/regressions/` with its snapshot, de-duplicated by violation kind and site.
 
+use crate::expect::Expect;
 use crate::files::{self, Decode, Input, InputError};
 use crate::known::KnownFindings;
 use crate::minimize::minimize;
 use crate::render;
 use crate::run;
 use crate::text::{self, Sequence};
-use harness_core::op::{Expect, Op};
+use harness_core::op::Op;
 use harness_core::violation::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ pub fn triage(
             Input::Text(s) | Input::Bytes(s) => s,
             Input::Trace(t) | Input::HardwareLog(t) => Sequence {
                 config: t.config,
-                expect: Expect::Clean,
+                expect: Expect::CLEAN,
                 ops: t.steps.iter().map(|s| s.op).collect(),
             },
         };
@@ -123,8 +124,11 @@ fn regression(
         seq.ops.len(),
         artifact.display()
     );
-    body +=
-        &text::print(&Sequence { config: seq.config, expect: Expect::Violation(kind), ops: small.clone() });
+    body += &text::print(&Sequence {
+        config: seq.config,
+        expect: Expect::exact(exec.violations(), small.len()),
+        ops: small.clone(),
+    });
     let write = |path: &Path, bytes: &[u8]| {
         files::write_atomic(path, bytes).map_err(|e| InputError {
             path: path.to_path_buf(),

@@ -31,7 +31,7 @@ pub use event::Event;
 pub use exec::Executor;
 pub use layout::Layout;
 pub use machine::{AccessKind, AccessOutcome, Machine};
-pub use op::{Config, Expect, Guest, Op, Walker};
+pub use op::{Config, Guest, Op, Walker};
 pub use result::{Errno, OpResult, Reject};
 pub use trace::{Step, Trace};
 pub use violation::{Detail, Kind, Violation};

@@ -3,7 +3,6 @@
 
 use crate::arch::Prot;
 use crate::layout::Layout;
-use crate::violation::Kind;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
@@ -341,14 +340,4 @@ impl Default for Config {
             guest: Guest::Identity,
         }
     }
-}
-
-/// What a sequence must produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Expect {
-    /// No violation at all.
-    #[default]
-    Clean,
-    /// At least one violation of this kind.
-    Violation(Kind),
 }

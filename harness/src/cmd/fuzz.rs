@@ -1,10 +1,10 @@
 //! Commands around fuzzing: triage of artifacts, the naive baseline, the defect switches.
 
 use crate::{out, outln, write, Failure, Global};
+use harness::expect::Expect;
 use harness::report;
 use harness::targets;
 use harness::text::{self, Sequence};
-use harness_core::op::Expect;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -48,10 +48,9 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
     let secs = start.elapsed().as_secs_f64();
     let mut written = None;
     if let (Some(path), Some((finding, config, ops))) = (out, &found) {
-        // Re-run with recording to name the violation the campaign counted.
+        // The file expects exactly what the sequence shows.
         let native = harness::run::run(*config, ops, true);
-        let kind = campaign.finding(config, ops, native.violations()).map(|v| v.kind());
-        let expect = kind.map_or(Expect::Clean, Expect::Violation);
+        let expect = Expect::exact(native.violations(), ops.len());
         let seq = Sequence { config: *config, expect, ops: ops.clone() };
         let text = format!(
             "# Found by the naive generator (stagehand naive --seed {seed}, execution #{execs}).\n# {finding}\n{}",

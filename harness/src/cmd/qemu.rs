@@ -2,6 +2,7 @@
 //! compared with its native trace under the rules of [`harness::hwdiff`].
 
 use crate::{collect, load_sequence, out, outln, write, Failure, Global};
+use harness::expect::Expect;
 use harness::fuzz::Naive;
 use harness::hwdiff::{compare, Note};
 use harness::qemu::{self, Arch, Image, Outcome};
@@ -9,7 +10,6 @@ use harness::report::{self, ImageTotals, QemuTotals, QemuVerdict};
 use harness::run;
 use harness::text::{self, format_op, Sequence};
 use harness_core::batch::Job;
-use harness_core::op::Expect;
 use harness_core::trace::Trace;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,7 +142,7 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
         let (config, _) = campaign.decode(&[gen.byte()]);
         let config = g.apply(config)?;
         let ops = gen.sequence(&config);
-        seqs.push(Sequence { config, expect: Expect::Clean, ops });
+        seqs.push(Sequence { config, expect: Expect::CLEAN, ops });
     }
     let arch = seqs
         .iter()
@@ -171,7 +171,8 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
             let name = format!("random sequence #{i} (seed {}), saved as {}", r.seed, path.display());
             out!("{}", report::qemu_file(Path::new(&name), &v));
             let mut seq = seq.clone();
-            seq.expect = native.violations().next().map_or(Expect::Clean, |v| Expect::Violation(v.kind()));
+            let found: Vec<_> = native.violations().cloned().collect();
+            seq.expect = Expect::exact(&found, seq.ops.len());
             let text = format!(
                 "# A random sequence (stagehand qemu-random --seed {} #{i}) whose QEMU trace disagrees with\n# its native trace.\n{}",
                 r.seed,

@@ -1,11 +1,11 @@
 //! Commands on sequences and traces: run, record, replay, diff, show, convert, minimize.
 
 use crate::{collect, load_sequence, load_trace, out, outln, write, Failure, Global};
+use harness::expect::Expect;
 use harness::files::{self, Input};
 use harness::report::{self, FileResult};
-use harness::run::{self, meets};
+use harness::run;
 use harness::text::{self, Sequence};
-use harness_core::op::Expect;
 use harness_core::trace::first_divergence;
 use harness_core::violation::Kind;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,16 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
     // Parse everything first: bad input is reported before any run, with exit 2.
     let mut seqs = Vec::new();
     for f in &files {
-        seqs.push((f.clone(), load_sequence(g, f)?));
+        let seq = load_sequence(g, f)?;
+        if let (Expect::AnyOf(k), false) = (&seq.expect, ignore_expect) {
+            return Err(Failure::Input(format!(
+                "{}: `expect {k}` names a kind only, but expectations are exact: every violation as kind@op \
+                 (`stagehand expect --write {}` converts the file)",
+                f.display(),
+                f.display()
+            )));
+        }
+        seqs.push((f.clone(), seq));
     }
     let bar = (any_dir && !g.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let bar = indicatif::ProgressBar::new(seqs.len() as u64);
@@ -36,11 +45,11 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
             bar.set_message(path.display().to_string());
         }
         let exec = run::run(seq.config, &seq.ops, true);
-        let expect = if ignore_expect { Expect::Clean } else { seq.expect };
-        let ok = meets(&expect, exec.violations());
+        let expect = if ignore_expect { Expect::CLEAN } else { seq.expect.clone() };
+        let ok = expect.meets(exec.violations(), seq.ops.len());
         total_ops += seq.ops.len();
         if !ok && !g.json {
-            let r = report::failure(path, seq, expect, &exec);
+            let r = report::failure(path, seq, &expect, &exec);
             match &bar {
                 Some(bar) => bar.println(r),
                 None => eprint!("{r}"),
@@ -198,26 +207,26 @@ pub fn minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
         Some(k) => {
             Kind::from_name(k).ok_or_else(|| Failure::Input(format!("unknown violation kind `{k}`")))?
         }
-        None => match seq.expect {
-            Expect::Violation(k) => k,
-            Expect::Clean => {
-                let exec = run::run(seq.config, &seq.ops, false);
-                match exec.violations().first() {
-                    Some(v) => v.kind(),
-                    None => {
-                        eprintln!("{}: runs clean, nothing to minimize", input.display());
-                        return Err(Failure::Found);
-                    }
+        None => {
+            let exec = run::run(seq.config, &seq.ops, false);
+            match exec.violations().first() {
+                Some(v) => v.kind(),
+                None => {
+                    eprintln!("{}: runs clean, nothing to minimize", input.display());
+                    return Err(Failure::Found);
                 }
             }
-        },
+        }
     };
     let small = harness::minimize::minimize(seq.config, &seq.ops, kind);
-    let min = Sequence { config: seq.config, expect: Expect::Violation(kind), ops: small };
-    if !meets(&min.expect, run::run(min.config, &min.ops, false).violations()) {
+    let exec = run::run(seq.config, &small, false);
+    if !exec.violations().iter().any(|v| v.kind() == kind) {
         eprintln!("{}: the sequence does not produce `{kind}`", input.display());
         return Err(Failure::Found);
     }
+    // The minimized file expects exactly what it shows.
+    let min =
+        Sequence { config: seq.config, expect: Expect::exact(exec.violations(), small.len()), ops: small };
     let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
     out.push_str(&text::print(&min));
     write(output, out.as_bytes())?;
@@ -228,4 +237,57 @@ pub fn minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
         output.display()
     );
     Ok(())
+}
+
+/// `stagehand expect`: each file's exact expectation, and with `write` the files rewritten
+/// to it. A file whose old expectation its run does not meet is not touched (exit 1): the
+/// conversion only makes an expectation exact, it never accepts a new behaviour silently.
+pub fn expect(g: &Global, paths: &[PathBuf], write_files: bool) -> Result<(), Failure> {
+    let files = collect(paths)?;
+    let (mut changed, mut failed) = (0, 0);
+    for path in &files {
+        let seq = load_sequence(g, path)?;
+        let exec = run::run(seq.config, &seq.ops, true);
+        let n = seq.ops.len();
+        let exact = Expect::exact(exec.violations(), n);
+        if exact == seq.expect {
+            outln!("ok   {}: expect {exact}", path.display());
+            continue;
+        }
+        if let (Expect::AnyOf(_), false) = (&seq.expect, seq.expect.meets(exec.violations(), n)) {
+            // An old kind-only expectation that the run does not meet: a behaviour change.
+            outln!("FAIL {}: expect {} is not met; the run shows {exact}", path.display(), seq.expect);
+            failed += 1;
+            continue;
+        }
+        let hidden = match &seq.expect {
+            Expect::AnyOf(k) => {
+                let others: Vec<String> = harness::run::kinds(exec.violations())
+                    .iter()
+                    .filter(|x| *x != k)
+                    .map(|x| x.to_string())
+                    .collect();
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the old expectation hid: {})", others.join(", "))
+                }
+            }
+            Expect::Exact(_) => " (was different)".to_string(),
+        };
+        outln!("set  {}: expect {} -> {exact}{hidden}", path.display(), seq.expect);
+        changed += 1;
+        if write_files {
+            let source = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+            write(path, text::set_expect(&source, &exact).as_bytes())?;
+        }
+    }
+    let verb = if write_files { "rewritten" } else { "to rewrite (--write)" };
+    outln!("{} file(s): {changed} {verb}, {failed} not meeting their old expectation", files.len());
+    if failed > 0 {
+        Err(Failure::Found)
+    } else {
+        Ok(())
+    }
 }
