@@ -11,6 +11,7 @@
 //! | `STAGEHAND_STRICT_BBM` | pin `1` (strict) or `0` (relaxed) | from the input |
 //! | `STAGEHAND_VMID_BITS` | pin the VMID width | from the input |
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
+//! | `STAGEHAND_WORKAROUNDS` | workarounds of filed findings: `all`, `none`, or names | `all`: a campaign looks past what is filed |
 //! | `STAGEHAND_EXPECT` | crash only on these violation kinds (comma-separated), or `target:kinds` (time-to-bug trials) | any kind |
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none; with the `builtin-known` feature (ClusterFuzzLite builds, which cannot set the environment), `corpus/known-findings.txt` as built |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
@@ -32,6 +33,8 @@ pub struct Campaign {
     pub pins: Pins,
     /// Defect switches by name (resolved against each input's target).
     pub defects: Option<String>,
+    /// Workarounds: `all`, `none` or names (resolved against each input's target).
+    pub workarounds: String,
     /// Only these kinds count as a finding (empty: any kind).
     pub expect: Vec<Kind>,
     /// ... and only on this target (`STAGEHAND_EXPECT=target:kind`).
@@ -110,6 +113,11 @@ impl Campaign {
             expect_target =
                 t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
         }
+        let workarounds = var("STAGEHAND_WORKAROUNDS").unwrap_or_else(|| "all".into());
+        if !targets::ALL.iter().any(|t| text::parse_workarounds(&workarounds, t).is_ok()) {
+            let e = text::parse_workarounds(&workarounds, targets::info(1)).err().unwrap_or_default();
+            return Err(format!("STAGEHAND_WORKAROUNDS: {e}"));
+        }
         let known_path = var("STAGEHAND_KNOWN");
         let known = match known_path.as_deref() {
             Some("none") => KnownFindings::default(),
@@ -117,7 +125,7 @@ impl Campaign {
             None => builtin_known()?,
         };
         let known_path = known_path.filter(|p| p != "none");
-        Ok(Campaign { pins, defects, expect, expect_target, known, known_path })
+        Ok(Campaign { pins, defects, workarounds, expect, expect_target, known, known_path })
     }
 
     /// The campaign of this process (read once).
@@ -129,7 +137,7 @@ impl Campaign {
     }
 
     /// The configuration an input runs under: its first byte, then the pins, then the
-    /// defects (switches the input's target does not have are left off).
+    /// defects and workarounds (switches the input's target does not have are left off).
     pub fn config(&self, h: &Header) -> Config {
         let target = targets::info(h.target);
         let defects = self
@@ -137,6 +145,8 @@ impl Campaign {
             .as_deref()
             .and_then(|d| text::parse_defects(d, target).ok())
             .unwrap_or(Defects::NONE);
+        let workarounds = text::parse_workarounds(&self.workarounds, target).unwrap_or(Defects::NONE);
+        let defects = defects.with_workarounds(workarounds);
         Config {
             vmid_bits: h.vmid_bits,
             defects,
@@ -166,12 +176,15 @@ impl Campaign {
             .iter()
             .filter(|v| self.expect.is_empty() || self.expect.contains(&v.kind()))
             .filter(|_| self.expect_target.is_none_or(|t| t == config.target))
-            .find(|v| self.known.is_new(config, ops, violations, v))
+            .find(|v| self.known.is_new(config, ops, v))
     }
 
     /// The environment variables that reproduce this campaign.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![("STAGEHAND_DEFECTS", self.defects.clone().unwrap_or_else(|| "none".into()))];
+        let mut env = vec![
+            ("STAGEHAND_DEFECTS", self.defects.clone().unwrap_or_else(|| "none".into())),
+            ("STAGEHAND_WORKAROUNDS", self.workarounds.clone()),
+        ];
         if let Some(t) = self.pins.target {
             env.push(("STAGEHAND_TARGET", targets::info(t).name.to_string()));
         }

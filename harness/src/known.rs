@@ -1,30 +1,90 @@
-//! Findings a campaign already knows, so that they are not crashes: a campaign that keeps
-//! rediscovering a filed bug spends its time restarting instead of looking for new ones.
+//! Findings a campaign already knows and no caller can work around, so that they are not
+//! crashes. (A finding a careful caller can avoid is worked around at its cause instead,
+//! by a switch of the target's adapter: `TargetInfo::workarounds`, on in campaigns.)
 //! `STAGEHAND_KNOWN` names the list (`corpus/known-findings.txt` for `cargo xtask`
 //! campaigns). One entry per line, `#` starts a comment:
 //!
 //! ```text
-//! aarch64-paging combined-not-invalidated@read            # target, kind@op (`*`: any op)
-//! aarch64-paging bug@* allocate_table                     # and a word the detail must contain
+//! aarch64-paging bug@map_range cause=alloc-failure files=aarch64-paging/alloc_failure_panics.s2
 //! ```
 //!
-//! A run is a finding when it has a violation no entry matches. An `access-mismatch` at or
-//! after an op with a known violation is that violation's symptom (a stale entry, an
-//! unreachable stub page), and is known too.
+//! An entry names the exact violation: its target, its kind, the op it occurs in (`*` for
+//! any op, `end` after the last), and facets of its structured detail ([`facets`]); never a
+//! word of its message. `files` lists the corpus files (relative to `corpus/`) that show it,
+//! and only those may (a test checks both ways). A run is a finding when it has a violation
+//! no entry matches.
 
-use crate::{render, targets};
 use harness_core::op::{Config, Op};
-use harness_core::violation::{Kind, Violation};
+use harness_core::violation::{BbmStep, Detail, Kind, Violation};
+
+/// The facets of a violation's detail that entries can name: `(key, value)` pairs.
+///
+/// | kind | key | values |
+/// |---|---|---|
+/// | `bug` | `cause` | `alloc-failure` (a page allocation failed during the op), `panic` |
+/// | `bbm` | `step` | the break-before-make step that was missing: `no-break`, `make-before-tlbi`, `tlbi-before-break`, `no-dsb-after-tlbi`, `scope-misses-combined`, `unordered` |
+pub fn facets(d: &Detail) -> Vec<(&'static str, &'static str)> {
+    match d {
+        Detail::Bug { .. } => vec![("cause", "panic")],
+        Detail::BugAfterAllocFailure { .. } => vec![("cause", "alloc-failure")],
+        Detail::Bbm { missing, .. } => vec![(
+            "step",
+            match missing {
+                BbmStep::NoBreak => "no-break",
+                BbmStep::MakeBeforeTlbi => "make-before-tlbi",
+                BbmStep::TlbiBeforeBreak => "tlbi-before-break",
+                BbmStep::NoDsbAfterTlbi => "no-dsb-after-tlbi",
+                BbmStep::ScopeMissesCombined => "scope-misses-combined",
+                BbmStep::Unordered => "unordered",
+            },
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The facet keys and values a kind has.
+fn facet_values(kind: Kind, key: &str) -> Option<&'static [&'static str]> {
+    match (kind, key) {
+        (Kind::Bug, "cause") => Some(&["alloc-failure", "panic"]),
+        (Kind::Bbm, "step") => Some(&[
+            "no-break",
+            "make-before-tlbi",
+            "tlbi-before-break",
+            "no-dsb-after-tlbi",
+            "scope-misses-combined",
+            "unordered",
+        ]),
+        _ => None,
+    }
+}
 
 /// One known finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Entry {
-    target: u8,
-    kind: Kind,
-    /// The op's name, or any op.
-    op: Option<String>,
-    /// A word the violation's detail must contain.
-    contains: Option<String>,
+pub struct Entry {
+    /// The target's index.
+    pub target: u8,
+    /// The violation's kind.
+    pub kind: Kind,
+    /// The op's name (`end` after the last op), or any op.
+    pub op: Option<String>,
+    /// Facets the violation's detail must have.
+    pub facets: Vec<(String, String)>,
+    /// The corpus files (relative to `corpus/`) that show it.
+    pub files: Vec<String>,
+    /// Where the entry is written, `file:line`.
+    pub at: String,
+}
+
+impl Entry {
+    /// True when `v`, a violation of a run of `ops` under `config`, is this finding.
+    pub fn matches(&self, config: &Config, ops: &[Op], v: &Violation) -> bool {
+        let op = ops.get(v.op as usize).map_or("end", Op::name);
+        let has = facets(&v.detail);
+        self.target == config.target
+            && self.kind == v.kind()
+            && self.op.as_deref().is_none_or(|o| o == op)
+            && self.facets.iter().all(|(k, x)| has.iter().any(|(hk, hx)| hk == k && hx == x))
+    }
 }
 
 /// The list.
@@ -44,10 +104,8 @@ impl KnownFindings {
             }
             let err = |m: String| format!("{file}:{}: {m}", i + 1);
             let words: Vec<&str> = line.split_whitespace().collect();
-            let (target, site, contains) = match words[..] {
-                [t, s] => (t, s, None),
-                [t, s, c] => (t, s, Some(c.to_string())),
-                _ => return Err(err("expected `target kind@op [word]`".into())),
+            let [target, site, rest @ ..] = &words[..] else {
+                return Err(err("expected `target kind@op [key=value ...] files=...`".into()));
             };
             let target = crate::text::parse_target(target).map_err(|e| err(format!("target: {e}")))?;
             let (kind, op) = site.split_once('@').ok_or_else(|| err(format!("`{site}` is not kind@op")))?;
@@ -58,7 +116,26 @@ impl KnownFindings {
                 name if harness_core::op::OP_NAMES.contains(&name) || name == "end" => Some(name.to_string()),
                 name => return Err(err(format!("op: unknown op `{name}`"))),
             };
-            entries.push(Entry { target, kind, op, contains });
+            let (mut facets, mut files) = (Vec::new(), Vec::new());
+            for w in rest {
+                let (key, value) = w.split_once('=').ok_or_else(|| err(format!("`{w}` is not key=value")))?;
+                if key == "files" {
+                    files.extend(value.split(',').filter(|f| !f.is_empty()).map(str::to_string));
+                    continue;
+                }
+                let values = facet_values(kind, key)
+                    .ok_or_else(|| err(format!("facet `{key}`: a {kind} violation has no such facet")))?;
+                if !values.contains(&value) {
+                    return Err(err(format!("facet `{key}`: `{value}` is not one of {}", values.join(", "))));
+                }
+                facets.push((key.to_string(), value.to_string()));
+            }
+            if files.is_empty() {
+                return Err(err(
+                    "files: name the corpus files that show the finding (files=a.s2,b.s2)".into()
+                ));
+            }
+            entries.push(Entry { target, kind, op, facets, files, at: format!("{file}:{}", i + 1) });
         }
         Ok(KnownFindings { entries })
     }
@@ -67,6 +144,11 @@ impl KnownFindings {
     pub fn load(path: &str) -> Result<KnownFindings, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         Self::parse(&text, path)
+    }
+
+    /// The entries.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     /// Entries in the list.
@@ -79,30 +161,9 @@ impl KnownFindings {
         self.entries.is_empty()
     }
 
-    fn matches(&self, config: &Config, ops: &[Op], v: &Violation) -> bool {
-        let op = ops.get(v.op as usize).map_or("end", Op::name);
-        self.entries.iter().any(|e| {
-            e.target == config.target
-                && e.kind == v.kind()
-                && e.op.as_deref().is_none_or(|o| o == op)
-                && e.contains.as_deref().is_none_or(|w| {
-                    let profile = targets::info(config.target).geometry.profile;
-                    render::violation_line(v, profile).contains(w)
-                })
-        })
-    }
-
-    /// Whether `v`, one of the `violations` of a run of `ops`, is new: no entry matches it,
-    /// and it is not an access mismatch at or after a known violation.
-    pub fn is_new(&self, config: &Config, ops: &[Op], violations: &[Violation], v: &Violation) -> bool {
-        if self.entries.is_empty() {
-            return true;
-        }
-        if self.matches(config, ops, v) {
-            return false;
-        }
-        !(v.kind() == Kind::AccessMismatch
-            && violations.iter().any(|k| k.op <= v.op && self.matches(config, ops, k)))
+    /// Whether `v`, a violation of a run of `ops`, is new: no entry matches it.
+    pub fn is_new(&self, config: &Config, ops: &[Op], v: &Violation) -> bool {
+        !self.entries.iter().any(|e| e.matches(config, ops, v))
     }
 
     /// The first violation of a run that is new.
@@ -112,40 +173,54 @@ impl KnownFindings {
         ops: &[Op],
         violations: &'a [Violation],
     ) -> Option<&'a Violation> {
-        violations.iter().find(|v| self.is_new(config, ops, violations, v))
+        violations.iter().find(|v| self.is_new(config, ops, v))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness_core::violation::Detail;
 
     fn v(op: u32, detail: Detail) -> Violation {
         Violation { op, detail }
     }
 
     #[test]
-    fn known_violations_and_their_symptoms_are_not_findings() {
-        let k = KnownFindings::parse("# c\naarch64-paging bug@* allocate_table\n\n", "k.txt").unwrap();
+    fn entries_match_kind_op_and_facets_never_words() {
+        let k = KnownFindings::parse(
+            "# c\naarch64-paging bug@* cause=alloc-failure files=a.s2,b.s2 # why\n\n",
+            "k.txt",
+        )
+        .unwrap();
         assert_eq!(k.len(), 1);
+        assert_eq!(k.entries()[0].files, ["a.s2", "b.s2"]);
         let config = Config { target: 1, ..Config::default() };
         let ops = [Op::CreateVm { vm: 0 }];
-        let bug = |m: &str| v(0, Detail::Bug { message: m.into() });
-        assert_eq!(k.first_new(&config, &ops, &[bug("Translation::allocate_table cannot")]), None);
-        assert!(k.first_new(&config, &ops, &[bug("index out of bounds")]).is_some());
+        let after = |m: &str| v(0, Detail::BugAfterAllocFailure { message: m.into() });
+        assert_eq!(k.first_new(&config, &ops, &[after("anything at all")]), None);
+        // The same message without an allocation failure is new: the facet decides.
+        let plain = v(0, Detail::Bug { message: "anything at all".into() });
+        assert!(k.first_new(&config, &ops, &[plain]).is_some());
         // Another target's violation of the same kind is new.
-        let kvm = Config::default();
-        assert!(k.first_new(&kvm, &ops, &[bug("allocate_table")]).is_some());
+        assert!(k.first_new(&Config::default(), &ops, &[after("x")]).is_some());
+        // An op other than the one named is new.
+        let k = KnownFindings::parse("aarch64-paging bug@map_range files=a.s2", "k.txt").unwrap();
+        assert!(k.first_new(&config, &ops, &[after("x")]).is_some());
     }
 
     #[test]
     fn errors_name_the_line_and_field() {
         let e = |t: &str| KnownFindings::parse(t, "k.txt").unwrap_err();
-        assert!(e("nope bug@*").starts_with("k.txt:1: target: unknown target `nope`"));
-        assert!(e("\naarch64-paging bogus@*").starts_with("k.txt:2: kind: unknown violation kind"));
-        assert!(e("aarch64-paging bug@frob").starts_with("k.txt:1: op: unknown op `frob`"));
-        assert!(e("aarch64-paging bug").starts_with("k.txt:1: `bug` is not kind@op"));
+        assert!(e("nope bug@* files=a").starts_with("k.txt:1: target: unknown target `nope`"));
+        assert!(e("\naarch64-paging bogus@* files=a").starts_with("k.txt:2: kind: unknown violation kind"));
+        assert!(e("aarch64-paging bug@frob files=a").starts_with("k.txt:1: op: unknown op `frob`"));
+        assert!(e("aarch64-paging bug files=a").starts_with("k.txt:1: `bug` is not kind@op"));
         assert!(e("aarch64-paging").starts_with("k.txt:1: expected"));
+        assert!(e("aarch64-paging bug@* block").starts_with("k.txt:1: `block` is not key=value"));
+        assert!(e("aarch64-paging leak@* cause=panic files=a")
+            .contains("facet `cause`: a leak violation has no such facet"));
+        assert!(e("aarch64-paging bug@* cause=oops files=a")
+            .contains("`oops` is not one of alloc-failure, panic"));
+        assert!(e("aarch64-paging bug@*").contains("files: name the corpus files"));
     }
 }

@@ -33,6 +33,10 @@ pub(crate) struct Global {
     /// all off).
     #[arg(long, global = true)]
     pub defects: Option<String>,
+    /// Workarounds of the target's filed findings to turn on (`all`, `none` or names),
+    /// replacing the header's set; campaigns default to `all`.
+    #[arg(long, global = true)]
+    pub workarounds: Option<String>,
     /// VMID width in bits (within the target's widths), replacing the header's.
     #[arg(long, global = true)]
     pub vmid_bits: Option<u8>,
@@ -75,14 +79,26 @@ impl Global {
     pub fn apply(&self, mut c: Config) -> Result<Config, Failure> {
         let target = harness::targets::info(c.target);
         if let Some(d) = &self.defects {
-            c.defects =
-                text::parse_defects(d, target).map_err(|e| Failure::Input(format!("--defects: {e}")))?;
+            c.defects = text::parse_defects(d, target)
+                .map_err(|e| Failure::Input(format!("--defects: {e}")))?
+                .with_workarounds(c.defects.workarounds());
+        }
+        if let Some(w) = &self.workarounds {
+            let w = text::parse_workarounds(w, target)
+                .map_err(|e| Failure::Input(format!("--workarounds: {e}")))?;
+            c.defects = c.defects.with_workarounds(w);
         }
         if let Some(b) = self.vmid_bits {
             c.vmid_bits = text::parse_vmid_bits(&b.to_string(), target)
                 .map_err(|e| Failure::Input(format!("--vmid-bits: {e}")))?;
         }
         if let Some(w) = self.walker {
+            if w == Walker::NonCoherent && target.coherent_walker_only {
+                return Err(Failure::Input(format!(
+                    "--walker non-coherent: target {} needs a coherent walker",
+                    target.name
+                )));
+            }
             c.walker = w;
         }
         if let Some(m) = &self.guest {
@@ -118,6 +134,9 @@ impl Global {
         }
         if let Some(d) = &self.defects {
             c.defects = (d != "none").then(|| d.clone());
+        }
+        if let Some(w) = &self.workarounds {
+            c.workarounds = w.clone();
         }
         Ok(c)
     }

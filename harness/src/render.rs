@@ -27,10 +27,15 @@ pub fn config_line(c: &Config) -> String {
     } else {
         format!(", guest {}", c.guest.name())
     };
+    let workarounds = if c.defects.workarounds().is_empty() {
+        String::new()
+    } else {
+        format!(", workarounds {}", crate::text::workarounds_word(c, t))
+    };
     format!(
-        "{target}vmid-bits {}, defects {}, walker {walker}, bbm {bbm}{guest}, ram {}",
+        "{target}vmid-bits {}, defects {}{workarounds}, walker {walker}, bbm {bbm}{guest}, ram {}",
         c.vmid_bits,
-        c.defects.show(t.defects),
+        c.defects.defects().show(t.defects),
         hex(c.layout.ram_base)
     )
 }

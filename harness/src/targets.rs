@@ -21,3 +21,22 @@ pub fn info(index: u8) -> &'static TargetInfo {
 pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|t| t.name).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn switches_fit_the_configuration() {
+        for t in super::ALL {
+            assert!(
+                t.defects.len() <= harness_core::op::WORKAROUND_BIT,
+                "{}: too many defect switches",
+                t.name
+            );
+            assert!(
+                t.workarounds.len() <= 32 - harness_core::op::WORKAROUND_BIT,
+                "{}: too many workarounds",
+                t.name
+            );
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! target kvm-arm-2012     # optional: the code under test (this is the default)
 //! vmid-bits 8             # within the target's widths (1..=8 for kvm-arm-2012)
 //! defects none            # or a comma-separated list of the target's switches
+//! workarounds none        # or `all`, or a list of the target's workarounds of filed findings
 //! walker coherent         # or non-coherent
 //! bbm relaxed             # or strict
 //! ram 0x4000_0000         # optional: RAM base of the memory layout
@@ -98,6 +99,26 @@ pub fn parse_defects(s: &str, target: &TargetInfo) -> Result<Defects, String> {
             format!("unknown defect `{name}` for target {} (known: {})", target.name, known.join(", "))
         })?;
         set = set.with(Defects::bit(i));
+    }
+    Ok(set)
+}
+
+/// Parses the value of `--workarounds`, `STAGEHAND_WORKAROUNDS` or a `workarounds` header
+/// line for `target`: `none`, `all`, or names. The set has bit j for workaround j.
+pub fn parse_workarounds(s: &str, target: &TargetInfo) -> Result<Defects, String> {
+    match s {
+        "none" => return Ok(Defects::NONE),
+        "all" => return Ok(target.all_workarounds()),
+        _ => {}
+    }
+    let mut set = Defects::NONE;
+    for name in s.split(',').map(str::trim) {
+        let j = target.workaround(name).ok_or_else(|| {
+            let known: Vec<&str> = target.workarounds.iter().map(|(n, _)| *n).collect();
+            let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+            format!("unknown workaround `{name}` for target {} (known: {known})", target.name)
+        })?;
+        set = set.with(Defects::bit(j));
     }
     Ok(set)
 }
@@ -280,8 +301,18 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
             continue;
         }
         let key = words[0];
-        if !matches!(key, "target" | "vmid-bits" | "defects" | "walker" | "bbm" | "guest" | "ram" | "expect")
-        {
+        if !matches!(
+            key,
+            "target"
+                | "vmid-bits"
+                | "defects"
+                | "workarounds"
+                | "walker"
+                | "bbm"
+                | "guest"
+                | "ram"
+                | "expect"
+        ) {
             body.push((line, words));
             continue;
         }
@@ -316,8 +347,19 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
         match key {
             "target" => {}
             "vmid-bits" => c.vmid_bits = parse_vmid_bits(value, target).map_err(err)?,
-            "defects" => c.defects = parse_defects(value, target).map_err(err)?,
-            "walker" => c.walker = parse_walker(value).map_err(err)?,
+            "defects" => c.defects = parse_defects(value, target).map_err(err)?.with(c.defects),
+            "workarounds" => {
+                c.defects = c.defects.with_workarounds(parse_workarounds(value, target).map_err(err)?)
+            }
+            "walker" => {
+                c.walker = parse_walker(value).map_err(err)?;
+                if c.walker == Walker::NonCoherent && target.coherent_walker_only {
+                    return Err(err(format!(
+                        "walker non-coherent: target {} needs a coherent walker (it cleans nothing: VTCR_EL2 makes its walks cacheable)",
+                        target.name
+                    )));
+                }
+            }
             "bbm" => {
                 c.strict_bbm = match value {
                     "strict" => true,
@@ -462,7 +504,10 @@ pub fn format_header(config: &Config, expect: &Expect) -> String {
         let _ = writeln!(s, "target {}", target.name);
     }
     let _ = writeln!(s, "vmid-bits {}", config.vmid_bits);
-    let _ = writeln!(s, "defects {}", config.defects.show(target.defects));
+    let _ = writeln!(s, "defects {}", config.defects.defects().show(target.defects));
+    if !config.defects.workarounds().is_empty() {
+        let _ = writeln!(s, "workarounds {}", workarounds_word(config, target));
+    }
     let walker = match config.walker {
         Walker::Coherent => "coherent",
         Walker::NonCoherent => "non-coherent",
@@ -511,6 +556,16 @@ pub fn set_expect(source: &str, expect: &Expect) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The workarounds of a configuration as a header value: `all`, or their names.
+pub fn workarounds_word(config: &Config, target: &TargetInfo) -> String {
+    let w = config.defects.workarounds();
+    if w == target.all_workarounds() {
+        "all".into()
+    } else {
+        w.show(target.workarounds).to_string()
+    }
 }
 
 /// Prints a whole sequence; `parse(&print(s)) == s`.

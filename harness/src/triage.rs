@@ -137,9 +137,13 @@ fn regression(
         })
     };
     write(&file, body.as_bytes())?;
-    let rel = file.strip_prefix(repo).unwrap_or(&file).display().to_string();
-    let snap_name = format!("corpus@{}.snap", rel.trim_start_matches("corpus/").replace('/', "__"));
-    write(&snapshot_dir.join(snap_name), render::snapshot_file(&rel, &exec.trace()).as_bytes())?;
+    // A snapshot belongs to a corpus file of the repository (insta's glob names it so); a
+    // regression written elsewhere (`--out`) gets none.
+    if let Some(rel) = file.strip_prefix(repo).ok().filter(|r| r.starts_with("corpus")) {
+        let rel = rel.display().to_string();
+        let snap_name = format!("corpus@{}.snap", rel.trim_start_matches("corpus/").replace('/', "__"));
+        write(&snapshot_dir.join(snap_name), render::snapshot_file(&rel, &exec.trace()).as_bytes())?;
+    }
     let (from_ops, ops) = (seq.ops.len(), small.len());
     Ok(match existing {
         Some(_) => Outcome::Updated { kind, site, file, from_ops, ops },

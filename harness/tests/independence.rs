@@ -98,16 +98,18 @@ fn only_the_adapters_call_their_crates_and_the_core_imports_no_adapter() {
         }
     }
     callers.sort();
-    assert_eq!(
-        callers,
-        [
-            "aarch64_paging: targets/aarch64-paging/src/lib.rs",
-            "aarch64_paging: targets/aarch64-paging/src/regime.rs",
-            "aarch64_paging: targets/aarch64-paging/src/translation.rs",
-            // Pins a finding in the crate itself, outside any op sequence.
-            "aarch64_paging: targets/aarch64-paging/tests/crate_findings.rs",
-            "mmu: targets/kvm-arm-2012/src/lib.rs",
-            "mmu: targets/kvm-arm-2012/src/platform.rs",
-        ]
+    // Each crate is named by its own adapter only (its tests may pin a finding in the crate
+    // itself, outside any op sequence).
+    let outside: Vec<&String> = callers
+        .iter()
+        .filter(|c| {
+            !(c.starts_with("aarch64_paging: targets/aarch64-paging/")
+                || c.starts_with("mmu: targets/kvm-arm-2012/"))
+        })
+        .collect();
+    assert!(outside.is_empty(), "named outside their adapter: {outside:?}");
+    assert!(
+        callers.iter().any(|c| c.starts_with("mmu: "))
+            && callers.iter().any(|c| c.starts_with("aarch64_paging: "))
     );
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Settings {
     /// Defect switches (of whichever target an input chooses), or `none`.
     pub defects: String,
+    /// Workarounds of filed findings (`all` when not set: campaigns look past what is filed).
+    pub workarounds: Option<String>,
     /// Pin the target.
     pub target: Option<String>,
     /// Pin the VMID width.
@@ -38,6 +40,9 @@ impl Settings {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let defects = if self.defects.is_empty() { "none".to_string() } else { self.defects.clone() };
         let mut env = vec![("STAGEHAND_DEFECTS", defects)];
+        if let Some(w) = &self.workarounds {
+            env.push(("STAGEHAND_WORKAROUNDS", w.clone()));
+        }
         if let Some(t) = &self.target {
             env.push(("STAGEHAND_TARGET", t.clone()));
         }
@@ -68,6 +73,9 @@ impl Settings {
         if let Some(t) = &self.target {
             f.extend(["--target".into(), t.clone()]);
         }
+        if let Some(w) = &self.workarounds {
+            f.extend(["--workarounds".into(), w.clone()]);
+        }
         if let Some(b) = self.vmid_bits {
             f.extend(["--vmid-bits".into(), b.to_string()]);
         }
@@ -85,8 +93,9 @@ impl Settings {
         let any = |v: Option<String>| v.unwrap_or_else(|| "any".into());
         let known = self.known.as_ref().map_or(String::new(), |k| format!(", known findings from {k}"));
         format!(
-            "defects {}, target {}, vmid-bits {}, walker {}, bbm {}{known}",
+            "defects {}, workarounds {}, target {}, vmid-bits {}, walker {}, bbm {}{known}",
             if self.defects.is_empty() { "none" } else { &self.defects },
+            self.workarounds.as_deref().unwrap_or("all"),
             any(self.target.clone()),
             any(self.vmid_bits.map(|b| b.to_string())),
             any(self.walker.clone()),

@@ -4,6 +4,7 @@
 mod bench;
 mod coverage;
 mod fuzz;
+mod patch;
 mod setup;
 mod ttb;
 
@@ -22,6 +23,7 @@ usage: cargo xtask <command> [options]
           from the corpus seeds, triage of its findings, and a summary
           [--seconds 60] [--jobs 1] [--defects none] [--vmid-bits 8] [--walker coherent]
           [--strict-bbm] [--max-len 128] [--known corpus/known-findings.txt | none]
+          [--workarounds all | none | names]  (workarounds of filed findings, on by default)
   fuzz    a campaign: the same options as demo (without the corpus run)
   afl     an AFL++ campaign on the ops target [--seconds 60] [--defects none] ...
   cmin    minimize the libFuzzer corpus of the ops target (cargo fuzz cmin)
@@ -36,6 +38,8 @@ usage: cargo xtask <command> [options]
   coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus
           and a campaign reach: target/coverage/html/index.html, target/coverage/summary.txt
           [--seconds 60]
+  patch   test a patched or local copy of a dependency in every build (one place:
+          .cargo/config.toml): [CRATE=PATH ...] [--clear] [--check]
   test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
           the corpus on QEMU in Hyp mode (and the board path, disassembly checks), a fuzzing
           smoke (clean code finds nothing, clear-nonpresent is found and triaged), the
@@ -75,6 +79,7 @@ impl Flags {
     fn settings(&self) -> Result<fuzz::Settings> {
         Ok(fuzz::Settings {
             defects: self.get("defects", "none".to_string())?,
+            workarounds: self.values.get("workarounds").cloned(),
             target: self.values.get("target").cloned(),
             vmid_bits: self
                 .values
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
             )
         }),
         Some("test") => test(),
+        Some("patch") => patch_cmd(rest),
         Some("coverage") => Flags::parse(rest, &[]).and_then(|f| coverage::coverage(f.get("seconds", 60)?)),
         _ => {
             eprint!("{USAGE}");
@@ -221,6 +227,8 @@ fn test() -> Result {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     cargo(&["test", "--workspace"])?;
+    // One [patch] reaches every build: a scratch copy of aarch64-paging, patched in for the test.
+    patch::reach_test()?;
     // The MMU code and the shared executor must build for the ARM image.
     cargo(&["build", "-p", "mmu", "-p", "harness-core", "--target", "armv7a-none-eabi", "--release"])?;
     no_std_in_mmu()?;
@@ -237,6 +245,38 @@ fn test() -> Result {
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
     fuzz::afl_smoke(15)
+}
+
+/// `cargo xtask patch`: write, clear or check the one `[patch]` table.
+fn patch_cmd(args: &[String]) -> Result {
+    let (mut set, mut clear, mut check) = (Vec::new(), false, false);
+    for a in args {
+        match a.as_str() {
+            "--clear" => clear = true,
+            "--check" => check = true,
+            kv => {
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("`{kv}`: expected CRATE=PATH"))?;
+                set.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    if clear || !set.is_empty() {
+        let mut all = if clear { Vec::new() } else { patch::current()? };
+        all.retain(|(k, _)| !set.iter().any(|(s, _)| s == k));
+        all.extend(set);
+        patch::write(&all)?;
+    }
+    let now = patch::current()?;
+    if now.is_empty() {
+        eprintln!("no patches in {}", patch::CONFIG);
+    }
+    for (k, v) in &now {
+        eprintln!("{k} = {v}");
+    }
+    if check {
+        patch::check(&now)?;
+    }
+    Ok(())
 }
 
 /// `mmu` must not name `std` outside its tests: it has to build without it.

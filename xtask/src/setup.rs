@@ -116,3 +116,10 @@ pub fn plot_font() -> Result {
     .map_err(|_| "cannot load the DejaVu font")?;
     Ok(())
 }
+
+/// Cargo's home (`CARGO_HOME`, else `~/.cargo`).
+pub fn cargo_home() -> std::path::PathBuf {
+    std::env::var_os("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+    })
+}

@@ -250,7 +250,15 @@ impl Codec {
         let w = widths(info);
         let header = Header {
             target,
-            walker: pins.walker.unwrap_or(if h & 1 != 0 { Walker::NonCoherent } else { Walker::Coherent }),
+            walker: match pins.walker.unwrap_or(if h & 1 != 0 {
+                Walker::NonCoherent
+            } else {
+                Walker::Coherent
+            }) {
+                // Outside the target's contract: never chosen.
+                _ if info.coherent_walker_only => Walker::Coherent,
+                w => w,
+            },
             strict_bbm: pins.strict_bbm.unwrap_or(h & 2 != 0),
             vmid_bits: pins.vmid_bits.unwrap_or(w[usize::from((h >> 2) & 7) % w.len()]),
         };

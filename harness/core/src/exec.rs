@@ -168,7 +168,12 @@ impl<M: Machine, T: Target> Executor<M, T> {
         // What a memory-owning target wrote before it died is part of the step.
         self.host.sync();
         let index = self.index;
-        self.host.violations.push(Violation { op: index, detail: Detail::Bug { message } });
+        let detail = if self.host.alloc_failed {
+            Detail::BugAfterAllocFailure { message }
+        } else {
+            Detail::Bug { message }
+        };
+        self.host.violations.push(Violation { op: index, detail });
         self.close_step(*op, OpResult::Panic);
         self.stopped = true;
     }

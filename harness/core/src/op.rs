@@ -209,15 +209,38 @@ impl Op {
     }
 }
 
-/// A set of defect switches of a target: bit i is entry i of the target's
-/// [`crate::target::TargetInfo::defects`].
+/// A set of a target's switches: bit i (below [`WORKAROUND_BIT`]) is entry i of its
+/// [`crate::target::TargetInfo::defects`], switches that bring a bug back; bit
+/// `WORKAROUND_BIT + j` is entry j of its [`crate::target::TargetInfo::workarounds`], switches
+/// that work around a filed finding the way a careful caller would. (One field, so that
+/// traces of configurations without workarounds keep their bytes.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Defects(pub u32);
 
+/// The first bit of the workaround switches in [`Defects`]: a target has at most 24 defect
+/// switches and 8 workarounds (`harness::targets` checks its registry).
+pub const WORKAROUND_BIT: usize = 24;
+
 impl Defects {
     /// No defect.
     pub const NONE: Defects = Defects(0);
+    /// The defect switches only.
+    pub const fn defects(self) -> Defects {
+        Defects(self.0 & ((1 << WORKAROUND_BIT) - 1))
+    }
+    /// The workaround switches only, shifted down (bit j is workaround j).
+    pub const fn workarounds(self) -> Defects {
+        Defects(self.0 >> WORKAROUND_BIT)
+    }
+    /// This set's defects with the workarounds `w` (bit j is workaround j).
+    pub const fn with_workarounds(self, w: Defects) -> Defects {
+        Defects(self.defects().0 | w.0 << WORKAROUND_BIT)
+    }
+    /// The set of the first `n` switches of a table.
+    pub const fn first(n: usize) -> Defects {
+        Defects(((1u64 << n) - 1) as u32)
+    }
     /// The switch with index `i`.
     pub const fn bit(i: usize) -> Defects {
         Defects(1 << i)
@@ -234,7 +257,8 @@ impl Defects {
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
-    /// The set written with the names of `table` (comma-separated, or `none`).
+    /// The set written with the names of `table` (comma-separated, or `none`); for the
+    /// workarounds, call it on [`Defects::workarounds`].
     pub fn show(self, table: &'static [(&'static str, &'static str)]) -> impl fmt::Display {
         struct S(Defects, &'static [(&'static str, &'static str)]);
         impl fmt::Display for S {
@@ -243,7 +267,7 @@ impl Defects {
                     return f.write_str("none");
                 }
                 let mut first = true;
-                for (i, (name, _)) in self.1.iter().enumerate() {
+                for (i, (name, _)) in self.1.iter().enumerate().take(WORKAROUND_BIT) {
                     if self.0.has(i) {
                         f.write_str(if first { "" } else { "," })?;
                         f.write_str(name)?;

@@ -39,6 +39,14 @@ pub struct TargetInfo {
     pub ops: OpSet,
     /// Its defect switches: (name, one line), bit i of [`crate::op::Defects`] is entry i.
     pub defects: &'static [(&'static str, &'static str)],
+    /// Its workarounds of filed findings: (name, one line). Each avoids one finding at its
+    /// cause, the way a careful caller would, so that campaigns (which turn them all on)
+    /// keep finding new bugs; `.s2` files turn them on with a `workarounds` line.
+    pub workarounds: &'static [(&'static str, &'static str)],
+    /// The target's contract needs a coherent stage-2 walker (VTCR_EL2 makes walks inner
+    /// write-back cacheable, as Linux arm64 programs it): it cleans nothing, so `walker
+    /// non-coherent` is refused by the parser and never chosen by the byte decoder.
+    pub coherent_walker_only: bool,
     /// How its memory is observed.
     pub observe: Observe,
     /// Table pages carry one reference per valid entry plus their own, and tables are
@@ -66,6 +74,14 @@ impl TargetInfo {
     /// Looks a defect switch up by name.
     pub fn defect(&self, name: &str) -> Option<usize> {
         self.defects.iter().position(|(n, _)| *n == name)
+    }
+    /// Looks a workaround up by name.
+    pub fn workaround(&self, name: &str) -> Option<usize> {
+        self.workarounds.iter().position(|(n, _)| *n == name)
+    }
+    /// Every workaround, as a set (bit j is workaround j).
+    pub const fn all_workarounds(&self) -> crate::op::Defects {
+        crate::op::Defects::first(self.workarounds.len())
     }
 }
 

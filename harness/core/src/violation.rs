@@ -192,28 +192,125 @@ pub struct Violation {
 #[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Detail {
-    WrongResult { expected: ResultSet, got: OpResult },
-    ModelMismatch { vm: u8, ipa: Ipa, expected: Option<Mapping>, fault_level: Option<u8>, found: Found },
-    AccessMismatch { vm: u8, ipa: Ipa, expected: AccessOutcome, got: AccessOutcome },
-    Refcount { page: Pa, count: u32, expected: u32 },
-    TableAliased { table: Pa, first: Pa, second: Pa },
-    UseAfterFree { page: Pa, what: Use },
-    BadFree { page: Pa, problem: FreeProblem },
-    Leak { vm: u8, pages: u32, first: Pa },
-    Malformed { at: Pa, level: u8, desc: Desc, problem: Malformation },
-    MissingTlbi { vm: u8, vmid: Vmid, changed_at: u32, ipa: Ipa, old: Desc },
-    FreedBeforeTlbi { table: Pa, unlinked_at: u32, ipa: Ipa },
-    Bbm { at: Pa, ipa: Ipa, old: Desc, new: Desc, missing: BbmStep },
-    VmidShared { vm: u8, other: u8, vmid: Vmid },
-    VmidStale { vm: u8, vmid: Vmid, assigned_in: u32, rollovers: u32 },
-    VmidReuse { vm: u8, other: u8, vmid: Vmid },
-    DcacheNotCleaned { vm: u8, line: Pa, written_at: u32 },
-    Bug { message: String },
-    Warn { warning: Warning },
-    TlbiBeforeDsb { vm: u8, changed_at: u32, ipa: Ipa },
-    CombinedNotInvalidated { vm: u8, vmid: Vmid, changed_at: u32, ipa: Ipa, old: Desc },
-    BadVttbr { vm: u8, vttbr: Vttbr, problem: VttbrProblem },
-    StateMismatch { vm: u8, problem: StateProblem },
+    WrongResult {
+        expected: ResultSet,
+        got: OpResult,
+    },
+    ModelMismatch {
+        vm: u8,
+        ipa: Ipa,
+        expected: Option<Mapping>,
+        fault_level: Option<u8>,
+        found: Found,
+    },
+    AccessMismatch {
+        vm: u8,
+        ipa: Ipa,
+        expected: AccessOutcome,
+        got: AccessOutcome,
+    },
+    Refcount {
+        page: Pa,
+        count: u32,
+        expected: u32,
+    },
+    TableAliased {
+        table: Pa,
+        first: Pa,
+        second: Pa,
+    },
+    UseAfterFree {
+        page: Pa,
+        what: Use,
+    },
+    BadFree {
+        page: Pa,
+        problem: FreeProblem,
+    },
+    Leak {
+        vm: u8,
+        pages: u32,
+        first: Pa,
+    },
+    Malformed {
+        at: Pa,
+        level: u8,
+        desc: Desc,
+        problem: Malformation,
+    },
+    MissingTlbi {
+        vm: u8,
+        vmid: Vmid,
+        changed_at: u32,
+        ipa: Ipa,
+        old: Desc,
+    },
+    FreedBeforeTlbi {
+        table: Pa,
+        unlinked_at: u32,
+        ipa: Ipa,
+    },
+    Bbm {
+        at: Pa,
+        ipa: Ipa,
+        old: Desc,
+        new: Desc,
+        missing: BbmStep,
+    },
+    VmidShared {
+        vm: u8,
+        other: u8,
+        vmid: Vmid,
+    },
+    VmidStale {
+        vm: u8,
+        vmid: Vmid,
+        assigned_in: u32,
+        rollovers: u32,
+    },
+    VmidReuse {
+        vm: u8,
+        other: u8,
+        vmid: Vmid,
+    },
+    DcacheNotCleaned {
+        vm: u8,
+        line: Pa,
+        written_at: u32,
+    },
+    Bug {
+        message: String,
+    },
+    Warn {
+        warning: Warning,
+    },
+    TlbiBeforeDsb {
+        vm: u8,
+        changed_at: u32,
+        ipa: Ipa,
+    },
+    CombinedNotInvalidated {
+        vm: u8,
+        vmid: Vmid,
+        changed_at: u32,
+        ipa: Ipa,
+        old: Desc,
+    },
+    BadVttbr {
+        vm: u8,
+        vttbr: Vttbr,
+        problem: VttbrProblem,
+    },
+    StateMismatch {
+        vm: u8,
+        problem: StateProblem,
+    },
+    /// A panic (kind [`Kind::Bug`]) during an op in which a page allocation failed: what a
+    /// target whose API cannot report allocation failure does. Last, so that traces written
+    /// before it keep their bytes and meaning.
+    BugAfterAllocFailure {
+        message: String,
+    },
 }
 
 /// What is wrong with a VTTBR.
@@ -247,7 +344,7 @@ impl Detail {
             Detail::VmidStale { .. } => Kind::VmidStale,
             Detail::VmidReuse { .. } => Kind::VmidReuse,
             Detail::DcacheNotCleaned { .. } => Kind::DcacheNotCleaned,
-            Detail::Bug { .. } => Kind::Bug,
+            Detail::Bug { .. } | Detail::BugAfterAllocFailure { .. } => Kind::Bug,
             Detail::Warn { .. } => Kind::Warn,
             Detail::TlbiBeforeDsb { .. } => Kind::TlbiBeforeDsb,
             Detail::CombinedNotInvalidated { .. } => Kind::CombinedNotInvalidated,
@@ -367,7 +464,7 @@ impl Detail {
                 f,
                 "vm {vm} runs while the line at {line} (written at op {written_at}) is not cleaned to the PoC"
             ),
-            Detail::Bug { message } => f.write_str(message),
+            Detail::Bug { message } | Detail::BugAfterAllocFailure { message } => f.write_str(message),
             Detail::Warn { warning } => write!(f, "WARN_ON: {warning:?}"),
             Detail::TlbiBeforeDsb { vm, changed_at, ipa } => write!(
                 f,

@@ -15,6 +15,8 @@ pub struct Ctx {
     services: NonNull<dyn Services>,
     /// The VMID of the VM being changed.
     pub vmid: Vmid,
+    /// Follow each TLBI IPAS2E1IS with DSB; TLBI VMALLE1IS (the `tlbi-vmalle1` workaround).
+    pub vmalle1: bool,
 }
 
 #[cfg(feature = "std")]
@@ -45,7 +47,7 @@ fn set(c: Option<Ctx>) {
 }
 
 /// Runs `f` with `s` and `vmid` as the current context, then clears it (also on panic).
-pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, f: impl FnOnce() -> R) -> R {
+pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, vmalle1: bool, f: impl FnOnce() -> R) -> R {
     struct Clear;
     impl Drop for Clear {
         fn drop(&mut self) {
@@ -56,7 +58,7 @@ pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, f: impl FnOnce() -> R) -> R {
     // Safe because the context is cleared before `s`'s borrow ends (the guard runs on
     // return and on unwind), so the erased lifetime is never outlived.
     let services: NonNull<dyn Services> = unsafe { core::mem::transmute(ptr) };
-    set(Some(Ctx { services, vmid }));
+    set(Some(Ctx { services, vmid, vmalle1 }));
     let _clear = Clear;
     f()
 }
@@ -65,7 +67,7 @@ pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, f: impl FnOnce() -> R) -> R {
 /// panic. The bare-metal image stops a panicking call where it stands (its frames are
 /// abandoned, no destructor runs); on hosts the crate's destructors would run during the
 /// unwind and free tables, so they are kept from the harness to give the same trace.
-pub fn services<R>(f: impl FnOnce(&mut dyn Services, Vmid) -> R) -> Option<R> {
+pub fn services<R>(f: impl FnOnce(&mut dyn Services, Ctx) -> R) -> Option<R> {
     #[cfg(feature = "std")]
     if std::thread::panicking() {
         return None;
@@ -74,5 +76,5 @@ pub fn services<R>(f: impl FnOnce(&mut dyn Services, Vmid) -> R) -> Option<R> {
     // Safe because the pointer came from a live `&mut` in `with`, which is still running
     // (the slot is cleared when it returns), and nothing else uses it meanwhile: the crate
     // calls back into us one hook at a time.
-    Some(f(unsafe { &mut *c.services.as_ptr() }, c.vmid))
+    Some(f(unsafe { &mut *c.services.as_ptr() }, c))
 }

@@ -15,6 +15,9 @@
 //!   new attributes); ranges must be page aligned (the crate would round them outward).
 //! - **Allocation failure** cannot be reported by `Translation::allocate_table`, so an
 //!   injected failure panics inside the crate, which ends the sequence (a limit of the API).
+//! - **Workarounds** of the crate's filed findings ([`INFO`]`.workarounds`), each what a
+//!   careful caller would do; campaigns turn them on, regression files leave them off:
+//!   `tlbi-vmalle1` (in [`regime`]) and `split-blocks-with-bbm` ([`split`]).
 #![no_std]
 #![warn(missing_docs)]
 
@@ -24,6 +27,7 @@ extern crate std;
 
 pub mod context;
 pub mod regime;
+pub mod split;
 pub mod translation;
 
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes as S2};
@@ -32,7 +36,7 @@ use aarch64_paging::{MapError, Mapping};
 use harness_core::arch::tlb::Tlbi;
 use harness_core::arch::{Geometry, Mem, Pa, Prot, Vmid, Vttbr, PAGE_SIZE};
 use harness_core::layout::STUB_IPA;
-use harness_core::op::{Config, Op, OpSet, MAX_VMS};
+use harness_core::op::{Config, Defects, Op, OpSet, MAX_VMS};
 use harness_core::result::Errno;
 use harness_core::target::{Observe, Services, Target, TargetInfo};
 use regime::ObservedStage2;
@@ -60,6 +64,17 @@ pub static INFO: TargetInfo = TargetInfo {
         "fail_alloc",
     ]),
     defects: &[],
+    workarounds: &[
+        (
+            "tlbi-vmalle1",
+            "follow each TLBI IPAS2E1IS of the crate with DSB; TLBI VMALLE1IS, as Linux's __kvm_tlb_flush_vmid_ipa does, so combined stage 1+2 entries go too (regressions/aarch64-paging-ipas2-leaves-combined-entries.s2)",
+        ),
+        (
+            "split-blocks-with-bbm",
+            "before a change of part of a live block, break the block through the crate (unmap it whole, with its TLBI) and make it again one level down, so the crate never splits a live block itself (regressions/aarch64-paging-live-block-split-without-bbm.s2, -live-remap-inside-a-block.s2)",
+        ),
+    ],
+    coherent_walker_only: true,
     observe: Observe::MemoryOwning,
     refcounted: false,
     frees_empty_tables: false,
@@ -74,15 +89,22 @@ struct Vm {
     mapping: Mapping<Pool, ObservedStage2>,
 }
 
+/// Index of the `tlbi-vmalle1` workaround.
+pub const TLBI_VMALLE1: usize = 0;
+/// Index of the `split-blocks-with-bbm` workaround.
+pub const SPLIT_BLOCKS_WITH_BBM: usize = 1;
+
 /// The adapter.
 #[derive(Default)]
 pub struct Aarch64Paging {
     vms: [Option<Vm>; MAX_VMS],
+    /// The workarounds in force (bit j is workaround j of [`INFO`]).
+    workarounds: Defects,
 }
 
 /// The crate's attributes for a harness protection (the caller supplies every bit but the
 /// page/table bit: VALID, MemAttr, SH, S2AP, AF, XN).
-fn attributes(p: Prot) -> S2 {
+pub(crate) fn attributes(p: Prot) -> S2 {
     let mem = match p.mem {
         Mem::Normal => S2::MEMATTR_NORMAL_OUTER_WB | S2::MEMATTR_NORMAL_INNER_WB | S2::SH_INNER,
         Mem::Device => S2::MEMATTR_DEVICE_nGnRE,
@@ -100,7 +122,7 @@ fn attributes(p: Prot) -> S2 {
     a
 }
 
-fn errno(e: MapError) -> Errno {
+pub(crate) fn errno(e: MapError) -> Errno {
     match e {
         MapError::AddressRange(_) | MapError::RegionBackwards(_) | MapError::InvalidVirtualAddress(_) => {
             Errno::OutOfRange
@@ -116,7 +138,7 @@ fn vmid(vm: usize) -> Vmid {
 }
 
 /// `[ipa, ipa + size)` as the crate's region, refusing what it would silently round.
-fn region(ipa: u64, size: u64) -> Result<MemoryRegion, Errno> {
+pub(crate) fn region(ipa: u64, size: u64) -> Result<MemoryRegion, Errno> {
     if !ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::Misaligned);
     }
@@ -129,7 +151,8 @@ impl Target for Aarch64Paging {
         &INFO
     }
 
-    fn reset(&mut self, _config: &Config) {
+    fn reset(&mut self, config: &Config) {
+        self.workarounds = config.defects.workarounds();
         for vm in self.vms.iter_mut().filter_map(Option::take) {
             // Outside a call: the tables are forgotten with the harness's pool, not freed.
             vm.mapping.mark_inactive();
@@ -139,7 +162,8 @@ impl Target for Aarch64Paging {
     fn call<S: Services>(&mut self, s: &mut S, op: &Op) -> Result<(), Errno> {
         let v = op.vm().map_or(0, usize::from);
         let stub = s.layout().stub_frame();
-        context::with(s, vmid(v), || self.dispatch(v, op, stub))
+        let vmalle1 = self.workarounds.has(TLBI_VMALLE1);
+        context::with(s, vmid(v), vmalle1, || self.dispatch(v, op, stub))
     }
 
     fn root(&self, vm: u8) -> Option<Pa> {
@@ -162,6 +186,11 @@ impl Drop for Aarch64Paging {
 impl Aarch64Paging {
     /// One op, inside the context of [`Target::call`].
     fn dispatch(&mut self, v: usize, op: &Op, stub: Pa) -> Result<(), Errno> {
+        if self.workarounds.has(SPLIT_BLOCKS_WITH_BBM) {
+            if let (Some(vm), Some((ipa, size, change))) = (self.vms[v].as_mut(), split::change_of(op)) {
+                split::live_blocks(&mut vm.mapping, ipa, size, change)?;
+            }
+        }
         match *op {
             Op::CreateVm { .. } => {
                 let mut mapping = Mapping::new(Pool::default(), ROOT_LEVEL, ObservedStage2);
@@ -182,8 +211,8 @@ impl Aarch64Paging {
                     vm.mapping.mark_inactive();
                     drop(vm);
                     // Before the VMID is given out again, nothing of it may stay cached.
-                    context::services(|s, vmid| {
-                        s.tlbi(Tlbi::Vmalls12e1(vmid));
+                    context::services(|s, c| {
+                        s.tlbi(Tlbi::Vmalls12e1(c.vmid));
                         s.dsb();
                     });
                 }

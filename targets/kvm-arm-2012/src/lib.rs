@@ -56,6 +56,8 @@ pub static INFO: TargetInfo = TargetInfo {
         "fail_alloc",
     ]),
     defects: &DEFECTS,
+    workarounds: &[],
+    coherent_walker_only: false,
     observe: Observe::Instrumented,
     refcounted: true,
     frees_empty_tables: true,
