@@ -424,6 +424,12 @@ pub fn targets_list() -> String {
             "  defects: {}",
             if defects.is_empty() { "none".to_string() } else { defects.join(", ") }
         );
+        for (name, line) in t.workarounds {
+            let _ = writeln!(out, "  workaround {name}: {line}");
+        }
+        if t.coherent_walker_only {
+            let _ = writeln!(out, "  needs a coherent walker");
+        }
     }
     out
 }
@@ -437,6 +443,7 @@ pub fn targets_json() -> serde_json::Value {
                 "name": t.name, "summary": t.summary, "profile": t.geometry.profile.name(),
                 "ipa_bits": t.geometry.ipa_bits, "start_level": t.geometry.start_level, "root_pages": t.geometry.root_tables,
                 "ops": t.ops.names().collect::<Vec<_>>(), "defects": t.defects.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                "workarounds": t.workarounds.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "coherent_walker_only": t.coherent_walker_only,
             })
         })
         .collect();
