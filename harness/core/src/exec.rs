@@ -145,6 +145,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
         if self.stopped {
             return;
         }
+        self.host.sync_all();
         self.pages.clear();
         for vm in 0..MAX_VMS as u8 {
             if self.live[vm as usize] {

@@ -67,6 +67,12 @@ pub struct Host<M: Machine> {
     pub table_changes: Vec<(u8, Ipa, u8)>,
     /// Memory-owning targets: each allocated page's content as last seen.
     shadow: Vec<Option<Box<[u64; 512]>>>,
+    /// Memory-owning targets: the pages whose memory the target asked for
+    /// ([`Services::table_memory`]) during the current op, which with the roots are the only
+    /// pages it can have written (`exposed_at[i] == window` while page i is in the list).
+    exposed: Vec<u32>,
+    exposed_at: Vec<u32>,
+    window: u32,
     found: Vec<Detail>,
     /// Scratch of the leak check: pages a target holds outside its tables.
     kept: Vec<bool>,
@@ -102,6 +108,9 @@ impl<M: Machine> Host<M> {
             leaf_writes: Vec::new(),
             table_changes: Vec::new(),
             shadow: Vec::new(),
+            exposed: Vec::new(),
+            exposed_at: Vec::new(),
+            window: 1,
             found: Vec::new(),
             kept: Vec::new(),
         };
@@ -141,7 +150,10 @@ impl<M: Machine> Host<M> {
         self.table_changes.clear();
         if self.observe == Observe::MemoryOwning && self.shadow.is_empty() {
             self.shadow.resize_with(POOL_PAGES, || None);
+            self.exposed_at.resize(POOL_PAGES, 0);
         }
+        self.exposed.clear();
+        self.window = self.window.wrapping_add(1);
         for s in &mut self.shadow {
             *s = None;
         }
@@ -159,6 +171,9 @@ impl<M: Machine> Host<M> {
 
     /// Starts op `op`, acting on `vm`.
     pub fn begin_op(&mut self, op: u32, vm: u8) {
+        // The target's pointers from the last op are gone with its call.
+        self.exposed.clear();
+        self.window = self.window.wrapping_add(1);
         self.op = op;
         self.op_vm = vm;
         self.alloc_failed = false;
@@ -485,12 +500,43 @@ impl<M: Machine> Host<M> {
 
     /// Memory-owning targets: turns every change in their table pages since the last sync
     /// into write events, parents before children (so a new table's level is known when its
-    /// entries are checked), page by page in address order.
+    /// entries are checked), page by page in address order. Only the pages the target can
+    /// have written are compared: those it got a pointer to during this op, and the roots
+    /// (whose pointers it keeps). [`Host::sync_all`] compares every page.
     pub fn sync(&mut self) {
         if self.observe != Observe::MemoryOwning {
             return;
         }
-        self.sync_pages(0..self.pool.high);
+        let pages = self.writable_pages(None);
+        self.sync_pages(pages.into_iter());
+    }
+
+    /// Every table page compared with its shadow: the end of a sequence's safety net for a
+    /// target that wrote through a pointer it kept from an earlier op.
+    pub fn sync_all(&mut self) {
+        if self.observe == Observe::MemoryOwning {
+            self.sync_pages(0..self.pool.high);
+        }
+    }
+
+    /// The pages a memory-owning target can have written in this op (of `vm`, or of all),
+    /// in address order.
+    fn writable_pages(&self, vm: Option<u8>) -> Vec<usize> {
+        let mut pages: Vec<usize> = self
+            .exposed
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| vm.is_none_or(|v| self.pool.pages[i].vm == v))
+            .collect();
+        for (v, root) in self.roots.iter().enumerate() {
+            if let (Some(root), true) = (root, vm.is_none_or(|x| x as usize == v)) {
+                let first = self.layout.pool_index(*root);
+                pages.extend(first.into_iter().flat_map(|i| i..i + self.geometry.root_pages() as usize));
+            }
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        pages
     }
 
     /// Before a TLBI for `vmid`: the changes in the tables of its VM. A call changes the
@@ -507,9 +553,56 @@ impl<M: Machine> Host<M> {
         }
     }
 
+    /// Before a TLBI by IPA: only the descriptors on the IPA's walk path can be ordered
+    /// against it by any oracle (a TLBI by IPA covers what was cached from the entries that
+    /// translate it). When none of them changed since the last look, nothing needs to be
+    /// seen now: a write elsewhere is neither covered by this TLBI nor changes what it
+    /// covers, and it is seen at the next look. When one did, every page the target can have
+    /// written is compared, so writes keep their order against the maintenance around them.
+    /// A target that writes a range and then invalidates it page by page is compared once,
+    /// then checked in O(levels) per TLBI.
+    fn sync_path(&mut self, vmid: Vmid, ipa: Ipa) {
+        if self.observe != Observe::MemoryOwning {
+            return;
+        }
+        let Some(vm) = (0..MAX_VMS).find(|&v| self.vm_vmid[v] == vmid && self.roots[v].is_some()) else {
+            return self.sync();
+        };
+        let g = self.geometry;
+        if ipa.0 >= g.ipa_limit() {
+            return;
+        }
+        // The path through the tables as written and, where an entry changed, through the
+        // tables as last seen (a write into a table unlinked meanwhile counts too).
+        let mut changed = Vec::new();
+        let mut todo = alloc::vec![(self.roots[vm].unwrap_or(Pa(0)), g.start_level)];
+        while let Some((table, level)) = todo.pop() {
+            let at = table.add(g.index(level, ipa) as u64 * 8);
+            let Some(i) = self.layout.pool_index(at) else { continue };
+            let w = ((at.0 % PAGE_SIZE) / 8) as usize;
+            let Some(old) = self.shadow.get(i).and_then(|s| s.as_deref()).map(|s| s[w]) else { continue };
+            let new = self.machine.read_pool(i, w, at);
+            for d in [new, old].into_iter().take(if new == old { 1 } else { 2 }) {
+                if let (Entry::Table { next, .. }, true) = (g.profile.decode(level, Desc(d)), level < 3) {
+                    todo.push((next, level + 1));
+                }
+            }
+            if new != old {
+                changed.push(i);
+            }
+        }
+        if !changed.is_empty() {
+            let mut pages = self.writable_pages(Some(vm as u8));
+            pages.extend(changed);
+            pages.sort_unstable();
+            pages.dedup();
+            self.sync_pages(pages.into_iter());
+        }
+    }
+
     /// The changes in the tables of `vm` (including those allocated for it in this op).
     fn sync_vm(&mut self, vm: u8) {
-        let pages: Vec<usize> = (0..self.pool.high).filter(|&p| self.pool.pages[p].vm == vm).collect();
+        let pages = self.writable_pages(Some(vm));
         self.sync_pages(pages.into_iter());
     }
 
@@ -722,9 +815,8 @@ impl<M: Machine> Services for Host<M> {
 
     fn tlbi(&mut self, op: Tlbi) {
         match op {
-            Tlbi::Ipas2 { vmid, .. } | Tlbi::Vmalle1(vmid) | Tlbi::Vmalls12e1(vmid) | Tlbi::Vmid(vmid) => {
-                self.sync_vmid(vmid)
-            }
+            Tlbi::Ipas2 { vmid, ipa } => self.sync_path(vmid, ipa),
+            Tlbi::Vmalle1(vmid) | Tlbi::Vmalls12e1(vmid) | Tlbi::Vmid(vmid) => self.sync_vmid(vmid),
             Tlbi::All => self.sync(),
         }
         self.machine.tlbi(op);
@@ -759,6 +851,12 @@ impl<M: Machine> Services for Host<M> {
 
     fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>> {
         let i = self.layout.pool_index(pa)?;
+        if let Some(e) = self.exposed_at.get_mut(i) {
+            if *e != self.window {
+                *e = self.window;
+                self.exposed.push(i as u32);
+            }
+        }
         self.machine.page_ptr(i)
     }
 }

@@ -119,7 +119,12 @@ pub trait Services {
     /// Reports a `WARN_ON`.
     fn warn(&mut self, warning: Warning);
     /// The memory of the pool page holding `pa`, for a memory-owning target to write its
-    /// tables into; `None` outside the pool.
+    /// tables into; `None` outside the pool. The adapter asks for it every time the target
+    /// turns a table's address into a pointer (as `aarch64-paging`'s
+    /// `Translation::physical_to_virtual` does at each step of a walk): the harness compares
+    /// only those pages, and the roots, with what it last saw, and every page at the end of
+    /// a sequence. A target that keeps a pointer to a non-root table across ops has its
+    /// writes through it seen at the end of the sequence, not of the op.
     fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>>;
 }
 

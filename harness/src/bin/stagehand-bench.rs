@@ -198,11 +198,13 @@ fn main() {
     let layout = Layout::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     if let Some(i) = args.iter().position(|a| a == "--profile") {
-        // For `perf record`: the oracles over random sequences of one length, repeated.
+        // For `perf record`: the oracles over random sequences of one length (and target:
+        // `--profile LEN [TARGET]`, 0 kvm-arm-2012, 1 aarch64-paging), repeated.
         let len: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(64);
-        let seqs: Vec<_> =
-            (0..20_000 / len).map(|_| (Config::default(), workload(&mut rng, len, &layout, 0))).collect();
-        let mut exec = run::executor(Config::default(), false);
+        let target: u8 = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let config = if target == 1 { paging_config() } else { Config::default() };
+        let seqs: Vec<_> = (0..20_000 / len).map(|_| (config, workload(&mut rng, len, &layout, target))).collect();
+        let mut exec = run::executor(config, false);
         for _ in 0..runs * 10 {
             for (c, o) in &seqs {
                 run::run_ops(&mut exec, *c, o);

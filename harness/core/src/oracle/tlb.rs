@@ -15,11 +15,14 @@ use crate::arch::tlb::{Cached, Tlbi};
 use crate::arch::{level_size, Desc, Ipa, Pa, Profile, Vmid};
 use crate::op::MAX_VMS;
 use crate::violation::Detail;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// A change to a valid entry that no TLB invalidation has fully covered yet.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    /// Order of the change among all pending ones: reports name the earliest.
+    seq: u32,
     vm: u8,
     level: u8,
     op: u32,
@@ -38,7 +41,14 @@ struct Pending {
 /// The oracle's state.
 #[derive(Default)]
 pub struct TlbProtocol {
-    pending: Vec<Pending>,
+    /// Changes whose stage-2-only entries no TLBI has reached, by (first IPA, order): a
+    /// TLBI by IPA (which reaches only those) finds the few it covers without a scan, so a
+    /// target that invalidates page by page after an unmap of many pages costs O(log n)
+    /// per TLBI.
+    fresh: BTreeMap<(u64, u32), Pending>,
+    /// Changes whose stage-2-only entries are invalidated and combined ones not yet.
+    partial: Vec<Pending>,
+    seq: u32,
     /// The target's barriers are observed; where they are not, the DSB rule cannot be judged.
     barriers: bool,
 }
@@ -46,13 +56,18 @@ pub struct TlbProtocol {
 impl TlbProtocol {
     /// Forgets everything (a new sequence); `barriers` says whether DSBs are observed.
     pub fn reset(&mut self, barriers: bool) {
-        self.pending.clear();
+        self.fresh.clear();
+        self.partial.clear();
+        self.seq = 0;
         self.barriers = barriers;
     }
 
     /// A valid entry at `level` translating from `ipa` was changed at op `op`.
     pub fn changed(&mut self, vm: u8, level: u8, op: u32, ipa: Ipa, old: Desc) {
-        self.pending.push(Pending {
+        let seq = self.seq;
+        self.seq += 1;
+        let p = Pending {
+            seq,
             vm,
             level,
             op,
@@ -62,39 +77,81 @@ impl TlbProtocol {
             stage2: false,
             combined: false,
             reported: false,
-        });
+        };
+        self.fresh.insert((ipa.0, seq), p);
     }
 
     /// A DSB: every change so far is visible to the walker.
     pub fn dsb(&mut self) {
-        for p in &mut self.pending {
+        for p in self.fresh.values_mut().chain(self.partial.iter_mut()) {
             p.synced = true;
         }
     }
 
     /// A TLBI; `vmid_of` gives each VM's current VMID. Returns what it finds.
     pub fn tlbi(&mut self, op: Tlbi, vmid_of: &[Vmid; MAX_VMS], found: &mut Vec<Detail>) {
-        for p in &mut self.pending {
-            let vmid = vmid_of[p.vm as usize];
-            let region = |kind| covers_region(&op, vmid, kind, p.ipa, p.level);
-            let (s2, comb) = (region(Cached::Stage2), region(Cached::Combined));
-            if !(s2 || comb) {
-                continue;
+        // The changes it reaches, in the order they were made.
+        let mut hits: Vec<Pending> = Vec::new();
+        if let Tlbi::Ipas2 { vmid, ipa: at } = op {
+            // Only changes not yet invalidated in stage-2-only entries, from entries whose
+            // region holds `at`: one region per level.
+            let mut keys = Vec::new();
+            for level in 0..=3u8 {
+                let base = at.0 & !(level_size(level) - 1);
+                for (k, p) in self.fresh.range((base, 0)..=(base, u32::MAX)) {
+                    if p.level == level && vmid_of[p.vm as usize] == vmid {
+                        keys.push(*k);
+                    }
+                }
             }
+            hits.extend(keys.iter().filter_map(|k| self.fresh.remove(k)));
+        } else {
+            let reached = |p: &Pending| {
+                let vmid = vmid_of[p.vm as usize];
+                covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level)
+                    || covers_region(&op, vmid, Cached::Combined, p.ipa, p.level)
+            };
+            let keys: Vec<(u64, u32)> = self.fresh.iter().filter(|(_, p)| reached(p)).map(|(k, _)| *k).collect();
+            hits.extend(keys.iter().filter_map(|k| self.fresh.remove(k)));
+            let mut i = 0;
+            while i < self.partial.len() {
+                if reached(&self.partial[i]) {
+                    hits.push(self.partial.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        hits.sort_unstable_by_key(|p| p.seq);
+        for mut p in hits {
+            let vmid = vmid_of[p.vm as usize];
             if !p.synced && !p.reported {
                 p.reported = true;
                 found.push(Detail::TlbiBeforeDsb { vm: p.vm, changed_at: p.op, ipa: p.ipa });
             }
-            p.stage2 |= s2;
-            p.combined |= comb;
+            p.stage2 |= covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level);
+            p.combined |= covers_region(&op, vmid, Cached::Combined, p.ipa, p.level);
+            match (p.stage2, p.combined) {
+                (true, true) => {}
+                (true, false) => self.partial.push(p),
+                (false, _) => {
+                    self.fresh.insert((p.ipa.0, p.seq), p);
+                }
+            }
         }
-        self.pending.retain(|p| !(p.stage2 && p.combined));
+    }
+
+    /// The pending changes, earliest first.
+    fn all(&self) -> impl Iterator<Item = &Pending> {
+        let mut v: Vec<&Pending> = self.fresh.values().chain(self.partial.iter()).collect();
+        v.sort_unstable_by_key(|p| p.seq);
+        v.into_iter()
     }
 
     /// `vm` (running with `vmid`) enters the guest or accesses memory: nothing may be pending.
     pub fn guest_runs(&mut self, vm: u8, vmid: Vmid) -> Option<Detail> {
-        let p = *self.pending.iter().find(|p| p.vm == vm)?;
-        self.pending.retain(|p| p.vm != vm);
+        let p = *self.fresh.values().chain(self.partial.iter()).filter(|p| p.vm == vm).min_by_key(|p| p.seq)?;
+        self.forget(vm);
         Some(if p.stage2 {
             Detail::CombinedNotInvalidated { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old }
         } else {
@@ -104,8 +161,7 @@ impl TlbProtocol {
 
     /// The table page `table` is being freed: a pending unlinking of it is a violation.
     pub fn table_freed(&self, table: Pa) -> Option<Detail> {
-        self.pending
-            .iter()
+        self.all()
             // The wider of the two OA fields: ARMv7 tables keep bits 47:40 zero.
             .find(|q| q.old.is_table(q.level) && Pa(q.old.0 & Profile::Aarch64.oa_mask()) == table)
             .map(|q| Detail::FreedBeforeTlbi { table, unlinked_at: q.op, ipa: q.ipa })
@@ -114,7 +170,8 @@ impl TlbProtocol {
     /// Forgets `vm` after its destruction: its pending invalidations can no longer matter,
     /// because its VMID never runs again before a rollover.
     pub fn forget(&mut self, vm: u8) {
-        self.pending.retain(|p| p.vm != vm);
+        self.fresh.retain(|_, p| p.vm != vm);
+        self.partial.retain(|p| p.vm != vm);
     }
 }
 
