@@ -203,7 +203,8 @@ fn main() {
         let len: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(64);
         let target: u8 = args.get(i + 2).and_then(|v| v.parse().ok()).unwrap_or(0);
         let config = if target == 1 { paging_config() } else { Config::default() };
-        let seqs: Vec<_> = (0..20_000 / len).map(|_| (config, workload(&mut rng, len, &layout, target))).collect();
+        let seqs: Vec<_> =
+            (0..20_000 / len).map(|_| (config, workload(&mut rng, len, &layout, target))).collect();
         let mut exec = run::executor(config, false);
         for _ in 0..runs * 10 {
             for (c, o) in &seqs {

@@ -15,8 +15,43 @@ pub struct Ctx {
     services: NonNull<dyn Services>,
     /// The VMID of the VM being changed.
     pub vmid: Vmid,
-    /// Follow each TLBI IPAS2E1IS with DSB; TLBI VMALLE1IS (the `tlbi-vmalle1` workaround).
+    /// After a crate call that issued TLBI IPAS2E1IS, DSB; TLBI VMALLE1IS (the
+    /// `tlbi-vmalle1` workaround).
     pub vmalle1: bool,
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static INVALIDATED: Cell<bool> = const { Cell::new(false) };
+}
+#[cfg(not(feature = "std"))]
+static INVALIDATED: Racy<bool> = Racy(Cell::new(false));
+
+/// The crate issued a TLBI by IPA in the current call.
+pub fn invalidated() {
+    #[cfg(feature = "std")]
+    INVALIDATED.with(|c| c.set(true));
+    #[cfg(not(feature = "std"))]
+    INVALIDATED.0.set(true);
+}
+
+/// After a call into the crate: with the `tlbi-vmalle1` workaround on, and if the call
+/// invalidated by IPA, what Linux's `__kvm_tlb_flush_vmid_ipa` adds (DSB; TLBI VMALLE1IS;
+/// DSB), once for the call.
+pub fn after_call() {
+    #[cfg(feature = "std")]
+    let done = INVALIDATED.with(|c| c.replace(false));
+    #[cfg(not(feature = "std"))]
+    let done = INVALIDATED.0.replace(false);
+    if done {
+        services(|s, c| {
+            if c.vmalle1 {
+                s.dsb();
+                s.tlbi(harness_core::arch::tlb::Tlbi::Vmalle1(c.vmid));
+                s.dsb();
+            }
+        });
+    }
 }
 
 #[cfg(feature = "std")]
@@ -25,12 +60,12 @@ std::thread_local! {
 }
 
 #[cfg(not(feature = "std"))]
-struct Racy(Cell<Option<Ctx>>);
-// Safe because the image runs on one CPU with interrupts that never touch the slot.
+struct Racy<T>(Cell<T>);
+// Safe because the image runs on one CPU with interrupts that never touch the slots.
 #[cfg(not(feature = "std"))]
-unsafe impl Sync for Racy {}
+unsafe impl<T> Sync for Racy<T> {}
 #[cfg(not(feature = "std"))]
-static SLOT: Racy = Racy(Cell::new(None));
+static SLOT: Racy<Option<Ctx>> = Racy(Cell::new(None));
 
 fn get() -> Option<Ctx> {
     #[cfg(feature = "std")]
@@ -59,6 +94,10 @@ pub fn with<S: Services, R>(s: &mut S, vmid: Vmid, vmalle1: bool, f: impl FnOnce
     // return and on unwind), so the erased lifetime is never outlived.
     let services: NonNull<dyn Services> = unsafe { core::mem::transmute(ptr) };
     set(Some(Ctx { services, vmid, vmalle1 }));
+    #[cfg(feature = "std")]
+    INVALIDATED.with(|c| c.set(false));
+    #[cfg(not(feature = "std"))]
+    INVALIDATED.0.set(false);
     let _clear = Clear;
     f()
 }

@@ -163,7 +163,11 @@ impl Target for Aarch64Paging {
         let v = op.vm().map_or(0, usize::from);
         let stub = s.layout().stub_frame();
         let vmalle1 = self.workarounds.has(TLBI_VMALLE1);
-        context::with(s, vmid(v), vmalle1, || self.dispatch(v, op, stub))
+        context::with(s, vmid(v), vmalle1, || {
+            let r = self.dispatch(v, op, stub);
+            context::after_call();
+            r
+        })
     }
 
     fn root(&self, vm: u8) -> Option<Pa> {

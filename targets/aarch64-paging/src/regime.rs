@@ -2,8 +2,9 @@
 //! reports each `invalidate_va` to the harness. The harness's platform then executes, on
 //! AArch64, exactly what `Stage2::invalidate_va` does (`tlbi ipas2e1is` of IPA >> 12, with
 //! the VM's VMID in VTTBR_EL2), and records it natively. With the `tlbi-vmalle1`
-//! workaround it goes on as Linux's `__kvm_tlb_flush_vmid_ipa` does: DSB, then `tlbi
-//! vmalle1is`, which removes the combined stage 1+2 entries that IPAS2E1IS may leave.
+//! workaround, the adapter follows every crate call that invalidated by IPA with what
+//! Linux's `__kvm_tlb_flush_vmid_ipa` adds: DSB, `tlbi vmalle1is`, DSB, which removes the
+//! combined stage 1+2 entries that IPAS2E1IS may leave ([`crate::context::after_call`]).
 
 use crate::context;
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes, VirtualAddress};
@@ -21,13 +22,8 @@ impl TranslationRegime for ObservedStage2 {
     type VaRange = ();
 
     fn invalidate_va(va: VirtualAddress) {
-        context::services(|s, c| {
-            s.tlbi(Tlbi::Ipas2 { vmid: c.vmid, ipa: Ipa(va.0 as u64).page() });
-            if c.vmalle1 {
-                s.dsb();
-                s.tlbi(Tlbi::Vmalle1(c.vmid));
-            }
-        });
+        context::services(|s, c| s.tlbi(Tlbi::Ipas2 { vmid: c.vmid, ipa: Ipa(va.0 as u64).page() }));
+        context::invalidated();
     }
 
     unsafe fn activate(_root: PhysicalAddress, _: (), _: ()) -> usize {

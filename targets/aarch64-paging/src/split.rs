@@ -119,6 +119,8 @@ fn split(
         d.modify_flags(S2::empty(), S2::VALID)
     })
     .map_err(errno)?;
+    // The break is complete (combined entries too, with `tlbi-vmalle1`) before the make.
+    crate::context::after_call();
     let first = MemoryRegion::new(start as usize, (start + sub) as usize);
     m.map_range(&first, PhysicalAddress(oa as usize), flags, Constraints::empty()).map_err(errno)?;
     let rest = MemoryRegion::new((start + sub) as usize, (start + g) as usize);

@@ -111,7 +111,8 @@ impl TlbProtocol {
                 covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level)
                     || covers_region(&op, vmid, Cached::Combined, p.ipa, p.level)
             };
-            let keys: Vec<(u64, u32)> = self.fresh.iter().filter(|(_, p)| reached(p)).map(|(k, _)| *k).collect();
+            let keys: Vec<(u64, u32)> =
+                self.fresh.iter().filter(|(_, p)| reached(p)).map(|(k, _)| *k).collect();
             hits.extend(keys.iter().filter_map(|k| self.fresh.remove(k)));
             let mut i = 0;
             while i < self.partial.len() {
@@ -150,7 +151,8 @@ impl TlbProtocol {
 
     /// `vm` (running with `vmid`) enters the guest or accesses memory: nothing may be pending.
     pub fn guest_runs(&mut self, vm: u8, vmid: Vmid) -> Option<Detail> {
-        let p = *self.fresh.values().chain(self.partial.iter()).filter(|p| p.vm == vm).min_by_key(|p| p.seq)?;
+        let p =
+            *self.fresh.values().chain(self.partial.iter()).filter(|p| p.vm == vm).min_by_key(|p| p.seq)?;
         self.forget(vm);
         Some(if p.stage2 {
             Detail::CombinedNotInvalidated { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old }
@@ -159,9 +161,14 @@ impl TlbProtocol {
         })
     }
 
-    /// The table page `table` is being freed: a pending unlinking of it is a violation.
+    /// The table page `table` is being freed: an unlinking of it that no TLBI has reached in
+    /// the stage-2-only entries is a violation. Those hold the walk's cached table entries
+    /// (TLBI IPAS2E1IS is not a last-level-only invalidation), the only thing that can still
+    /// point into the page; a combined stage 1+2 entry caches a translation, not a table,
+    /// and is judged when the guest runs.
     pub fn table_freed(&self, table: Pa) -> Option<Detail> {
         self.all()
+            .filter(|q| !q.stage2)
             // The wider of the two OA fields: ARMv7 tables keep bits 47:40 zero.
             .find(|q| q.old.is_table(q.level) && Pa(q.old.0 & Profile::Aarch64.oa_mask()) == table)
             .map(|q| Detail::FreedBeforeTlbi { table, unlinked_at: q.op, ipa: q.ipa })
