@@ -15,11 +15,13 @@
 //! | `STAGEHAND_EXPECT` | crash only on these violation kinds (comma-separated), or `target:kinds` (time-to-bug trials) | any kind |
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none; with the `builtin-known` feature (ClusterFuzzLite builds, which cannot set the environment), `corpus/known-findings.txt` as built |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
+//! | `STAGEHAND_FEATURES` | state feedback families ([`harness_core::feedback`]): `all`, `none`, names, or `all,-name` | `all` |
 
 use crate::known::KnownFindings;
 use crate::run::{executor, run_ops, NativeExecutor};
 use crate::{targets, text};
 use harness_core::bytes::{Codec, Header, Pins};
+use harness_core::feedback::{Family, Feedback, FEATURES};
 use harness_core::op::{Config, Defects, Guest, Op, Walker};
 use harness_core::violation::{Kind, Violation};
 use harness_core::Layout;
@@ -43,6 +45,99 @@ pub struct Campaign {
     pub known: KnownFindings,
     /// Where `known` came from.
     pub known_path: Option<String>,
+    /// The state feedback families on (bit [`Family`] as usize).
+    pub features: u32,
+}
+
+/// Parses `STAGEHAND_FEATURES`: `all`, `none`, family names, `-name` to leave one out.
+pub fn parse_features(s: &str) -> Result<u32, String> {
+    let mut set = 0u32;
+    for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let (off, name) = w.strip_prefix('-').map_or((false, w), |n| (true, n));
+        let bits = match name {
+            "all" => Feedback::ALL,
+            "none" => 0,
+            n => {
+                let f = Family::ALL.iter().find(|f| f.name() == n).ok_or_else(|| {
+                    let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+                    format!("unknown feature family `{n}` (families: {}, all, none)", names.join(", "))
+                })?;
+                1 << *f as u32
+            }
+        };
+        if off {
+            set &= !bits;
+        } else {
+            set |= bits;
+        }
+    }
+    Ok(set)
+}
+
+/// Ops and executions of this process's fuzz target, reported on stderr (`stagehand-ops:
+/// OPS ops in EXECS execs`) every 2^16 executions and at exit, so that campaigns can show
+/// ops per second beside libFuzzer's executions per second.
+static OPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EXECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn report_ops() {
+    use std::sync::atomic::Ordering::Relaxed;
+    eprintln!("stagehand-ops: {} ops in {} execs", OPS.load(Relaxed), EXECS.load(Relaxed));
+}
+
+fn count_ops(n: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // Safe because `report_ops` is a plain function that only reads two atomics.
+        unsafe { atexit(report_ops) };
+    });
+    OPS.fetch_add(n as u64, Relaxed);
+    if EXECS.fetch_add(1, Relaxed) % (1 << 16) == (1 << 16) - 1 {
+        report_ops();
+    }
+}
+
+/// Hands the state feedback of the last run to the fuzzing engine this build serves.
+fn export(counters: &[u8; FEATURES]) {
+    #[cfg(feature = "libfuzzer-counters")]
+    {
+        /// libFuzzer reads these as extra 8-bit counters, and clears them before each run.
+        #[used]
+        #[link_section = "__libfuzzer_extra_counters"]
+        static mut EXTRA: [u8; FEATURES] = [0; FEATURES];
+        // Safe because the fuzz loop is single-threaded and libFuzzer only reads the
+        // counters between runs.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                counters.as_ptr(),
+                core::ptr::addr_of_mut!(EXTRA).cast::<u8>(),
+                FEATURES,
+            )
+        };
+    }
+    #[cfg(feature = "afl-map")]
+    {
+        extern "C" {
+            static mut __afl_area_ptr: *mut u8;
+            static __afl_map_size: u32;
+        }
+        // Safe because AFL++'s runtime sets up the map before the first run and the
+        // target is single-threaded; indices stay below its size.
+        unsafe {
+            let (area, size) = (__afl_area_ptr, __afl_map_size as usize);
+            for (i, &c) in counters.iter().enumerate().filter(|(_, &c)| c != 0) {
+                // Spread over the map like IJON's annotations (a fixed, deterministic mix).
+                let at = (i.wrapping_mul(0x9e37_79b1) ^ 0x5a5a) % size.max(1);
+                let slot = area.add(at);
+                *slot = (*slot).wrapping_add(c);
+            }
+        }
+    }
+    let _ = counters;
 }
 
 /// The byte codec over every registered target.
@@ -125,7 +220,9 @@ impl Campaign {
             None => builtin_known()?,
         };
         let known_path = known_path.filter(|p| p != "none");
-        Ok(Campaign { pins, defects, workarounds, expect, expect_target, known, known_path })
+        let features = parse_features(&var("STAGEHAND_FEATURES").unwrap_or_else(|| "all".into()))
+            .map_err(|e| format!("STAGEHAND_FEATURES: {e}"))?;
+        Ok(Campaign { pins, defects, workarounds, expect, expect_target, known, known_path, features })
     }
 
     /// The campaign of this process (read once).
@@ -264,7 +361,11 @@ pub fn check_ops(campaign: &Campaign, config: Config, ops: &[Op]) -> Option<Stri
             slots.resize_with(t + 1, || None);
         }
         let exec = slots[t].get_or_insert_with(|| executor(config, false));
+        exec.feedback().families = campaign.features;
         run_ops(exec, config, ops);
+        if campaign.features != 0 {
+            export(&exec.feedback().counters);
+        }
         let profile = targets::info(config.target).geometry.profile;
         campaign.finding(&config, ops, exec.violations()).map(|v| {
             format!("stagehand violation at op #{}: {}", v.op, crate::render::violation_line(v, profile))
@@ -274,6 +375,7 @@ pub fn check_ops(campaign: &Campaign, config: Config, ops: &[Op]) -> Option<Stri
 
 /// The `ops` target: a finding is a crash.
 pub fn ops_target(config: Config, ops: &[Op]) {
+    count_ops(ops.len());
     if let Some(finding) = check_ops(Campaign::current(), config, ops) {
         panic!("{finding}");
     }

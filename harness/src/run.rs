@@ -85,6 +85,10 @@ impl Native {
     pub fn peek(&mut self, pa: Pa) -> u64 {
         each!(self, e => e.host.peek(pa))
     }
+    /// The state feedback for the fuzzers.
+    pub fn feedback(&mut self) -> &mut harness_core::feedback::Feedback {
+        each!(self, e => &mut e.host.feedback)
+    }
     /// Ops run.
     pub fn ops_run(&self) -> u32 {
         each!(self, e => e.ops_run())

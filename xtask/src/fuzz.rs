@@ -255,8 +255,10 @@ pub fn seeds(stagehand: &Path, dir: &Path, exclude: &[PathBuf], target: Option<&
 pub struct Stats {
     pub seconds: f64,
     pub execs: u64,
-    /// (seconds, coverage) samples from the status lines.
-    pub coverage: Vec<(f64, u64)>,
+    /// (seconds, coverage, features) samples from the status lines.
+    pub coverage: Vec<(f64, u64, u64)>,
+    /// Ops the target ran (its `stagehand-ops:` lines).
+    pub ops: u64,
     pub corpus: u64,
     /// Crash artifacts and when they appeared (seconds after the start).
     pub artifacts: Vec<(PathBuf, f64)>,
@@ -272,12 +274,24 @@ impl Stats {
             0.0
         }
     }
+    pub fn ops_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ops as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The ops count of a `stagehand-ops: N ops in M execs` line.
+fn ops_line(line: &str) -> Option<u64> {
+    line.strip_prefix("stagehand-ops: ")?.split_whitespace().next()?.parse().ok()
 }
 
 /// Parses a status line: fork mode's `#N: cov: C ft: F corp: K exec/s: E
 /// oom/timeout/crash: a/b/c time: Ts ...`, or a plain run's `#N\tNEW cov: C ft: F corp: K/Bb
-/// ...`. Returns (executions, coverage, corpus, crashes in fork mode).
-fn status(line: &str) -> Option<(u64, u64, u64, Option<u64>)> {
+/// ...`. Returns (executions, coverage, features, corpus, crashes in fork mode).
+fn status(line: &str) -> Option<(u64, u64, u64, u64, Option<u64>)> {
     let rest = line.strip_prefix('#')?;
     let digits = rest.find(|c: char| !c.is_ascii_digit())?;
     let execs = rest[..digits].parse().ok()?;
@@ -290,7 +304,7 @@ fn status(line: &str) -> Option<(u64, u64, u64, Option<u64>)> {
         .split("oom/timeout/crash: ")
         .nth(1)
         .and_then(|v| v.split_whitespace().next()?.rsplit('/').next()?.parse().ok());
-    Some((execs, field("cov: ")?, field("corp: ")?, crashes))
+    Some((execs, field("cov: ")?, field("ft: ").unwrap_or(0), field("corp: ")?, crashes))
 }
 
 /// Runs a libFuzzer campaign for `seconds` in which crashes do not stop it, with a live
@@ -356,24 +370,33 @@ pub fn campaign(
             let artifacts = artifacts.clone();
             std::thread::spawn(move || {
                 let mut last_print = Instant::now();
+                let mut run_ops = 0;
                 for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
-                    let Some((execs, cov, corp, crashes)) = status(&line) else { continue };
+                    if let Some(n) = ops_line(&line) {
+                        // Cumulative within one run of the target.
+                        stats.lock().expect("not poisoned").ops += n - run_ops.min(n);
+                        run_ops = n;
+                        continue;
+                    }
+                    let Some((execs, cov, ft, corp, crashes)) = status(&line) else { continue };
                     let execs = base + execs;
                     let t = start.elapsed().as_secs_f64();
-                    {
+                    let ops = {
                         let mut st = stats.lock().expect("not poisoned");
                         st.execs = execs;
                         st.corpus = corp;
-                        st.coverage.push((t, cov));
-                    }
+                        st.coverage.push((t, cov, ft));
+                        st.ops
+                    };
                     if !tty && last_print.elapsed() < Duration::from_secs(10) {
                         continue;
                     }
                     let crashes = crashes
                         .unwrap_or_else(|| std::fs::read_dir(&artifacts).map_or(0, |d| d.count() as u64));
                     let msg = format!(
-                        "[{t:>5.0}s/{seconds}s] execs {execs} ({:.0}/s)  cov {cov}  corpus {corp}  crashes {crashes}",
-                        execs as f64 / t.max(1e-3)
+                        "[{t:>5.0}s/{seconds}s] execs {execs} ({:.0}/s, {:.0} ops/s)  cov {cov}  features {ft}  corpus {corp}  crashes {crashes}",
+                        execs as f64 / t.max(1e-3),
+                        ops as f64 / t.max(1e-3)
                     );
                     if tty {
                         eprint!("\r{msg}   ");
@@ -496,15 +519,28 @@ pub fn triage(
 pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
     println!("\ncampaign summary ({})", s.describe());
     println!("  time          {:.1} s", st.seconds);
-    println!("  executions    {} ({:.0}/s)", st.execs, st.execs_per_sec());
+    println!(
+        "  executions    {} ({:.0}/s); {} ops ({:.0}/s, reported by the target)",
+        st.execs,
+        st.execs_per_sec(),
+        st.ops,
+        st.ops_per_sec()
+    );
     println!("  corpus        {seeds} seed(s) -> {} input(s)", st.corpus);
     if let (Some(first), Some(last)) = (st.coverage.first(), st.coverage.last()) {
         let marks: Vec<String> = [0.1, 0.25, 0.5, 1.0]
             .iter()
-            .filter_map(|f| st.coverage.iter().find(|(t, _)| *t >= f * st.seconds).or(st.coverage.last()))
-            .map(|(t, c)| format!("{c} at {t:.0}s"))
+            .filter_map(|f| st.coverage.iter().find(|(t, _, _)| *t >= f * st.seconds).or(st.coverage.last()))
+            .map(|(t, c, f)| format!("{c}/{f} at {t:.0}s"))
             .collect();
-        println!("  coverage      {} -> {} edges ({})", first.1, last.1, marks.join(", "));
+        println!(
+            "  coverage      {} -> {} edges, {} -> {} features (edges/features: {})",
+            first.1,
+            last.1,
+            first.2,
+            last.2,
+            marks.join(", ")
+        );
     }
     match st.artifacts.first() {
         Some((_, t)) => println!("  first finding after {t:.2} s"),

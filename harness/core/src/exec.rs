@@ -5,6 +5,7 @@
 
 use crate::arch::{Ipa, Pa, Prot, Vttbr, PAGE_SIZE};
 use crate::event::Event;
+use crate::feedback::{bucket, Family};
 use crate::host::Host;
 use crate::layout::STUB_IPA;
 use crate::machine::{AccessKind, AccessOutcome, Machine};
@@ -134,8 +135,46 @@ impl<M: Machine, T: Target> Executor<M, T> {
         self.host.sync();
         self.verify_changes();
         self.host.end_op();
+        if self.host.feedback.families != 0 {
+            self.feed(op, &result);
+        }
         self.close_step(*op, result);
         result
+    }
+
+    /// The fuzzers' state feedback of an op: its kind and result, and the pair with the
+    /// previous op on the same page (the oracles' own families are fed by the platform layer).
+    fn feed(&mut self, op: &Op, result: &OpResult) {
+        let code = match *result {
+            OpResult::Ok => 0,
+            OpResult::Vttbr(_) => 1,
+            OpResult::Panic => 2,
+            OpResult::Err(e) => 3 + e as usize,
+            OpResult::Rejected(r) => 20 + r as usize,
+            OpResult::Access { outcome, .. } => match outcome {
+                AccessOutcome::Read(_) => 32,
+                AccessOutcome::Written => 33,
+                AccessOutcome::Abort(a) => 34 + a.fault.kind as usize * 4 + usize::from(a.fault.level & 3),
+                _ => 47,
+            },
+        };
+        let kind = op.kind();
+        self.host.feedback.hit(Family::Outcome, usize::from(kind) * 64 + code);
+        let ipa = match *op {
+            Op::Map { ipa, .. }
+            | Op::Clear { ipa, .. }
+            | Op::Ioremap { ipa, .. }
+            | Op::Read { ipa, .. }
+            | Op::Write { ipa, .. }
+            | Op::MapRange { ipa, .. }
+            | Op::UnmapRange { ipa, .. }
+            | Op::ProtectRange { ipa, .. } => Some(ipa),
+            Op::AddMemslot { gpa, .. } => Some(gpa),
+            _ => None,
+        };
+        if let (Some(ipa), Some(vm)) = (ipa, op.vm()) {
+            self.host.feedback.pair(vm, ipa, kind);
+        }
     }
 
     /// Ends the sequence: a full comparison of every live VM with the model, then the leak
@@ -379,6 +418,27 @@ impl<M: Machine, T: Target> Executor<M, T> {
             allowed = allowed.or_err(Errno::NoMemslotSpace);
         }
         self.expect(if allowed.0 == 0 { ResultSet::OK } else { allowed }, &r);
+        if self.host.feedback.on(Family::Memslots) {
+            let slots = &self.model.vm(vm).slots;
+            let overlap = allowed.allows(&OpResult::Err(Errno::MemslotOverlap));
+            let adjacent =
+                slots.iter().any(|o| o.gpa + o.pages * PAGE_SIZE == s.gpa || Some(o.gpa) == gpa_end);
+            let at = slots.iter().take_while(|o| o.id < s.id).count();
+            let position = if slots.is_empty() {
+                0
+            } else if at == 0 {
+                1
+            } else if at == slots.len() {
+                2
+            } else {
+                3
+            };
+            let i = (usize::from(overlap) + 2 * usize::from(adjacent)) * 8
+                + position * 2
+                + usize::from(r == OpResult::Ok);
+            self.host.feedback.hit(Family::Memslots, i);
+            self.host.feedback.hit(Family::Memslots, 48 + bucket(slots.len() as u64, 6));
+        }
         if r == OpResult::Ok {
             let slots = &mut self.model.vm_mut(vm).slots;
             let at = slots.iter().take_while(|o| o.id < s.id).count();
@@ -394,6 +454,15 @@ impl<M: Machine, T: Target> Executor<M, T> {
         let known = self.model.vm(vm).slots.iter().position(|s| s.id == slot);
         let allowed = if known.is_some() { ResultSet::OK } else { ResultSet::err(Errno::UnknownMemslot) };
         self.expect(allowed, &r);
+        let n = self.model.vm(vm).slots.len();
+        let position = match known {
+            None => 4,
+            Some(_) if n == 1 => 3,
+            Some(0) => 0,
+            Some(i) if i + 1 == n => 2,
+            Some(_) => 1,
+        };
+        self.host.feedback.hit(Family::Memslots, 32 + position * 2 + usize::from(r == OpResult::Ok));
         if let (OpResult::Ok, Some(i)) = (r, known) {
             let s = self.model.vm_mut(vm).slots.remove(i);
             self.unmap_model(vm, s.gpa, s.gpa + s.pages * PAGE_SIZE);
@@ -592,15 +661,19 @@ impl<M: Machine, T: Target> Executor<M, T> {
     /// its guest (`force_vm_exit`); a (re)assignment, even of the same number in a new
     /// generation, goes to the VMID oracle.
     fn after_vmid_op(&mut self, vm: u8) {
+        let live = self.live.iter().filter(|&&l| l).count();
         if self.host.vmids.generation() != self.generation {
             self.generation = self.host.vmids.generation();
             self.entered = [None; MAX_VMS];
+            self.host.feedback.hit(Family::Vmid, 2 * 9 + live);
         }
         let now = (self.target.vttbr(vm), self.target.vmid_generation(vm));
         let before = self.vmid_state[vm as usize];
         if now == before {
             return;
         }
+        let first = before.0 == Vttbr(0);
+        self.host.feedback.hit(Family::Vmid, usize::from(!first) * 9 + live);
         self.vmid_state[vm as usize] = now;
         let vttbr = now.0;
         self.host.event(Event::Vttbr { vm, vttbr });

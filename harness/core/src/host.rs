@@ -9,6 +9,7 @@ use crate::arch::desc::Entry;
 use crate::arch::tlb::Tlbi;
 use crate::arch::{level_size, Desc, Geometry, Ipa, Pa, Vmid, PAGE_SIZE};
 use crate::event::{Event, Warning};
+use crate::feedback::{bucket, Family, Feedback};
 use crate::layout::{Layout, POISON, POOL_PAGES};
 use crate::machine::Machine;
 use crate::op::{Config, Walker, MAX_VMS};
@@ -76,6 +77,8 @@ pub struct Host<M: Machine> {
     found: Vec<Detail>,
     /// Scratch of the leak check: pages a target holds outside its tables.
     kept: Vec<bool>,
+    /// State feedback for the fuzzers (off unless a fuzz target turns families on).
+    pub feedback: Feedback,
 }
 
 impl<M: Machine> Host<M> {
@@ -113,6 +116,7 @@ impl<M: Machine> Host<M> {
             window: 1,
             found: Vec::new(),
             kept: Vec::new(),
+            feedback: Feedback::default(),
         };
         h.reset(config, info);
         h
@@ -154,6 +158,7 @@ impl<M: Machine> Host<M> {
         }
         self.exposed.clear();
         self.window = self.window.wrapping_add(1);
+        self.feedback.reset();
         for s in &mut self.shadow {
             *s = None;
         }
@@ -273,12 +278,21 @@ impl<M: Machine> Host<M> {
         }
         self.touched.clear();
         self.flush_found();
+        if self.feedback.families != 0 {
+            self.feedback.hit(Family::Tables, 132 + bucket(u64::from(self.allocs_this_op), 7));
+            let fb = &mut self.feedback;
+            self.bbm.each(|step, level| fb.hit(Family::Bbm, usize::from(level) * 8 + step));
+        }
     }
 
     /// Oracle checks for `vm` entering the guest or accessing memory: no pending TLB
     /// invalidation, and (non-coherent walker) no uncleaned line of its tables.
     pub fn check_guest_runs(&mut self, vm: u8) {
         let vmid = self.vm_vmid[vm as usize];
+        if self.feedback.on(Family::Pending) {
+            let (fresh, partial) = self.tlb.counts(vm);
+            self.feedback.hit(Family::Pending, 128 + bucket(fresh, 3) * 4 + bucket(partial, 3));
+        }
         if let Some(d) = self.tlb.guest_runs(vm, vmid) {
             self.violation(d);
         }
@@ -412,6 +426,18 @@ impl<M: Machine> Host<M> {
             return;
         }
         self.touch(i);
+        if self.feedback.on(Family::Tables) {
+            let kind = |d: Desc| match profile.decode(level, d) {
+                Entry::Invalid | Entry::Reserved => 0,
+                Entry::Leaf(_) if level == 3 => 1,
+                Entry::Leaf(_) => 2,
+                Entry::Table { .. } => 3,
+            };
+            let l = usize::from(level & 3);
+            self.feedback.hit(Family::Tables, l * 16 + kind(old) * 4 + kind(new));
+            let valid = u64::from(self.pool.pages[i].valid);
+            self.feedback.hit(Family::Tables, 64 + l * 16 + bucket(valid, 10));
+        }
         let (vm, ipa) = (page.vm, structure::entry_ipa(&page, pa.page_offset()));
         if self.non_coherent {
             cache::written(&mut self.pool.pages[i], i, pa.page_offset(), self.op, &mut self.dirty_pages);
@@ -678,6 +704,9 @@ impl<M: Machine> Host<M> {
         if let Some(d) = self.tlb.table_freed(pa) {
             self.violation(d);
         }
+        if p.table {
+            self.feedback.hit(Family::Tables, 128 + usize::from(p.level & 3));
+        }
         self.pool.release(i);
         if let Some(s) = self.shadow.get_mut(i) {
             *s = None;
@@ -821,7 +850,20 @@ impl<M: Machine> Services for Host<M> {
         }
         self.machine.tlbi(op);
         self.event(Event::Tlbi(op));
+        let before = self.feedback.on(Family::Pending).then(|| self.tlb.total());
         self.tlb.tlbi(op, &self.vm_vmid, &mut self.found);
+        if let Some(before) = before {
+            let scope = match op {
+                Tlbi::Ipas2 { .. } => 0,
+                Tlbi::Vmalle1(_) => 1,
+                Tlbi::Vmalls12e1(_) => 2,
+                Tlbi::Vmid(_) => 3,
+                Tlbi::All => 4,
+            };
+            let after = self.tlb.total();
+            let reached = bucket(before.0 + before.1 - after.0 - after.1, 3);
+            self.feedback.hit(Family::Pending, scope * 16 + reached * 4 + bucket(after.0 + after.1, 3));
+        }
         self.bbm.tlbi(op, &self.vm_vmid);
         match op {
             Tlbi::All => self.vmids.rollover(),

@@ -16,6 +16,7 @@ pub mod bytes;
 pub mod codec;
 pub mod event;
 pub mod exec;
+pub mod feedback;
 pub mod host;
 pub mod layout;
 pub mod machine;

@@ -28,7 +28,9 @@ pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -
 /// `stagehand naive`: random sequences without feedback until a finding or the time cap.
 /// With `out`, the finding is written there as a `.s2` file that expects its violation.
 pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&Path>) -> Result<(), Failure> {
-    let campaign = g.campaign()?;
+    let mut campaign = g.campaign()?;
+    // No feedback: the naive generator has nobody to tell.
+    campaign.features = 0;
     let mut gen = harness::fuzz::Naive::new(seed, max_ops);
     let start = Instant::now();
     let mut execs: u64 = 0;

@@ -23,6 +23,7 @@ use crate::arch::tlb::{Cached, Tlbi};
 use crate::arch::{Desc, Ipa, Pa, Profile, Vmid};
 use crate::op::MAX_VMS;
 use crate::violation::{BbmStep, Detail};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +40,6 @@ enum Step {
 
 #[derive(Clone, Copy, Debug)]
 struct Loc {
-    at: Pa,
     vm: u8,
     ipa: Ipa,
     level: u8,
@@ -69,12 +69,22 @@ pub struct Bbm {
     on: bool,
     obs: Observation,
     profile: Option<Profile>,
-    locs: Vec<Loc>,
+    /// Broken locations by (first IPA, address): a write finds its own, and a TLBI by IPA
+    /// the few it covers, without a scan.
+    locs: BTreeMap<(u64, u64), Loc>,
     /// TLBIs of the current op, to tell "TLBI before break" from "make before TLBI".
     op_tlbis: Vec<Tlbi>,
 }
 
 impl Bbm {
+    /// Each location's step (0 broken, 1 synced, 2 invalidated, 3 ready) and level, for
+    /// the fuzzers' state feedback.
+    pub fn each(&self, mut f: impl FnMut(usize, u8)) {
+        for l in self.locs.values() {
+            f(l.step as usize, l.level & 3);
+        }
+    }
+
     /// A new sequence: the automaton runs when `strict`.
     pub fn reset(&mut self, strict: bool, profile: Profile, obs: Observation) {
         self.on = strict;
@@ -109,36 +119,27 @@ impl Bbm {
         let bbm = |missing| Some(Detail::Bbm { at, ipa, old, new, missing });
         match (old.is_valid(), new.is_valid()) {
             (true, true) => {
-                self.locs.retain(|l| l.at != at);
+                self.locs.remove(&(ipa.0, at.0));
                 if needs_bbm(profile, level, old, new) {
                     return bbm(if self.obs.diffed { BbmStep::Unordered } else { BbmStep::NoBreak });
                 }
                 None
             }
             (true, false) => {
-                self.locs.retain(|l| l.at != at);
                 let covered = |t: &Tlbi| {
                     covers_region(t, vmid, Cached::Stage2, ipa, level)
                         || covers_region(t, vmid, Cached::Combined, ipa, level)
                 };
                 let tlbi_before_break = self.op_tlbis.iter().any(covered);
                 let step = if self.obs.barriers { Step::Broken } else { Step::Synced };
-                self.locs.push(Loc {
-                    at,
-                    vm,
-                    ipa,
-                    level,
-                    old,
-                    step,
-                    tlbi_before_break,
-                    stage2: false,
-                    combined: false,
-                });
+                self.locs.insert(
+                    (ipa.0, at.0),
+                    Loc { vm, ipa, level, old, step, tlbi_before_break, stage2: false, combined: false },
+                );
                 None
             }
             (false, true) => {
-                let i = self.locs.iter().position(|l| l.at == at)?;
-                let l = self.locs.swap_remove(i);
+                let l = self.locs.remove(&(ipa.0, at.0))?;
                 if !needs_bbm(profile, level, l.old, new) {
                     return None;
                 }
@@ -163,7 +164,7 @@ impl Bbm {
 
     /// A DSB (or a clean, which ends in one).
     pub fn dsb(&mut self) {
-        for l in &mut self.locs {
+        for l in self.locs.values_mut() {
             l.step = match l.step {
                 Step::Broken => Step::Synced,
                 Step::Invalidated => Step::Ready,
@@ -180,7 +181,7 @@ impl Bbm {
         self.op_tlbis.push(op);
         let done =
             if self.obs.tlbi_completes || !self.obs.barriers { Step::Ready } else { Step::Invalidated };
-        for l in &mut self.locs {
+        let step = |l: &mut Loc| {
             let vmid = vmid_of[l.vm as usize];
             let s2 = covers_region(&op, vmid, Cached::Stage2, l.ipa, l.level);
             let comb = covers_region(&op, vmid, Cached::Combined, l.ipa, l.level);
@@ -189,12 +190,26 @@ impl Bbm {
                 l.combined |= comb;
                 l.step = done;
             }
+        };
+        match op {
+            // Only the locations whose region holds the IPA: one region per level.
+            Tlbi::Ipas2 { ipa: at, .. } => {
+                for level in 0..=3u8 {
+                    let base = at.0 & !(crate::arch::level_size(level) - 1);
+                    for l in self.locs.range_mut((base, 0)..=(base, u64::MAX)).map(|(_, l)| l) {
+                        if l.level == level {
+                            step(l);
+                        }
+                    }
+                }
+            }
+            _ => self.locs.values_mut().for_each(step),
         }
     }
 
     /// Forgets the locations of a destroyed VM.
     pub fn forget(&mut self, vm: u8) {
-        self.locs.retain(|l| l.vm != vm);
+        self.locs.retain(|_, l| l.vm != vm);
     }
 }
 

@@ -142,6 +142,18 @@ impl TlbProtocol {
         }
     }
 
+    /// Pending changes of `vm`: (none of whose entries is invalidated, only the stage-2-only
+    /// ones are).
+    pub fn counts(&self, vm: u8) -> (u64, u64) {
+        let n = |it: &mut dyn Iterator<Item = &Pending>| it.filter(|p| p.vm == vm).count() as u64;
+        (n(&mut self.fresh.values()), n(&mut self.partial.iter()))
+    }
+
+    /// Pending changes of every VM: (fresh, partial).
+    pub fn total(&self) -> (u64, u64) {
+        (self.fresh.len() as u64, self.partial.len() as u64)
+    }
+
     /// The pending changes, earliest first.
     fn all(&self) -> impl Iterator<Item = &Pending> {
         let mut v: Vec<&Pending> = self.fresh.values().chain(self.partial.iter()).collect();
