@@ -77,7 +77,7 @@ pub fn mutate(
     bytes: impl FnOnce(&mut [u8], usize, usize) -> usize,
 ) -> usize {
     let mut rng = Rng(u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    if !enabled() || size == 0 || rng.below(4) == 0 {
+    if !enabled() || size == 0 || rng.below(2) == 0 {
         return bytes(data, size, max_size);
     }
     let pins = &Campaign::current().pins;
@@ -92,26 +92,49 @@ pub fn mutate(
 fn mutate_ops(input: &[u8], pins: &Pins, rng: &mut Rng) -> Vec<u8> {
     let layout = Layout::default();
     let (mut h, mut ops) = codec().decode(input, pins, &layout);
-    match rng.below(8) {
+    match rng.below(12) {
+        // Generation from the shared distribution: one op, a run of ops, or a whole
+        // sequence; half of the new ops reuse the VM and address of an op already there.
         0 | 1 => {
-            let mut op = random_op(input[0], pins, rng);
-            if rng.below(2) == 0 && !ops.is_empty() {
-                relate(&mut op, &ops[rng.below(ops.len())]);
-            }
+            let op = generated(input[0], pins, &ops, rng);
             ops.insert(rng.below(ops.len() + 1), op);
         }
-        2 if !ops.is_empty() => {
+        2 => {
+            let at = rng.below(ops.len() + 1);
+            for k in 0..2 + rng.below(7) {
+                let op = generated(input[0], pins, &ops, rng);
+                ops.insert(at + k, op);
+            }
+        }
+        3 => {
+            let n = 1 + rng.below(16);
+            let mut fresh = Vec::with_capacity(n);
+            for _ in 0..n {
+                let op = generated(input[0], pins, &fresh, rng);
+                fresh.push(op);
+            }
+            ops = fresh;
+        }
+        4 if !ops.is_empty() => {
             ops.remove(rng.below(ops.len()));
         }
-        3 if !ops.is_empty() => {
-            let op = ops[rng.below(ops.len())];
-            ops.insert(rng.below(ops.len() + 1), op);
+        5 if !ops.is_empty() => {
+            let from = rng.below(ops.len());
+            let n = 1 + rng.below(ops.len() - from);
+            ops.drain(from..from + n);
         }
-        4 if ops.len() > 1 => {
+        // A run of the input copied elsewhere in it (splice at op boundaries).
+        6 if !ops.is_empty() => {
+            let from = rng.below(ops.len());
+            let run: Vec<Op> = ops[from..(from + 1 + rng.below(4)).min(ops.len())].to_vec();
+            let at = rng.below(ops.len() + 1);
+            ops.splice(at..at, run);
+        }
+        7 if ops.len() > 1 => {
             let (a, b) = (rng.below(ops.len()), rng.below(ops.len()));
             ops.swap(a, b);
         }
-        5 => mutate_header(&mut h, rng),
+        8 => mutate_header(&mut h, rng),
         _ if !ops.is_empty() => {
             let i = rng.below(ops.len());
             let other = ops[rng.below(ops.len())];
@@ -122,16 +145,30 @@ fn mutate_ops(input: &[u8], pins: &Pins, rng: &mut Rng) -> Vec<u8> {
     codec().encode(&h, &ops, &layout)
 }
 
-/// An op of a random kind the target offers, with random operands from the codec.
-fn random_op(first: u8, pins: &Pins, rng: &mut Rng) -> Op {
-    let mut b = [0u8; 18];
-    b[0] = first;
-    for chunk in b[1..].chunks_mut(8) {
-        let r = rng.next().to_le_bytes();
-        chunk.copy_from_slice(&r[..chunk.len()]);
+/// A new op from the distribution the decoder and the naive generator share, related half
+/// of the time to an op of `context` (same VM and address).
+fn generated(first: u8, pins: &Pins, context: &[Op], rng: &mut Rng) -> Op {
+    let mut op = crate::fuzz::random_op(first, pins, &mut || rng.next());
+    if rng.below(2) == 0 && !context.is_empty() {
+        relate(&mut op, &context[rng.below(context.len())]);
     }
-    let (_, ops) = codec().decode(&b, pins, &Layout::default());
-    ops.first().copied().unwrap_or(Op::CreateVm { vm: 0 })
+    op
+}
+
+/// libFuzzer's crossover at op boundaries: the ops of `a` up to a point, then those of `b`
+/// from a point, under `a`'s configuration. Writes at most `out.len()` bytes; returns how many.
+pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
+    let mut rng = Rng(u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let pins = &Campaign::current().pins;
+    let layout = Layout::default();
+    let (h, ops_a) = codec().decode(a, pins, &layout);
+    let (_, ops_b) = codec().decode(b, pins, &layout);
+    let mut ops: Vec<Op> = ops_a[..rng.below(ops_a.len() + 1)].to_vec();
+    ops.extend_from_slice(&ops_b[rng.below(ops_b.len() + 1)..]);
+    let bytes = codec().encode(&h, &ops, &layout);
+    let n = bytes.len().min(out.len());
+    out[..n].copy_from_slice(&bytes[..n]);
+    n
 }
 
 /// Puts `op` on the VM and the address of `other`.

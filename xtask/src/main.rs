@@ -31,10 +31,12 @@ usage: cargo xtask <command> [options]
           hot paths, fuzz execs/s, QEMU, campaign memory; writes bench/results.{md,json}
           and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
           (--render: rewrite the report and plot from bench/results.json, measuring nothing)
-  ttb     time to bug for every defect switch under the default campaign configuration:
-          libFuzzer with byte mutation and with the op-level mutator, and a naive random
-          generator, K trials each; writes bench/ttb.{md,json,svg}
-          [--trials 10] [--cap 60] [--parallel 2] [--defects a,b] [--from empty|seeds]
+  ttb     time to bug for every kvm-arm-2012 switch and every filed finding (its workaround
+          off) under the default campaign configuration: libFuzzer against the naive
+          generator, K trials each, from an empty corpus and from the seeds; other modes for
+          the ablation (bytes, ops, no-features, no-<family>); writes bench/ttb.{md,json,svg}
+          [--trials 10] [--cap 60] [--parallel 2] [--bugs a,b] [--from both|empty|seeds]
+          [--modes libfuzzer,naive] [--out bench/ttb]
   coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus
           and a campaign reach: target/coverage/html/index.html, target/coverage/summary.txt
           [--seconds 60]
@@ -124,19 +126,22 @@ fn main() -> ExitCode {
             })
         }),
         Some("ttb") => Flags::parse(rest, &[]).and_then(|f| {
-            let only = f.values.get("defects").cloned();
-            let from_seeds = match f.values.get("from").map(String::as_str) {
-                None | Some("empty") => false,
-                Some("seeds") => true,
-                Some(other) => return Err(format!("--from: `empty` or `seeds`, not `{other}`").into()),
+            let from = match f.values.get("from").map(String::as_str) {
+                None | Some("both") => vec![false, true],
+                Some("empty") => vec![false],
+                Some("seeds") => vec![true],
+                Some(other) => return Err(format!("--from: `empty`, `seeds` or `both`, not `{other}`").into()),
             };
-            ttb::ttb(
-                f.get("trials", 10)?,
-                f.get("cap", 60)?,
-                f.get("parallel", 2)?,
-                only.as_deref(),
-                from_seeds,
-            )
+            let modes = f.get("modes", "libfuzzer,naive".to_string())?;
+            ttb::ttb(&ttb::Options {
+                trials: f.get("trials", 10)?,
+                cap: f.get("cap", 60)?,
+                parallel: f.get("parallel", 2)?,
+                bugs: f.values.get("bugs").cloned(),
+                from,
+                modes: modes.split(',').map(ttb::Mode::parse).collect::<Result<_>>()?,
+                out: f.get("out", "bench/ttb".to_string())?,
+            })
         }),
         Some("test") => test(),
         Some("patch") => patch_cmd(rest),

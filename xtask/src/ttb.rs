@@ -1,11 +1,15 @@
-//! `cargo xtask ttb`: time to bug for every defect switch, under the default campaign
-//! configuration: only the switch is on; target, walker, BBM mode and VMID width are what
-//! each input's first byte chooses, and the known findings are not crashes, as in `cargo
-//! xtask demo`. For each switch, K trials of the libFuzzer `ops` target with its byte
-//! mutation (what campaigns run), K with the op-level mutator (`STAGEHAND_MUTATOR=ops`), both from the corpus seeds without the
-//! switch's own trigger, and K of the naive generator (uniform random ops, no feedback), all
-//! in one run. A trial counts a violation of the trigger's kind on the trigger's target.
-//! Writes `bench/ttb.md`, `bench/ttb.json` and a survival plot.
+//! `cargo xtask ttb`: time to bug under the default campaign configuration, libFuzzer
+//! against the naive generator in one run. The bugs: every `kvm-arm-2012` defect switch
+//! (only the switch on), and each filed finding of a target with workarounds (only that
+//! finding's workaround off, the others on, as campaigns run). Target, walker, BBM mode and
+//! VMID width are what each input's first byte chooses; the known findings are not crashes.
+//! A trial counts any violation on the bug's target: with the bug off, that target runs
+//! clean. K trials per mode, from an empty corpus and from the corpus seeds (without the
+//! bug's own trigger or regression files). Modes: `libfuzzer` (what campaigns run),
+//! `naive` (random sequences from the decoder's distribution, no feedback), and for the
+//! ablation `no-features`, `no-<family>` (one state-feedback family off), `bytes` (byte
+//! mutation only) and `ops` (the op-level mutator on). Writes `bench/ttb.md`,
+//! `bench/ttb.json` and a survival plot.
 
 use crate::fuzz::{self, Build, Settings, DEFAULT_MAX_LEN, LIBFUZZER_OPTIONS};
 use crate::{setup, Result};
@@ -14,80 +18,127 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// How a trial searches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// libFuzzer with its byte mutation (what campaigns run).
-    FuzzBytes,
-    /// libFuzzer with the op-level mutator (`STAGEHAND_MUTATOR=ops`).
-    FuzzOps,
-    Naive,
+/// How a trial searches: the naive generator, or libFuzzer with some environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mode {
+    pub name: String,
+    pub env: Vec<(&'static str, String)>,
+    pub naive: bool,
 }
 
+/// The state-feedback families (`harness_core::feedback`).
+pub const FAMILIES: &[&str] = &["outcome", "tables", "pending", "bbm", "vmid", "memslots", "pairs"];
+
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::FuzzBytes, Mode::FuzzOps, Mode::Naive];
-    fn name(self) -> &'static str {
-        match self {
-            Mode::FuzzOps => "libfuzzer-ops",
-            Mode::FuzzBytes => "libfuzzer-bytes",
-            Mode::Naive => "naive",
-        }
+    pub fn parse(name: &str) -> Result<Mode> {
+        let env = |k: &'static str, v: &str| vec![(k, v.to_string())];
+        let (env, naive) = match name {
+            "libfuzzer" => (Vec::new(), false),
+            "naive" => (Vec::new(), true),
+            "bytes" => (env("STAGEHAND_MUTATOR", "bytes"), false),
+            "ops" => (env("STAGEHAND_MUTATOR", "ops"), false),
+            "no-features" => (env("STAGEHAND_FEATURES", "none"), false),
+            n => match n.strip_prefix("no-").filter(|f| FAMILIES.contains(f)) {
+                Some(f) => (env("STAGEHAND_FEATURES", &format!("all,-{f}")), false),
+                None => {
+                    return Err(format!(
+                        "unknown mode `{n}` (libfuzzer, naive, bytes, ops, no-features, no-<{}>)",
+                        FAMILIES.join("|")
+                    )
+                    .into())
+                }
+            },
+        };
+        Ok(Mode { name: name.to_string(), env, naive })
     }
 }
 
-/// One defect's trial settings, from its trigger file's header.
+/// One bug of the benchmark.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub defect: String,
+    /// `switch` (kvm-arm-2012) or `target/workaround` (a filed finding).
+    pub name: String,
     pub settings: Settings,
-    pub kind: String,
+    /// Corpus files (relative to `corpus/`) left out of the seeds: the bug's own trigger.
+    pub exclude: Vec<PathBuf>,
 }
 
-/// Reads `corpus/defects/<defect>.s2`'s header.
-fn target(defect: &str) -> Result<Target> {
-    let path = format!("corpus/defects/{defect}.s2");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let header = |key: &str| text.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()));
-    // Any kind the trigger shows is the defect found (the code runs clean without it).
-    let sites = header("expect ").ok_or_else(|| format!("{path}: no `expect` line"))?;
-    let mut kinds: Vec<&str> = sites.split_whitespace().filter_map(|s| s.split('@').next()).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    let kind = kinds.join(",");
-    let on = header("target ").unwrap_or_else(|| "kvm-arm-2012".into());
-    let settings = Settings {
-        defects: header("defects ").unwrap_or_else(|| defect.to_owned()),
-        expect: Some(format!("{on}:{kind}")),
-        known: Some(fuzz::KNOWN_FINDINGS.into()),
-        ..Settings::default()
-    };
-    Ok(Target { defect: defect.to_owned(), settings, kind })
+/// The kvm-arm-2012 switches (`corpus/defects/*.s2`, each its trigger) and the workarounds
+/// of every target that has some (`stagehand targets --json`).
+fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
+    let mut out = Vec::new();
+    let mut switches: Vec<String> = std::fs::read_dir("corpus/defects")?
+        .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    switches.sort();
+    for d in switches {
+        out.push(Target {
+            settings: Settings {
+                defects: d.clone(),
+                target: None,
+                expect: Some("kvm-arm-2012:".into()),
+                known: Some(fuzz::KNOWN_FINDINGS.into()),
+                ..Settings::default()
+            },
+            exclude: vec![PathBuf::from(format!("defects/{d}.s2"))],
+            name: d,
+        });
+    }
+    let o = Command::new(stagehand).args(["--json", "targets"]).output()?;
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    for t in list.as_array().into_iter().flatten() {
+        let name = t["name"].as_str().unwrap_or_default();
+        let all: Vec<&str> = t["workarounds"].as_array().into_iter().flatten().filter_map(|w| w.as_str()).collect();
+        let regressions: Vec<PathBuf> = std::fs::read_dir("corpus/regressions")?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with(&format!("{name}-")))
+            .map(|f| PathBuf::from("regressions").join(f))
+            .collect();
+        for w in &all {
+            let others: Vec<&str> = all.iter().copied().filter(|x| x != w).collect();
+            out.push(Target {
+                name: format!("{name}/{w}"),
+                settings: Settings {
+                    defects: "none".into(),
+                    workarounds: Some(if others.is_empty() { "none".into() } else { others.join(",") }),
+                    target: None,
+                    expect: Some(format!("{name}:")),
+                    known: Some(fuzz::KNOWN_FINDINGS.into()),
+                    ..Settings::default()
+                },
+                exclude: regressions.clone(),
+            });
+        }
+    }
+    if let Some(list) = only {
+        let want: Vec<&str> = list.split(',').collect();
+        out.retain(|t| want.contains(&t.name.as_str()));
+        if out.len() != want.len() {
+            return Err(format!("--bugs: some of {want:?} are not bugs of the benchmark").into());
+        }
+    }
+    Ok(out)
 }
 
 /// One trial's result.
 #[derive(Clone, Debug)]
 pub struct Trial {
-    pub defect: String,
-    pub mode: Mode,
+    pub bug: String,
+    pub mode: String,
+    pub seeds: bool,
     pub trial: usize,
     pub found: bool,
     pub seconds: f64,
     pub execs: u64,
 }
 
-fn fuzz_trial(
-    bin: &Path,
-    t: &Target,
-    mode: Mode,
-    trial: usize,
-    cap: u64,
-    seeds: Option<&Path>,
-) -> Result<Trial> {
+fn fuzz_trial(bin: &Path, t: &Target, mode: &Mode, trial: usize, cap: u64, seeds: Option<&Path>) -> Result<Trial> {
     let dir = std::env::temp_dir().join(format!(
         "stagehand-ttb-{}-{}-{}-{trial}",
         std::process::id(),
-        t.defect,
-        mode.name()
+        t.name.replace('/', "_"),
+        mode.name
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let (corpus, artifacts) = (dir.join("corpus"), dir.join("artifacts"));
@@ -109,7 +160,7 @@ fn fuzz_trial(
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .envs(t.settings.env())
-        .envs((mode == Mode::FuzzOps).then_some(("STAGEHAND_MUTATOR", "ops")))
+        .envs(mode.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()?;
@@ -122,7 +173,7 @@ fn fuzz_trial(
     let found = std::fs::read_dir(&artifacts)?
         .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("crash-")));
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Trial { defect: t.defect.clone(), mode, trial, found, seconds, execs })
+    Ok(Trial { bug: t.name.clone(), mode: mode.name.clone(), seeds: seeds.is_some(), trial, found, seconds, execs })
 }
 
 fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<Trial> {
@@ -136,8 +187,9 @@ fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<T
     let seconds = start.elapsed().as_secs_f64();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(Trial {
-        defect: t.defect.clone(),
-        mode: Mode::Naive,
+        bug: t.name.clone(),
+        mode: "naive".into(),
+        seeds: false,
         trial,
         found: v["found"].as_bool().unwrap_or(false),
         seconds,
@@ -156,156 +208,223 @@ fn median(trials: &[&Trial]) -> Option<(f64, u64)> {
     m.0.is_finite().then_some(*m)
 }
 
+/// The benchmark's options.
+pub struct Options {
+    pub trials: usize,
+    pub cap: u64,
+    pub parallel: usize,
+    pub bugs: Option<String>,
+    /// Empty corpus, seeds, or both.
+    pub from: Vec<bool>,
+    pub modes: Vec<Mode>,
+    /// Where to write (`bench/ttb` by default; ablations elsewhere).
+    pub out: String,
+}
+
 /// Runs the benchmark.
-pub fn ttb(trials: usize, cap: u64, parallel: usize, only: Option<&str>, from_seeds: bool) -> Result {
+pub fn ttb(o: &Options) -> Result {
     setup::plot_font()?;
-    let defects: Vec<String> = match only {
-        Some(list) => list.split(',').map(str::to_owned).collect(),
-        None => {
-            let mut v: Vec<String> = std::fs::read_dir("corpus/defects")?
-                .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect();
-            v.sort();
-            v
-        }
-    };
-    let targets: Vec<Target> = defects.iter().map(|d| target(d)).collect::<Result<_>>()?;
     let bin = fuzz::build_target("ops", Build::Plain)?;
     let stagehand = fuzz::stagehand()?;
+    let targets = targets(&stagehand, o.bugs.as_deref())?;
     let mut jobs = Vec::new();
     for (i, t) in targets.iter().enumerate() {
-        let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.defect));
-        fuzz::seeds(&stagehand, &seeds, &[PathBuf::from(format!("defects/{}.s2", t.defect))], None)?;
-        for trial in 0..trials {
-            for mode in Mode::ALL {
-                jobs.push((i, mode, trial, seeds.clone()));
+        let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.name.replace('/', "_")));
+        fuzz::seeds(&stagehand, &seeds, &t.exclude, None)?;
+        for trial in 0..o.trials {
+            for m in &o.modes {
+                // The naive generator has no corpus.
+                let from: &[bool] = if m.naive { &[false] } else { &o.from };
+                for &s in from {
+                    jobs.push((i, m.clone(), trial, s.then(|| seeds.clone())));
+                }
             }
         }
     }
     let total = jobs.len();
     eprintln!(
-        "time to bug: {} defect(s) x {trials} trial(s) x 3 modes, cap {cap} s, {parallel} at a time",
-        targets.len()
+        "time to bug: {} bug(s) x {} trial(s), modes {}, cap {} s, {} at a time: {total} trials",
+        targets.len(),
+        o.trials,
+        o.modes.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        o.cap,
+        o.parallel
     );
     let queue = Arc::new(Mutex::new(jobs.into_iter()));
     let results = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..parallel.max(1) {
+        for _ in 0..o.parallel.max(1) {
             let (queue, results, targets, bin, stagehand) = (&queue, &results, &targets, &bin, &stagehand);
             // The guard is dropped inside the closure, not held for the loop body.
             let next = move || queue.lock().ok().and_then(|mut q| q.next());
             scope.spawn(move || {
                 while let Some((i, mode, trial, seeds)) = next() {
                     let t = &targets[i];
-                    let r = match mode {
-                        Mode::Naive => naive_trial(stagehand, t, trial, cap),
-                        _ => fuzz_trial(bin, t, mode, trial, cap, from_seeds.then_some(seeds.as_path())),
+                    let r = if mode.naive {
+                        naive_trial(stagehand, t, trial, o.cap)
+                    } else {
+                        fuzz_trial(bin, t, &mode, trial, o.cap, seeds.as_deref())
                     };
                     let mut done = results.lock().expect("not poisoned");
                     match r {
                         Ok(r) => {
                             eprintln!(
-                                "[{:>4}/{total} {:>5.0}s] {:<20} {:<16} #{trial}: {}",
+                                "[{:>4}/{total} {:>5.0}s] {:<34} {:<12} {:<5} #{trial}: {}",
                                 done.len() + 1,
                                 started.elapsed().as_secs_f64(),
-                                t.defect,
-                                mode.name(),
+                                t.name,
+                                mode.name,
+                                if r.seeds { "seeds" } else { "empty" },
                                 if r.found {
                                     format!("found in {:.2} s, {} execs", r.seconds, r.execs)
                                 } else {
-                                    format!("not found in {cap} s")
+                                    format!("not found in {} s", o.cap)
                                 }
                             );
                             done.push(r);
                         }
-                        Err(e) => eprintln!("{} {} #{trial}: trial failed: {e}", t.defect, mode.name()),
+                        Err(e) => eprintln!("{} {} #{trial}: trial failed: {e}", t.name, mode.name),
                     }
                 }
             });
         }
     });
-    let results = Arc::try_unwrap(results)
+    let mut results = Arc::try_unwrap(results)
         .map_err(|_| "workers still running")?
         .into_inner()
         .map_err(|_| "poisoned")?;
+    results.sort_by(|a, b| (&a.bug, &a.mode, a.seeds, a.trial).cmp(&(&b.bug, &b.mode, b.seeds, b.trial)));
     std::fs::create_dir_all("bench")?;
-    write_json(&targets, &results, trials, cap)?;
-    let md = markdown(&targets, &results, trials, cap, from_seeds);
-    std::fs::write("bench/ttb.md", &md)?;
-    plot(&targets, &results, cap, Path::new("bench/ttb-survival.svg"))?;
+    write_json(&o.out, &targets, &results, o)?;
+    let md = markdown(&targets, &results, o);
+    std::fs::write(format!("{}.md", o.out), &md)?;
+    plot(&targets, &results, o.cap, Path::new(&format!("{}-survival.svg", o.out)))?;
     print!("{md}");
-    eprintln!("wrote bench/ttb.md, bench/ttb.json, bench/ttb-survival.svg");
+    eprintln!("wrote {0}.md, {0}.json, {0}-survival.svg", o.out);
     Ok(())
 }
 
-fn write_json(targets: &[Target], results: &[Trial], trials: usize, cap: u64) -> Result {
+fn write_json(out: &str, targets: &[Target], results: &[Trial], o: &Options) -> Result {
     let (cpu, cores) = setup::machine();
     let rows: Vec<serde_json::Value> = results
         .iter()
-        .map(|r| serde_json::json!({"defect": r.defect, "mode": r.mode.name(), "trial": r.trial, "found": r.found, "seconds": r.seconds, "execs": r.execs}))
+        .map(|r| serde_json::json!({"bug": r.bug, "mode": r.mode, "from": if r.seeds { "seeds" } else { "empty" }, "trial": r.trial, "found": r.found, "seconds": r.seconds, "execs": r.execs}))
         .collect();
-    let kinds: serde_json::Map<String, serde_json::Value> = targets
-        .iter()
-        .map(|t| (t.defect.clone(), serde_json::json!({"expect": t.kind, "config": t.settings.describe()})))
-        .collect();
+    let bugs: serde_json::Map<String, serde_json::Value> =
+        targets.iter().map(|t| (t.name.clone(), serde_json::json!({"config": t.settings.describe()}))).collect();
     let doc = serde_json::json!({
         "machine": {"cpu": cpu, "cores": cores},
-        "trials_per_mode": trials, "cap_seconds": cap, "max_len": DEFAULT_MAX_LEN,
-        "defects": kinds, "trials": rows,
+        "trials_per_mode": o.trials, "cap_seconds": o.cap, "max_len": DEFAULT_MAX_LEN,
+        "bugs": bugs, "trials": rows,
     });
-    std::fs::write("bench/ttb.json", serde_json::to_string_pretty(&doc)? + "\n")?;
+    std::fs::write(format!("{out}.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
     Ok(())
 }
 
-fn markdown(targets: &[Target], results: &[Trial], trials: usize, cap: u64, from_seeds: bool) -> String {
+/// The trials of one bug, mode and corpus.
+fn cell<'a>(results: &'a [Trial], bug: &str, mode: &str, seeds: bool) -> Vec<&'a Trial> {
+    results.iter().filter(|r| r.bug == bug && r.mode == mode && (r.seeds == seeds || mode == "naive")).collect()
+}
+
+fn show(v: &[&Trial], cap: u64) -> String {
+    let found = v.iter().filter(|r| r.found).count();
+    match median(v) {
+        Some((s, e)) => format!("{found}/{}, {s:.2} s, {e}", v.len()),
+        None => format!("{found}/{}, > {cap} s", v.len()),
+    }
+}
+
+fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
     let (cpu, cores) = setup::machine();
-    let from = if from_seeds {
-        "from the corpus seeds without the switch's own trigger (`--from seeds`)"
-    } else {
-        "from an empty corpus"
-    };
+    let cap = o.cap;
+    let modes: Vec<&str> = o.modes.iter().map(|m| m.name.as_str()).collect();
     let mut md = String::from("# Time to bug\n\n");
     md += &format!(
-        "Generated by `cargo xtask ttb --trials {trials} --cap {cap}{}` on {cpu} ({cores} cores); every trial on one core. \
-         Every switch runs under the default campaign configuration: only the switch is on, and target, walker, \
-         BBM mode and VMID width are what each input's first byte chooses (the naive generator draws that byte \
-         at random); the known findings (`corpus/known-findings.txt`) are not crashes. A trial counts only a \
-         violation of the trigger file's kind on the trigger's target. libFuzzer (`ops`, no sanitizer, coverage \
-         on the code under test, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) starts {from}, with its byte \
-         mutation (what campaigns run) or with the op-level mutator; the naive baseline draws \
-         uniform random ops (1 to 64) through the same decoder, with no feedback. Times are medians over the \
-         trials (a trial that misses counts as infinite), wall clock from process start to exit, so start-up and \
-         corpus loading are in every libFuzzer figure. The ratios divide the naive medians by the libFuzzer \
-         (byte mutation) medians, of time and of executions: above 1, libFuzzer is better.\n\n",
-        if from_seeds { " --from seeds" } else { "" }
+        "Generated by `cargo xtask ttb --trials {} --cap {cap} --modes {}` on {cpu} ({cores} cores); every trial on one core, \
+         {} at a time. Every bug runs under the default campaign configuration: target, walker, BBM mode and VMID width \
+         are what each input's first byte chooses (the naive generator draws that byte at random); a `kvm-arm-2012` \
+         switch is the only switch on; a filed finding (`target/workaround`) has its workaround off and the target's \
+         other workarounds on, as campaigns run; the known findings (`corpus/known-findings.txt`) are not crashes. A \
+         trial counts any violation on the bug's target (that target runs clean without the bug). libFuzzer (`ops`, no \
+         sanitizer, coverage on the code under test, the state feedback, `-max_len={DEFAULT_MAX_LEN} -len_control=0`) \
+         starts from an empty corpus or from the corpus seeds without the bug's trigger and regression files; the naive \
+         baseline draws 1 to 64 ops per sequence from the decoder's own distribution, with no feedback. Each cell: \
+         trials that found the bug, then the median time (wall clock from process start to exit, so start-up and corpus \
+         loading count) and median executions; a trial that misses counts as infinite.\n\n",
+        o.trials,
+        modes.join(","),
+        o.parallel
     );
-    md += "| switch | expected violation | libFuzzer, byte mutation | libFuzzer, op mutator | naive | naive / libFuzzer: time | executions |\n";
-    md += "|---|---|---|---|---|---|---|\n";
-    for t in targets {
-        let cell = |mode: Mode| {
-            let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
-            let found = v.iter().filter(|r| r.found).count();
-            let med = match median(&v) {
-                Some((s, e)) => format!("{s:.2} s, {e} execs"),
-                None => format!("> {cap} s"),
+    let has = |m: &str| modes.contains(&m);
+    if has("libfuzzer") && has("naive") {
+        md += "## libFuzzer against naive\n\n";
+        md += "| bug | naive | libFuzzer, empty | libFuzzer, seeds | time naive / empty | execs naive / empty | execs ≤ naive | time ≤ naive + 0.2 s | 10/10 |\n";
+        md += "|---|---|---|---|---|---|---|---|---|\n";
+        let mut naive_times: Vec<(f64, &str)> = Vec::new();
+        for t in targets {
+            let n = cell(results, &t.name, "naive", false);
+            let e = cell(results, &t.name, "libfuzzer", false);
+            let s = cell(results, &t.name, "libfuzzer", true);
+            let (nm, em) = (median(&n), median(&e));
+            naive_times.push((nm.map_or(f64::INFINITY, |m| m.0), &t.name));
+            let ratio = |f: fn((f64, u64)) -> f64| match (nm, em) {
+                (Some(n), Some(e)) => format!("{:.2}x", f(n) / f(e).max(1e-3)),
+                (None, Some(_)) => "naive missed".into(),
+                _ => "-".into(),
             };
-            (format!("{found}/{} found, median {med}", v.len()), median(&v))
-        };
-        let (bytes, e) = cell(Mode::FuzzBytes);
-        let (ops, _) = cell(Mode::FuzzOps);
-        let (naive, n) = cell(Mode::Naive);
-        let (ratio, execs) = match (e, n) {
-            (Some(e), Some(n)) => {
-                (format!("{:.2}x", n.0 / e.0.max(1e-3)), format!("{:.1}x", n.1 as f64 / e.1.max(1) as f64))
-            }
-            (Some(e), None) => (format!("> {:.0}x", cap as f64 / e.0.max(1e-3)), "-".into()),
-            (None, Some(n)) => (format!("< {:.2}x", n.0 / cap as f64), "-".into()),
-            _ => ("-".into(), "-".into()),
-        };
-        md += &format!("| `{}` | `{}` | {bytes} | {ops} | {naive} | {ratio} | {execs} |\n", t.defect, t.kind);
+            let yes = |b: bool| if b { "yes" } else { "**no**" };
+            let execs_ok = match (nm, em) {
+                (Some(n), Some(e)) => e.1 <= n.1,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            let time_ok = match (nm, em) {
+                (Some(n), Some(e)) => e.0 <= n.0 + 0.2,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            let all = !e.is_empty() && e.iter().all(|r| r.found);
+            md += &format!(
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                t.name,
+                show(&n, cap),
+                show(&e, cap),
+                if s.is_empty() { "-".into() } else { show(&s, cap) },
+                ratio(|m| m.0),
+                ratio(|m| m.1 as f64),
+                yes(execs_ok),
+                yes(time_ok),
+                yes(all)
+            );
+        }
+        naive_times.sort_by(|a, b| b.0.total_cmp(&a.0));
+        md += "\nThe five bugs where naive's median time is longest, libFuzzer (empty corpus) against it:\n\n";
+        for (nt, name) in naive_times.iter().take(5) {
+            let e = median(&cell(results, name, "libfuzzer", false));
+            let verdict = match e {
+                Some(e) if nt.is_finite() => {
+                    let r = nt / e.0.max(1e-3);
+                    format!("{r:.1}x faster{}", if r >= 3.0 { "" } else { " (**under 3x**)" })
+                }
+                Some(_) => "naive missed it".into(),
+                None => "**libFuzzer missed it**".into(),
+            };
+            md += &format!("- `{name}`: naive {}, {verdict}\n", if nt.is_finite() { format!("{nt:.2} s") } else { "missed".into() });
+        }
+        md += "\n";
     }
-    md += "\n![survival plot](ttb-survival.svg)\n";
+    let extra: Vec<&str> = modes.iter().copied().filter(|m| *m != "naive").collect();
+    if extra.len() > 1 || !has("naive") {
+        md += "## Modes (ablation)\n\nMedian time to bug per mode, from an empty corpus (found/trials, median s, median executions).\n\n";
+        md += &format!("| bug | {} |\n|---|{}\n", extra.join(" | "), "---|".repeat(extra.len()));
+        for t in targets {
+            let cells: Vec<String> = extra.iter().map(|m| show(&cell(results, &t.name, m, false), cap)).collect();
+            md += &format!("| `{}` | {} |\n", t.name, cells.join(" | "));
+        }
+        md += "\n";
+    }
+    md += &format!("![survival plot]({}-survival.svg)\n", Path::new(&o.out).file_name().map_or("ttb".into(), |f| f.to_string_lossy()));
     md
 }
 
@@ -322,8 +441,8 @@ fn plot(targets: &[Target], results: &[Trial], cap: u64, out: &Path) -> Result {
     chart.configure_mesh().x_desc("seconds (log scale)").y_desc("not found").draw()?;
     for (i, t) in targets.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        for (mode, dashed) in [(Mode::FuzzBytes, false), (Mode::Naive, true)] {
-            let v: Vec<&Trial> = results.iter().filter(|r| r.defect == t.defect && r.mode == mode).collect();
+        for (mode, dashed) in [("libfuzzer", false), ("naive", true)] {
+            let v = cell(results, &t.name, mode, false);
             if v.is_empty() {
                 continue;
             }
@@ -337,7 +456,7 @@ fn plot(targets: &[Target], results: &[Trial], cap: u64, out: &Path) -> Result {
             }
             pts.push((cap as f64, 1.0 - times.len() as f64 / n));
             let style = ShapeStyle { color, filled: false, stroke_width: if dashed { 1 } else { 2 } };
-            let label = format!("{} ({})", t.defect, if dashed { "naive" } else { "libFuzzer" });
+            let label = format!("{} ({})", t.name, if dashed { "naive" } else { "libFuzzer" });
             if dashed {
                 chart.draw_series(DashedLineSeries::new(pts, 4, 4, style))?.label(label).legend(
                     move |(x, y)| {

@@ -488,15 +488,15 @@ impl<M: Machine> Host<M> {
     /// A memory-owning target linked table page `c`, which it may have filled while it was
     /// not yet linked: its valid entries are checked as new ones now that their level is known.
     fn adopt(&mut self, c: usize) {
-        let Some(shadow) = self.shadow.get(c).and_then(|s| s.as_deref().copied()) else { return };
+        // The valid words only (a new table is usually empty: no 4 KiB copy for it).
+        let Some(shadow) = self.shadow.get(c).and_then(|s| s.as_deref()) else { return };
+        let valid: Vec<(usize, u64)> =
+            shadow.iter().enumerate().filter(|(_, &d)| Desc(d).is_valid()).map(|(w, &d)| (w, d)).collect();
         let page = self.pool.pages[c];
         let profile = self.rules.profile;
         let mut leaves = 0u16;
-        for (w, &d) in shadow.iter().enumerate() {
+        for (w, d) in valid {
             let d = Desc(d);
-            if !d.is_valid() {
-                continue;
-            }
             let pa = self.layout.pool_page(c).add(w as u64 * 8);
             let ipa = structure::entry_ipa(&page, w as u64 * 8);
             leaves += u16::from(matches!(profile.decode(page.level, d), Entry::Leaf(_)));

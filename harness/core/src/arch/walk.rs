@@ -55,12 +55,36 @@ pub enum Need {
 
 /// Translates `ipa` through the tables under `root`, reading descriptors with `read`.
 pub fn translate(g: &Geometry, read: &mut impl FnMut(Pa) -> u64, root: Pa, ipa: Ipa) -> Result<Leaf, Fault> {
+    translate_from(g, read, root, ipa, &mut None)
+}
+
+/// The last table a walk ended in: (first IPA it translates, the table, its level). A walk
+/// of a nearby IPA starts there, so walking a range costs a read per leaf, not per level.
+pub type Cursor = Option<(u64, Pa, u8)>;
+
+/// [`translate`], starting from `cursor`'s table when it translates `ipa`, and leaving the
+/// table the walk ended in there. Only for tables that do not change between the walks.
+pub fn translate_from(
+    g: &Geometry,
+    read: &mut impl FnMut(Pa) -> u64,
+    root: Pa,
+    ipa: Ipa,
+    cursor: &mut Cursor,
+) -> Result<Leaf, Fault> {
     let mut level = g.start_level;
     if ipa.0 >= g.ipa_limit() {
         return Err(Fault { kind: FaultKind::Translation, level });
     }
     let mut table = root;
+    if let Some((base, t, l)) = *cursor {
+        if l > g.start_level && ipa.0 >= base && ipa.0 - base < level_size(l - 1) {
+            (table, level) = (t, l);
+        }
+    }
     loop {
+        if level > g.start_level {
+            *cursor = Some((ipa.0 & !(level_size(level - 1) - 1), table, level));
+        }
         let desc = Desc(read(table.add(g.index(level, ipa) as u64 * 8)));
         let fault = |kind| Err(Fault { kind, level });
         match g.profile.decode(level, desc) {

@@ -33,8 +33,9 @@ pub fn range(
 ) -> Option<Detail> {
     let mut a = start & !(PAGE_SIZE - 1);
     let end = end.min(j.geometry.ipa_limit());
+    let mut cursor = None;
     while a < end {
-        let found = walk::translate(&j.geometry, read, root, Ipa(a));
+        let found = walk::translate_from(&j.geometry, read, root, Ipa(a), &mut cursor);
         let (size, bad) = match found {
             Ok(leaf) => (level_size(leaf.level), leaf_disagrees(j, model, a, &leaf)),
             Err(f) => (level_size(f.level), fault_disagrees(j, model, a, &f)),
