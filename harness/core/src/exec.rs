@@ -251,6 +251,8 @@ impl<M: Machine, T: Target> Executor<M, T> {
     }
 
     fn call(&mut self, op: &Op) -> OpResult {
+        self.host.target_called = true;
+        self.host.called_this_op = true;
         match self.target.call(&mut self.host, op) {
             Ok(()) => OpResult::Ok,
             Err(e) => OpResult::Err(e),

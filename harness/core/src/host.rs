@@ -74,6 +74,12 @@ pub struct Host<M: Machine> {
     exposed: Vec<u32>,
     exposed_at: Vec<u32>,
     window: u32,
+    /// Shadow pages to reuse.
+    spare: Vec<Box<[u64; 512]>>,
+    /// The target's code ran during this sequence (its memory can have changed).
+    pub target_called: bool,
+    /// ... during this op.
+    pub called_this_op: bool,
     found: Vec<Detail>,
     /// Scratch of the leak check: pages a target holds outside its tables.
     kept: Vec<bool>,
@@ -114,6 +120,9 @@ impl<M: Machine> Host<M> {
             exposed: Vec::new(),
             exposed_at: Vec::new(),
             window: 1,
+            spare: Vec::new(),
+            target_called: false,
+            called_this_op: false,
             found: Vec::new(),
             kept: Vec::new(),
             feedback: Feedback::default(),
@@ -124,6 +133,13 @@ impl<M: Machine> Host<M> {
 
     /// Back to the state of a fresh boot, reusing allocations. Cost follows the pages used.
     pub fn reset(&mut self, config: &Config, info: &TargetInfo) {
+        // Shadows exist only below the pool's high-water mark.
+        let high = self.pool.high.min(self.shadow.len());
+        for s in &mut self.shadow[..high] {
+            if let Some(b) = s.take() {
+                self.spare.push(b);
+            }
+        }
         self.geometry = info.geometry;
         self.rules =
             Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted };
@@ -159,9 +175,7 @@ impl<M: Machine> Host<M> {
         self.exposed.clear();
         self.window = self.window.wrapping_add(1);
         self.feedback.reset();
-        for s in &mut self.shadow {
-            *s = None;
-        }
+        self.target_called = false;
     }
 
     /// Turns event recording on or off.
@@ -179,6 +193,7 @@ impl<M: Machine> Host<M> {
         // The target's pointers from the last op are gone with its call.
         self.exposed.clear();
         self.window = self.window.wrapping_add(1);
+        self.called_this_op = false;
         self.op = op;
         self.op_vm = vm;
         self.alloc_failed = false;
@@ -530,7 +545,7 @@ impl<M: Machine> Host<M> {
     /// have written are compared: those it got a pointer to during this op, and the roots
     /// (whose pointers it keeps). [`Host::sync_all`] compares every page.
     pub fn sync(&mut self) {
-        if self.observe != Observe::MemoryOwning {
+        if self.observe != Observe::MemoryOwning || !self.called_this_op {
             return;
         }
         let pages = self.writable_pages(None);
@@ -540,13 +555,15 @@ impl<M: Machine> Host<M> {
     /// Every table page compared with its shadow: the end of a sequence's safety net for a
     /// target that wrote through a pointer it kept from an earlier op.
     pub fn sync_all(&mut self) {
-        if self.observe == Observe::MemoryOwning {
+        if self.observe == Observe::MemoryOwning && self.target_called {
             self.sync_pages(0..self.pool.high);
         }
     }
 
     /// The pages a memory-owning target can have written in this op (of `vm`, or of all),
-    /// in address order.
+    /// in address order: those it got pointers to, and the root of `vm` (else of the VM the
+    /// op is for: a call for one VM cannot reach another's root, whose pointer that VM's
+    /// mapping keeps).
     fn writable_pages(&self, vm: Option<u8>) -> Vec<usize> {
         let mut pages: Vec<usize> = self
             .exposed
@@ -554,8 +571,9 @@ impl<M: Machine> Host<M> {
             .map(|&i| i as usize)
             .filter(|&i| vm.is_none_or(|v| self.pool.pages[i].vm == v))
             .collect();
+        let of = vm.unwrap_or(self.op_vm);
         for (v, root) in self.roots.iter().enumerate() {
-            if let (Some(root), true) = (root, vm.is_none_or(|x| x as usize == v)) {
+            if let (Some(root), true) = (root, of as usize == v) {
                 let first = self.layout.pool_index(*root);
                 pages.extend(first.into_iter().flat_map(|i| i..i + self.geometry.root_pages() as usize));
             }
@@ -708,8 +726,8 @@ impl<M: Machine> Host<M> {
             self.feedback.hit(Family::Tables, 128 + usize::from(p.level & 3));
         }
         self.pool.release(i);
-        if let Some(s) = self.shadow.get_mut(i) {
-            *s = None;
+        if let Some(b) = self.shadow.get_mut(i).and_then(Option::take) {
+            self.spare.push(b);
         }
         if p.dirty_content {
             self.machine.fill_page(pa, POISON);
@@ -755,7 +773,9 @@ impl<M: Machine> Services for Host<M> {
                 self.dirty_pages.push((i + j) as u32);
             }
             if self.observe == Observe::MemoryOwning {
-                self.shadow[i + j] = Some(Box::new([0; 512]));
+                let mut b = self.spare.pop().unwrap_or_else(|| Box::new([0; 512]));
+                b.fill(0);
+                self.shadow[i + j] = Some(b);
             }
         }
         if order == 0 {
@@ -861,8 +881,8 @@ impl<M: Machine> Services for Host<M> {
                 Tlbi::All => 4,
             };
             let after = self.tlb.total();
-            let reached = bucket(before.0 + before.1 - after.0 - after.1, 3);
-            self.feedback.hit(Family::Pending, scope * 16 + reached * 4 + bucket(after.0 + after.1, 3));
+            let reached = bucket(before - after, 3);
+            self.feedback.hit(Family::Pending, scope * 16 + reached * 4 + bucket(after, 3));
         }
         self.bbm.tlbi(op, &self.vm_vmid);
         match op {

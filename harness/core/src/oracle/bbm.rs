@@ -23,7 +23,6 @@ use crate::arch::tlb::{Cached, Tlbi};
 use crate::arch::{Desc, Ipa, Pa, Profile, Vmid};
 use crate::op::MAX_VMS;
 use crate::violation::{BbmStep, Detail};
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +39,7 @@ enum Step {
 
 #[derive(Clone, Copy, Debug)]
 struct Loc {
+    at: Pa,
     vm: u8,
     ipa: Ipa,
     level: u8,
@@ -69,18 +69,23 @@ pub struct Bbm {
     on: bool,
     obs: Observation,
     profile: Option<Profile>,
-    /// Broken locations by (first IPA, address): a write finds its own, and a TLBI by IPA
-    /// the few it covers, without a scan.
-    locs: BTreeMap<(u64, u64), Loc>,
+    /// Broken locations sorted by (first IPA, address): a write finds its own, and a TLBI by
+    /// IPA the few it covers, by binary search.
+    locs: Vec<Loc>,
     /// TLBIs of the current op, to tell "TLBI before break" from "make before TLBI".
     op_tlbis: Vec<Tlbi>,
 }
 
 impl Bbm {
+    /// Where the location (`ipa`, `at`) is, or would be inserted.
+    fn find(&self, ipa: Ipa, at: Pa) -> Result<usize, usize> {
+        self.locs.binary_search_by_key(&(ipa.0, at.0), |l| (l.ipa.0, l.at.0))
+    }
+
     /// Each location's step (0 broken, 1 synced, 2 invalidated, 3 ready) and level, for
     /// the fuzzers' state feedback.
     pub fn each(&self, mut f: impl FnMut(usize, u8)) {
-        for l in self.locs.values() {
+        for l in &self.locs {
             f(l.step as usize, l.level & 3);
         }
     }
@@ -119,7 +124,9 @@ impl Bbm {
         let bbm = |missing| Some(Detail::Bbm { at, ipa, old, new, missing });
         match (old.is_valid(), new.is_valid()) {
             (true, true) => {
-                self.locs.remove(&(ipa.0, at.0));
+                if let Ok(i) = self.find(ipa, at) {
+                    self.locs.remove(i);
+                }
                 if needs_bbm(profile, level, old, new) {
                     return bbm(if self.obs.diffed { BbmStep::Unordered } else { BbmStep::NoBreak });
                 }
@@ -132,14 +139,15 @@ impl Bbm {
                 };
                 let tlbi_before_break = self.op_tlbis.iter().any(covered);
                 let step = if self.obs.barriers { Step::Broken } else { Step::Synced };
-                self.locs.insert(
-                    (ipa.0, at.0),
-                    Loc { vm, ipa, level, old, step, tlbi_before_break, stage2: false, combined: false },
-                );
+                let loc = Loc { at, vm, ipa, level, old, step, tlbi_before_break, stage2: false, combined: false };
+                match self.find(ipa, at) {
+                    Ok(i) => self.locs[i] = loc,
+                    Err(i) => self.locs.insert(i, loc),
+                }
                 None
             }
             (false, true) => {
-                let l = self.locs.remove(&(ipa.0, at.0))?;
+                let l = self.locs.remove(self.find(ipa, at).ok()?);
                 if !needs_bbm(profile, level, l.old, new) {
                     return None;
                 }
@@ -164,7 +172,7 @@ impl Bbm {
 
     /// A DSB (or a clean, which ends in one).
     pub fn dsb(&mut self) {
-        for l in self.locs.values_mut() {
+        for l in &mut self.locs {
             l.step = match l.step {
                 Step::Broken => Step::Synced,
                 Step::Invalidated => Step::Ready,
@@ -196,20 +204,21 @@ impl Bbm {
             Tlbi::Ipas2 { ipa: at, .. } => {
                 for level in 0..=3u8 {
                     let base = at.0 & !(crate::arch::level_size(level) - 1);
-                    for l in self.locs.range_mut((base, 0)..=(base, u64::MAX)).map(|(_, l)| l) {
+                    let from = self.locs.partition_point(|l| l.ipa.0 < base);
+                    for l in self.locs[from..].iter_mut().take_while(|l| l.ipa.0 == base) {
                         if l.level == level {
                             step(l);
                         }
                     }
                 }
             }
-            _ => self.locs.values_mut().for_each(step),
+            _ => self.locs.iter_mut().for_each(step),
         }
     }
 
     /// Forgets the locations of a destroyed VM.
     pub fn forget(&mut self, vm: u8) {
-        self.locs.retain(|_, l| l.vm != vm);
+        self.locs.retain(|l| l.vm != vm);
     }
 }
 

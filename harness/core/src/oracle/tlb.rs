@@ -15,7 +15,6 @@ use crate::arch::tlb::{Cached, Tlbi};
 use crate::arch::{level_size, Desc, Ipa, Pa, Profile, Vmid};
 use crate::op::MAX_VMS;
 use crate::violation::Detail;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 /// A change to a valid entry that no TLB invalidation has fully covered yet.
@@ -41,13 +40,10 @@ struct Pending {
 /// The oracle's state.
 #[derive(Default)]
 pub struct TlbProtocol {
-    /// Changes whose stage-2-only entries no TLBI has reached, by (first IPA, order): a
-    /// TLBI by IPA (which reaches only those) finds the few it covers without a scan, so a
-    /// target that invalidates page by page after an unmap of many pages costs O(log n)
-    /// per TLBI.
-    fresh: BTreeMap<(u64, u32), Pending>,
-    /// Changes whose stage-2-only entries are invalidated and combined ones not yet.
-    partial: Vec<Pending>,
+    /// Pending changes sorted by (first IPA, order): a TLBI by IPA finds the few whose
+    /// region holds its address by binary search, one region per level, so a target that
+    /// invalidates page by page after an unmap of many pages costs O(log n) per TLBI.
+    pending: Vec<Pending>,
     seq: u32,
     /// The target's barriers are observed; where they are not, the DSB rule cannot be judged.
     barriers: bool,
@@ -56,8 +52,7 @@ pub struct TlbProtocol {
 impl TlbProtocol {
     /// Forgets everything (a new sequence); `barriers` says whether DSBs are observed.
     pub fn reset(&mut self, barriers: bool) {
-        self.fresh.clear();
-        self.partial.clear();
+        self.pending.clear();
         self.seq = 0;
         self.barriers = barriers;
     }
@@ -78,93 +73,74 @@ impl TlbProtocol {
             combined: false,
             reported: false,
         };
-        self.fresh.insert((ipa.0, seq), p);
+        // Changes mostly come in address order: the search usually ends at the back.
+        let at = self.pending.partition_point(|q| (q.ipa.0, q.seq) < (ipa.0, seq));
+        self.pending.insert(at, p);
     }
 
     /// A DSB: every change so far is visible to the walker.
     pub fn dsb(&mut self) {
-        for p in self.fresh.values_mut().chain(self.partial.iter_mut()) {
+        for p in &mut self.pending {
             p.synced = true;
         }
     }
 
     /// A TLBI; `vmid_of` gives each VM's current VMID. Returns what it finds.
     pub fn tlbi(&mut self, op: Tlbi, vmid_of: &[Vmid; MAX_VMS], found: &mut Vec<Detail>) {
-        // The changes it reaches, in the order they were made.
-        let mut hits: Vec<Pending> = Vec::new();
-        if let Tlbi::Ipas2 { vmid, ipa: at } = op {
-            // Only changes not yet invalidated in stage-2-only entries, from entries whose
-            // region holds `at`: one region per level.
-            let mut keys = Vec::new();
+        // Reports in the order the changes were made.
+        let mut early: Vec<(u32, Detail)> = Vec::new();
+        let mut step = |p: &mut Pending| {
+            let vmid = vmid_of[p.vm as usize];
+            let (s2, comb) = (
+                covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level),
+                covers_region(&op, vmid, Cached::Combined, p.ipa, p.level),
+            );
+            if !(s2 || comb) {
+                return;
+            }
+            if !p.synced && !p.reported {
+                p.reported = true;
+                early.push((p.seq, Detail::TlbiBeforeDsb { vm: p.vm, changed_at: p.op, ipa: p.ipa }));
+            }
+            p.stage2 |= s2;
+            p.combined |= comb;
+        };
+        if let Tlbi::Ipas2 { ipa: at, .. } = op {
+            // Only entries whose region holds `at`: one region per level.
             for level in 0..=3u8 {
                 let base = at.0 & !(level_size(level) - 1);
-                for (k, p) in self.fresh.range((base, 0)..=(base, u32::MAX)) {
-                    if p.level == level && vmid_of[p.vm as usize] == vmid {
-                        keys.push(*k);
+                let mut i = self.pending.partition_point(|q| q.ipa.0 < base);
+                while i < self.pending.len() && self.pending[i].ipa.0 == base {
+                    if self.pending[i].level == level {
+                        step(&mut self.pending[i]);
                     }
-                }
-            }
-            hits.extend(keys.iter().filter_map(|k| self.fresh.remove(k)));
-        } else {
-            let reached = |p: &Pending| {
-                let vmid = vmid_of[p.vm as usize];
-                covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level)
-                    || covers_region(&op, vmid, Cached::Combined, p.ipa, p.level)
-            };
-            let keys: Vec<(u64, u32)> =
-                self.fresh.iter().filter(|(_, p)| reached(p)).map(|(k, _)| *k).collect();
-            hits.extend(keys.iter().filter_map(|k| self.fresh.remove(k)));
-            let mut i = 0;
-            while i < self.partial.len() {
-                if reached(&self.partial[i]) {
-                    hits.push(self.partial.swap_remove(i));
-                } else {
                     i += 1;
                 }
             }
+        } else {
+            self.pending.iter_mut().for_each(step);
         }
-        hits.sort_unstable_by_key(|p| p.seq);
-        for mut p in hits {
-            let vmid = vmid_of[p.vm as usize];
-            if !p.synced && !p.reported {
-                p.reported = true;
-                found.push(Detail::TlbiBeforeDsb { vm: p.vm, changed_at: p.op, ipa: p.ipa });
-            }
-            p.stage2 |= covers_region(&op, vmid, Cached::Stage2, p.ipa, p.level);
-            p.combined |= covers_region(&op, vmid, Cached::Combined, p.ipa, p.level);
-            match (p.stage2, p.combined) {
-                (true, true) => {}
-                (true, false) => self.partial.push(p),
-                (false, _) => {
-                    self.fresh.insert((p.ipa.0, p.seq), p);
-                }
-            }
-        }
+        self.pending.retain(|p| !(p.stage2 && p.combined));
+        early.sort_by_key(|(seq, _)| *seq);
+        found.extend(early.into_iter().map(|(_, d)| d));
     }
 
     /// Pending changes of `vm`: (none of whose entries is invalidated, only the stage-2-only
     /// ones are).
     pub fn counts(&self, vm: u8) -> (u64, u64) {
-        let n = |it: &mut dyn Iterator<Item = &Pending>| it.filter(|p| p.vm == vm).count() as u64;
-        (n(&mut self.fresh.values()), n(&mut self.partial.iter()))
+        let mine = self.pending.iter().filter(|p| p.vm == vm);
+        let partial = mine.clone().filter(|p| p.stage2).count() as u64;
+        (mine.count() as u64 - partial, partial)
     }
 
-    /// Pending changes of every VM: (fresh, partial).
-    pub fn total(&self) -> (u64, u64) {
-        (self.fresh.len() as u64, self.partial.len() as u64)
-    }
-
-    /// The pending changes, earliest first.
-    fn all(&self) -> impl Iterator<Item = &Pending> {
-        let mut v: Vec<&Pending> = self.fresh.values().chain(self.partial.iter()).collect();
-        v.sort_unstable_by_key(|p| p.seq);
-        v.into_iter()
+    /// Pending changes of every VM.
+    pub fn total(&self) -> u64 {
+        self.pending.len() as u64
     }
 
     /// `vm` (running with `vmid`) enters the guest or accesses memory: nothing may be pending.
     pub fn guest_runs(&mut self, vm: u8, vmid: Vmid) -> Option<Detail> {
-        let p =
-            *self.fresh.values().chain(self.partial.iter()).filter(|p| p.vm == vm).min_by_key(|p| p.seq)?;
+        let p = *self.pending.iter().filter(|p| p.vm == vm).min_by_key(|p| p.seq)?;
         self.forget(vm);
         Some(if p.stage2 {
             Detail::CombinedNotInvalidated { vm, vmid, changed_at: p.op, ipa: p.ipa, old: p.old }
@@ -179,18 +155,19 @@ impl TlbProtocol {
     /// point into the page; a combined stage 1+2 entry caches a translation, not a table,
     /// and is judged when the guest runs.
     pub fn table_freed(&self, table: Pa) -> Option<Detail> {
-        self.all()
+        self.pending
+            .iter()
             .filter(|q| !q.stage2)
             // The wider of the two OA fields: ARMv7 tables keep bits 47:40 zero.
-            .find(|q| q.old.is_table(q.level) && Pa(q.old.0 & Profile::Aarch64.oa_mask()) == table)
+            .filter(|q| q.old.is_table(q.level) && Pa(q.old.0 & Profile::Aarch64.oa_mask()) == table)
+            .min_by_key(|q| q.seq)
             .map(|q| Detail::FreedBeforeTlbi { table, unlinked_at: q.op, ipa: q.ipa })
     }
 
     /// Forgets `vm` after its destruction: its pending invalidations can no longer matter,
     /// because its VMID never runs again before a rollover.
     pub fn forget(&mut self, vm: u8) {
-        self.fresh.retain(|_, p| p.vm != vm);
-        self.partial.retain(|p| p.vm != vm);
+        self.pending.retain(|p| p.vm != vm);
     }
 }
 
