@@ -130,7 +130,9 @@ fn main() -> ExitCode {
                 None | Some("both") => vec![false, true],
                 Some("empty") => vec![false],
                 Some("seeds") => vec![true],
-                Some(other) => return Err(format!("--from: `empty`, `seeds` or `both`, not `{other}`").into()),
+                Some(other) => {
+                    return Err(format!("--from: `empty`, `seeds` or `both`, not `{other}`").into())
+                }
             };
             let modes = f.get("modes", "libfuzzer,naive".to_string())?;
             ttb::ttb(&ttb::Options {

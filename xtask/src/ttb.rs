@@ -88,7 +88,8 @@ fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
     let list: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     for t in list.as_array().into_iter().flatten() {
         let name = t["name"].as_str().unwrap_or_default();
-        let all: Vec<&str> = t["workarounds"].as_array().into_iter().flatten().filter_map(|w| w.as_str()).collect();
+        let all: Vec<&str> =
+            t["workarounds"].as_array().into_iter().flatten().filter_map(|w| w.as_str()).collect();
         let regressions: Vec<PathBuf> = std::fs::read_dir("corpus/regressions")?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -133,7 +134,14 @@ pub struct Trial {
     pub execs: u64,
 }
 
-fn fuzz_trial(bin: &Path, t: &Target, mode: &Mode, trial: usize, cap: u64, seeds: Option<&Path>) -> Result<Trial> {
+fn fuzz_trial(
+    bin: &Path,
+    t: &Target,
+    mode: &Mode,
+    trial: usize,
+    cap: u64,
+    seeds: Option<&Path>,
+) -> Result<Trial> {
     let dir = std::env::temp_dir().join(format!(
         "stagehand-ttb-{}-{}-{}-{trial}",
         std::process::id(),
@@ -173,7 +181,15 @@ fn fuzz_trial(bin: &Path, t: &Target, mode: &Mode, trial: usize, cap: u64, seeds
     let found = std::fs::read_dir(&artifacts)?
         .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("crash-")));
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Trial { bug: t.name.clone(), mode: mode.name.clone(), seeds: seeds.is_some(), trial, found, seconds, execs })
+    Ok(Trial {
+        bug: t.name.clone(),
+        mode: mode.name.clone(),
+        seeds: seeds.is_some(),
+        trial,
+        found,
+        seconds,
+        execs,
+    })
 }
 
 fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<Trial> {
@@ -311,8 +327,10 @@ fn write_json(out: &str, targets: &[Target], results: &[Trial], o: &Options) -> 
         .iter()
         .map(|r| serde_json::json!({"bug": r.bug, "mode": r.mode, "from": if r.seeds { "seeds" } else { "empty" }, "trial": r.trial, "found": r.found, "seconds": r.seconds, "execs": r.execs}))
         .collect();
-    let bugs: serde_json::Map<String, serde_json::Value> =
-        targets.iter().map(|t| (t.name.clone(), serde_json::json!({"config": t.settings.describe()}))).collect();
+    let bugs: serde_json::Map<String, serde_json::Value> = targets
+        .iter()
+        .map(|t| (t.name.clone(), serde_json::json!({"config": t.settings.describe()})))
+        .collect();
     let doc = serde_json::json!({
         "machine": {"cpu": cpu, "cores": cores},
         "trials_per_mode": o.trials, "cap_seconds": o.cap, "max_len": DEFAULT_MAX_LEN,
@@ -324,7 +342,10 @@ fn write_json(out: &str, targets: &[Target], results: &[Trial], o: &Options) -> 
 
 /// The trials of one bug, mode and corpus.
 fn cell<'a>(results: &'a [Trial], bug: &str, mode: &str, seeds: bool) -> Vec<&'a Trial> {
-    results.iter().filter(|r| r.bug == bug && r.mode == mode && (r.seeds == seeds || mode == "naive")).collect()
+    results
+        .iter()
+        .filter(|r| r.bug == bug && r.mode == mode && (r.seeds == seeds || mode == "naive"))
+        .collect()
 }
 
 fn show(v: &[&Trial], cap: u64) -> String {
@@ -399,7 +420,8 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
             );
         }
         naive_times.sort_by(|a, b| b.0.total_cmp(&a.0));
-        md += "\nThe five bugs where naive's median time is longest, libFuzzer (empty corpus) against it:\n\n";
+        md +=
+            "\nThe five bugs where naive's median time is longest, libFuzzer (empty corpus) against it:\n\n";
         for (nt, name) in naive_times.iter().take(5) {
             let e = median(&cell(results, name, "libfuzzer", false));
             let verdict = match e {
@@ -410,7 +432,10 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
                 Some(_) => "naive missed it".into(),
                 None => "**libFuzzer missed it**".into(),
             };
-            md += &format!("- `{name}`: naive {}, {verdict}\n", if nt.is_finite() { format!("{nt:.2} s") } else { "missed".into() });
+            md += &format!(
+                "- `{name}`: naive {}, {verdict}\n",
+                if nt.is_finite() { format!("{nt:.2} s") } else { "missed".into() }
+            );
         }
         md += "\n";
     }
@@ -419,12 +444,16 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
         md += "## Modes (ablation)\n\nMedian time to bug per mode, from an empty corpus (found/trials, median s, median executions).\n\n";
         md += &format!("| bug | {} |\n|---|{}\n", extra.join(" | "), "---|".repeat(extra.len()));
         for t in targets {
-            let cells: Vec<String> = extra.iter().map(|m| show(&cell(results, &t.name, m, false), cap)).collect();
+            let cells: Vec<String> =
+                extra.iter().map(|m| show(&cell(results, &t.name, m, false), cap)).collect();
             md += &format!("| `{}` | {} |\n", t.name, cells.join(" | "));
         }
         md += "\n";
     }
-    md += &format!("![survival plot]({}-survival.svg)\n", Path::new(&o.out).file_name().map_or("ttb".into(), |f| f.to_string_lossy()));
+    md += &format!(
+        "![survival plot]({}-survival.svg)\n",
+        Path::new(&o.out).file_name().map_or("ttb".into(), |f| f.to_string_lossy())
+    );
     md
 }
 

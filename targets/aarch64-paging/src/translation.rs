@@ -5,27 +5,23 @@ use crate::context;
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{PageTable, Translation};
 use alloc::collections::BTreeMap;
+use core::cell::RefCell;
 use core::ptr::NonNull;
 use harness_core::arch::Pa;
 
 /// The tables one `Mapping` allocated: PA to host pointer, and back.
 #[derive(Default)]
 pub struct Pool {
-    by_pa: BTreeMap<u64, NonNull<PageTable<Stage2Attributes>>>,
+    /// In a cell so that a mapping being forgotten can be emptied through `&self`.
+    by_pa: RefCell<BTreeMap<u64, NonNull<PageTable<Stage2Attributes>>>>,
 }
 
 impl Pool {
-    /// Empties the table at `pa`, so that dropping the mapping walks no subtable. Only for
-    /// a mapping being forgotten with the harness's pool, whose memory is reset anyway.
-    ///
-    /// # Safety
-    /// No call into the crate may be running on this mapping.
-    pub unsafe fn empty(&self, pa: PhysicalAddress) {
-        if let Some(p) = self.by_pa.get(&(pa.0 as u64)) {
-            // Safe because the pointer is a live table page of the pool, which nothing else
-            // reads or writes while no call into the crate runs (the caller's promise).
-            unsafe { p.as_ptr().write_bytes(0, 1) };
-        }
+    /// Forgets every table: the mapping is about to be forgotten with the harness's pool,
+    /// whose memory is reset anyway, and never dropped (so the crate walks nothing). Leaves
+    /// nothing allocated behind.
+    pub fn forget(&self) {
+        self.by_pa.borrow_mut().clear();
     }
 }
 
@@ -40,25 +36,27 @@ impl Translation<Stage2Attributes> for Pool {
             panic!("page allocation failed, and aarch64-paging's Translation::allocate_table cannot report failure")
         };
         let ptr = ptr.cast::<PageTable<Stage2Attributes>>();
-        self.by_pa.insert(pa.0, ptr);
+        self.by_pa.borrow_mut().insert(pa.0, ptr);
         (ptr, PhysicalAddress(pa.0 as usize))
     }
 
     unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
-        let Some((&pa, _)) = self.by_pa.iter().find(|(_, p)| **p == table) else {
+        let found = self.by_pa.borrow().iter().find(|(_, p)| **p == table).map(|(&pa, _)| pa);
+        let Some(pa) = found else {
             panic!("aarch64-paging freed a table it never allocated: {table:p}");
         };
-        self.by_pa.remove(&pa);
+        self.by_pa.borrow_mut().remove(&pa);
         // Outside a call (the harness forgetting a sequence) there is nobody to tell.
         context::services(|s, _| s.free_pages(Pa(pa), 0));
     }
 
     fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
-        match self.by_pa.get(&(pa.0 as u64)) {
+        let found = self.by_pa.borrow().get(&(pa.0 as u64)).copied();
+        match found {
             Some(p) => {
                 // The harness compares the pages the crate holds pointers to: tell it.
                 context::services(|s, _| s.table_memory(Pa(pa.0 as u64)));
-                *p
+                p
             }
             None => panic!(
                 "a table descriptor points at {:#x}, which is not a table this mapping allocated",

@@ -139,7 +139,8 @@ impl Bbm {
                 };
                 let tlbi_before_break = self.op_tlbis.iter().any(covered);
                 let step = if self.obs.barriers { Step::Broken } else { Step::Synced };
-                let loc = Loc { at, vm, ipa, level, old, step, tlbi_before_break, stage2: false, combined: false };
+                let loc =
+                    Loc { at, vm, ipa, level, old, step, tlbi_before_break, stage2: false, combined: false };
                 match self.find(ipa, at) {
                     Ok(i) => self.locs[i] = loc,
                     Err(i) => self.locs.insert(i, loc),

@@ -3,9 +3,10 @@
 //! pattern ([`crate::arch::Prot::pattern`]) the model's mapping requires. Cost follows the
 //! leaves of the range, so a 1 GiB block is one step.
 
-use super::model::VmModel;
+use super::model::{Run, VmModel};
 use crate::arch::walk::{self, Fault, FaultKind, Leaf};
 use crate::arch::{level_size, Geometry, Ipa, Pa, PAGE_SIZE};
+use crate::violation::Mapping;
 use crate::violation::{Detail, Found};
 
 /// How the comparison judges what it cannot see in the model.
@@ -34,10 +35,11 @@ pub fn range(
     let mut a = start & !(PAGE_SIZE - 1);
     let end = end.min(j.geometry.ipa_limit());
     let mut cursor = None;
+    let mut run = None;
     while a < end {
         let found = walk::translate_from(&j.geometry, read, root, Ipa(a), &mut cursor);
         let (size, bad) = match found {
-            Ok(leaf) => (level_size(leaf.level), leaf_disagrees(j, model, a, &leaf)),
+            Ok(leaf) => (level_size(leaf.level), leaf_disagrees(j, model, a, &leaf, &mut run)),
             Err(f) => (level_size(f.level), fault_disagrees(j, model, a, &f)),
         };
         if let Some(ipa) = bad {
@@ -55,8 +57,28 @@ pub fn range(
     None
 }
 
+/// The model's run holding `page`, from `cache` when it still holds it (a range compare asks
+/// for consecutive pages, mostly of one run).
+fn mapping(model: &VmModel, page: u64, cache: &mut Option<(u64, Run)>) -> Option<Mapping> {
+    match *cache {
+        Some((start, r)) if page >= start && page < r.end => {}
+        _ => {
+            let (&start, &r) = model.map.range(..=page).next_back()?;
+            *cache = Some((start, r));
+        }
+    }
+    let (start, r) = (*cache)?;
+    (page < r.end).then(|| Mapping { pa: r.pa.add(page - start), prot: r.prot })
+}
+
 /// The first page of the leaf's region (from `a` on) where the model disagrees with it.
-fn leaf_disagrees(j: &Judge, model: &VmModel, a: u64, leaf: &Leaf) -> Option<u64> {
+fn leaf_disagrees(
+    j: &Judge,
+    model: &VmModel,
+    a: u64,
+    leaf: &Leaf,
+    run: &mut Option<(u64, Run)>,
+) -> Option<u64> {
     let size = level_size(leaf.level);
     let base = a & !(size - 1);
     if leaf.level < 3 && !j.blocks {
@@ -64,7 +86,7 @@ fn leaf_disagrees(j: &Judge, model: &VmModel, a: u64, leaf: &Leaf) -> Option<u64
     }
     let mut page = a;
     while page < base + size {
-        let Some(m) = model.get(page) else { return Some(page) };
+        let Some(m) = mapping(model, page, run) else { return Some(page) };
         let oa = Pa(m.pa.0 - (page - base));
         let pattern = m.prot.pattern(j.geometry.profile, leaf.level, oa);
         if leaf.fields.oa != oa || !pattern.matches(leaf.desc) {

@@ -89,6 +89,7 @@ impl TlbProtocol {
     pub fn tlbi(&mut self, op: Tlbi, vmid_of: &[Vmid; MAX_VMS], found: &mut Vec<Detail>) {
         // Reports in the order the changes were made.
         let mut early: Vec<(u32, Detail)> = Vec::new();
+        let mut done = false;
         let mut step = |p: &mut Pending| {
             let vmid = vmid_of[p.vm as usize];
             let (s2, comb) = (
@@ -104,6 +105,7 @@ impl TlbProtocol {
             }
             p.stage2 |= s2;
             p.combined |= comb;
+            done |= p.stage2 && p.combined;
         };
         if let Tlbi::Ipas2 { ipa: at, .. } = op {
             // Only entries whose region holds `at`: one region per level.
@@ -120,7 +122,9 @@ impl TlbProtocol {
         } else {
             self.pending.iter_mut().for_each(step);
         }
-        self.pending.retain(|p| !(p.stage2 && p.combined));
+        if done {
+            self.pending.retain(|p| !(p.stage2 && p.combined));
+        }
         early.sort_by_key(|(seq, _)| *seq);
         found.extend(early.into_iter().map(|(_, d)| d));
     }
