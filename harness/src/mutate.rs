@@ -1,19 +1,21 @@
-//! The op-level mutator of the `ops` fuzz target (libFuzzer's `fuzz_mutator!`): a step of
-//! the fuzzer is a step of a sequence. An input is decoded as the target sees it (with the
-//! campaign's pins), changed as a sequence, and encoded back with the byte codec, which
-//! inverts the decoder:
+//! The structure-aware mutator of the `ops` fuzz target (libFuzzer's `fuzz_mutator!` and
+//! `fuzz_crossover!`): the naive generator's strength inside the fuzzer. An input is decoded
+//! as the target sees it (with the campaign's pins), changed as a sequence, and encoded back
+//! with the byte codec, which inverts the decoder:
 //!
-//! - insert a random op, half the time *related*: on the VM and address of an op already
-//!   there (a read after a map, an unmap over a mapped page, which is what deep bugs need);
-//! - delete, duplicate or swap ops;
+//! - generate a whole sequence (a fresh configuration byte and 1 to 64 ops), as the naive
+//!   generator does, from the same distribution: always for an empty input, so a campaign
+//!   from nothing starts as fast as random testing, and now and then later;
+//! - generate one op or a run of ops, half of them *related*: on the VM and address of an
+//!   op already there (a read after a map, an unmap over a mapped page);
+//! - delete ops or runs, copy a run elsewhere (a splice at op boundaries), swap ops;
 //! - move one operand toward an interesting address: another op's address, the next or
 //!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases;
-//! - change the configuration byte (walker, BBM mode, VMID width, target).
+//! - change the configuration byte (walker, BBM mode, VMID width, target);
+//! - crossover: one input's ops up to a point, then another's.
 //!
-//! One step in four is left to libFuzzer's byte mutation, which keeps its bit flips and
-//! splices. The op level is off unless `STAGEHAND_MUTATOR=ops`: `cargo xtask ttb` measured
-//! it against byte mutation alone, and byte mutation found every switch sooner or as soon
-//! (bench/ttb.md), so campaigns run byte mutation and this stays for that measurement.
+//! A share of the steps is libFuzzer's own byte mutation. `STAGEHAND_MUTATOR=bytes` leaves
+//! every step to it (measured against this in `bench/ttb.md`).
 
 use crate::fuzz::{codec, Campaign};
 use harness_core::arch::PAGE_SIZE;
@@ -22,16 +24,24 @@ use harness_core::op::Op;
 use harness_core::Layout;
 use std::sync::OnceLock;
 
-/// Whether the op level is on (`STAGEHAND_MUTATOR=ops`).
+/// Whether the op level is on (unless `STAGEHAND_MUTATOR=bytes`).
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("STAGEHAND_MUTATOR").is_ok_and(|v| v == "ops"))
+    *ON.get_or_init(|| std::env::var("STAGEHAND_MUTATOR").map_or(true, |v| v != "bytes"))
 }
 
 /// A small deterministic generator seeded by libFuzzer.
 struct Rng(u64);
 
 impl Rng {
+    /// A generator from libFuzzer's 32-bit seed, mixed (splitmix64) so that close seeds give
+    /// unrelated streams.
+    fn seeded(seed: u32) -> Rng {
+        let mut z = u64::from(seed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
     fn next(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
@@ -76,12 +86,18 @@ pub fn mutate(
     seed: u32,
     bytes: impl FnOnce(&mut [u8], usize, usize) -> usize,
 ) -> usize {
-    let mut rng = Rng(u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    if !enabled() || size == 0 || rng.below(2) == 0 {
+    let mut rng = Rng::seeded(seed);
+    if !enabled() {
         return bytes(data, size, max_size);
     }
     let pins = &Campaign::current().pins;
-    let out = mutate_ops(&data[..size], pins, &mut rng);
+    let share = share_now();
+    let out = match rng.below(16) {
+        _ if size < 2 => generate(pins, &mut rng),
+        r if r < share => generate(pins, &mut rng),
+        r if r < share + (16 - share) * 2 / 5 => return bytes(data, size, max_size),
+        _ => mutate_ops(&data[..size], pins, &mut rng),
+    };
     let n = out.len().min(max_size).min(data.len());
     data[..n].copy_from_slice(&out[..n]);
     n
@@ -145,6 +161,43 @@ fn mutate_ops(input: &[u8], pins: &Pins, rng: &mut Rng) -> Vec<u8> {
     codec().encode(&h, &ops, &layout)
 }
 
+/// Sixteenths of the steps that generate a whole new input now: a campaign starts as random
+/// testing does (its first 4096 steps generate whole inputs, and the feedback keeps those
+/// that reach something new), then the corpus takes over.
+fn share_now() -> usize {
+    static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let early = STEPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 4096;
+    if early {
+        16
+    } else {
+        generate_share()
+    }
+}
+
+/// Sixteenths of the steps that generate a whole new input (`STAGEHAND_GENERATE`, 0 to 16).
+fn generate_share() -> usize {
+    static SHARE: OnceLock<usize> = OnceLock::new();
+    *SHARE.get_or_init(|| {
+        std::env::var("STAGEHAND_GENERATE").ok().and_then(|v| v.parse().ok()).unwrap_or(4).min(16)
+    })
+}
+
+/// A whole new input: a random configuration byte and 1 to 64 ops from the decoder's
+/// distribution, as the naive generator makes one, except that half of the ops reuse the
+/// VM and address of an earlier op (what a bug on one page needs: a map, then a clear, then
+/// a read of it).
+fn generate(pins: &Pins, rng: &mut Rng) -> Vec<u8> {
+    let first = rng.next() as u8;
+    let n = 1 + rng.below(64);
+    let mut ops: Vec<Op> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let op = generated(first, pins, &ops, rng);
+        ops.push(op);
+    }
+    let (h, _) = codec().decode(&[first], pins, &Layout::default());
+    codec().encode(&h, &ops, &Layout::default())
+}
+
 /// A new op from the distribution the decoder and the naive generator share, related half
 /// of the time to an op of `context` (same VM and address).
 fn generated(first: u8, pins: &Pins, context: &[Op], rng: &mut Rng) -> Op {
@@ -158,8 +211,15 @@ fn generated(first: u8, pins: &Pins, context: &[Op], rng: &mut Rng) -> Op {
 /// libFuzzer's crossover at op boundaries: the ops of `a` up to a point, then those of `b`
 /// from a point, under `a`'s configuration. Writes at most `out.len()` bytes; returns how many.
 pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
-    let mut rng = Rng(u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::seeded(seed);
     let pins = &Campaign::current().pins;
+    if rng.below(16) < share_now() {
+        // libFuzzer picks crossover for half of its steps: they generate as often.
+        let bytes = generate(pins, &mut rng);
+        let n = bytes.len().min(out.len());
+        out[..n].copy_from_slice(&bytes[..n]);
+        return n;
+    }
     let layout = Layout::default();
     let (h, ops_a) = codec().decode(a, pins, &layout);
     let (_, ops_b) = codec().decode(b, pins, &layout);
@@ -171,17 +231,22 @@ pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
     n
 }
 
-/// Puts `op` on the VM and the address of `other`.
+/// Puts `op` on the address of `other`, and on its VM with it (an address means something
+/// in one VM); an op without an address of `other`'s kind is left alone, so ops such as
+/// VMID updates keep spreading over the VMs.
 fn relate(op: &mut Op, other: &Op) {
-    if let (Some(vm), Some(v)) = (op.vm_mut(), other.vm()) {
-        *vm = v;
-    }
     let mut o = *other;
+    let mut moved = false;
     if let (Some(a), Some(b)) = (ipa_mut(op), ipa_mut(&mut o)) {
         *a = *b;
+        moved = true;
     }
     if let (Some(a), Some(b)) = (hva_mut(op), hva_mut(&mut o)) {
         *a = *b;
+        moved = true;
+    }
+    if let (true, Some(vm), Some(v)) = (moved, op.vm_mut(), other.vm()) {
+        *vm = v;
     }
 }
 
@@ -266,5 +331,30 @@ mod tests {
         let mut op = Op::Read { vm: 3, ipa: 0x1000 };
         relate(&mut op, &Op::Map { vm: 1, ipa: 0x20_0000, pa: 0x4400_0000, writable: true });
         assert_eq!(op, Op::Read { vm: 1, ipa: 0x20_0000 });
+    }
+}
+
+#[cfg(test)]
+mod generation {
+    use super::*;
+
+    #[test]
+    fn generated_inputs_decode_to_the_ops_generated() {
+        let pins = Pins::default();
+        let mut rng = Rng::seeded(5);
+        let mut total = 0;
+        for _ in 0..2000 {
+            let first = rng.next() as u8;
+            let n = 1 + rng.below(64);
+            let ops: Vec<Op> =
+                (0..n).map(|_| crate::fuzz::random_op(first, &pins, &mut || rng.next())).collect();
+            let (h, _) = codec().decode(&[first], &pins, &Layout::default());
+            let bytes = codec().encode(&h, &ops, &Layout::default());
+            let (h2, back) = codec().decode(&bytes, &pins, &Layout::default());
+            assert_eq!(h2, h);
+            assert_eq!(back, ops, "{first:#x}");
+            total += bytes.len();
+        }
+        assert!(total / 2000 < 512, "mean encoded length {}", total / 2000);
     }
 }

@@ -162,10 +162,11 @@ pub fn host_triple() -> Result<String> {
     Ok(text.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("rustc -vV printed no host")?.to_owned())
 }
 
-/// Maximum input length given to libFuzzer by default. Every defect trigger is under ten
-/// ops (about 30 bytes); longer inputs cost proportionally more per execution and rarely
-/// reach new code.
-pub const DEFAULT_MAX_LEN: usize = 128;
+/// Maximum input length given to libFuzzer by default: room for the up to 64 ops the
+/// generating mutator writes (about 6 bytes each), as the naive generator draws them.
+/// Measured against 128 and 2048 in `bench/ttb.md` (modes `len128`, `len2048`): longer
+/// inputs also spread a campaign's fixed costs per execution over more ops.
+pub const DEFAULT_MAX_LEN: usize = 512;
 
 /// libFuzzer options every campaign and trial uses. `-len_control=0` lets inputs use the
 /// whole length at once: every byte decodes to something, and growing lengths from 4 bytes

@@ -143,6 +143,7 @@ fn main() -> ExitCode {
                 from,
                 modes: modes.split(',').map(ttb::Mode::parse).collect::<Result<_>>()?,
                 out: f.get("out", "bench/ttb".to_string())?,
+                max_len: f.get("max-len", fuzz::DEFAULT_MAX_LEN)?,
             })
         }),
         Some("test") => test(),

@@ -133,11 +133,11 @@ impl<M: Machine, T: Target> Executor<M, T> {
         self.changed.clear();
         let result = self.apply(op);
         self.host.sync();
-        self.verify_changes();
-        self.host.end_op();
         if self.host.feedback.families != 0 {
             self.feed(op, &result);
         }
+        self.verify_changes();
+        self.host.end_op();
         self.close_step(*op, result);
         result
     }
@@ -160,6 +160,13 @@ impl<M: Machine, T: Target> Executor<M, T> {
         };
         let kind = op.kind();
         self.host.feedback.hit(Family::Outcome, usize::from(kind) * 64 + code);
+        // What the op took out of the model: mapped pages, and the 1 GiB regions they were in.
+        let (pages, regions) = self.host.feedback.take_removed();
+        if pages > 0 {
+            let k = usize::from(kind) * 64;
+            self.host.feedback.hit(Family::Outcome, k + 48 + bucket(pages, 7));
+            self.host.feedback.hit(Family::Outcome, k + 56 + bucket(regions, 7));
+        }
         let ipa = match *op {
             Op::Map { ipa, .. }
             | Op::Clear { ipa, .. }
@@ -655,7 +662,12 @@ impl<M: Machine, T: Target> Executor<M, T> {
     }
 
     fn unmap_model(&mut self, vm: u8, start: u64, end: u64) {
-        self.model.vm_mut(vm).unset(start, end);
+        let (fb, model) = (&mut self.host.feedback, &mut self.model);
+        if fb.on(Family::Outcome) {
+            model.vm_mut(vm).unset_counting(start, end, &mut |s, e| fb.removed(s, e));
+        } else {
+            model.vm_mut(vm).unset(start, end);
+        }
         self.changed.push((vm, start, end));
     }
 

@@ -8,6 +8,8 @@
 //! enumerations and logarithmic buckets, never a hash of an address. Each family has its own
 //! slots and can be turned off ([`Feedback::families`]) for the time-to-bug ablation.
 
+use alloc::vec::Vec;
+
 /// Counters in all.
 pub const FEATURES: usize = 2560;
 
@@ -52,7 +54,7 @@ pub const fn bucket(n: u64, max: usize) -> usize {
     }
 }
 
-/// The counters and the little state the pair family needs.
+/// The counters and the little state some families need.
 pub struct Feedback {
     /// The families on (bit [`Family`] as usize); 0 turns feedback off.
     pub families: u32,
@@ -60,11 +62,24 @@ pub struct Feedback {
     pub counters: [u8; FEATURES],
     /// The last op kind on each of a few (VM, page) slots: direct-mapped, so it is bounded.
     last: [(u8, u64, u8); 64],
+    /// Tables linked at each level in this sequence.
+    links: [u32; 4],
+    /// Distinct 1 GiB and 2 MiB regions where leaves were written (at most 64 of each).
+    regions: [Vec<u64>; 2],
+    /// Pages the current op took out of the model, and the 1 GiB regions of them.
+    removed: (u64, Vec<u64>),
 }
 
 impl Default for Feedback {
     fn default() -> Self {
-        Feedback { families: 0, counters: [0; FEATURES], last: [(u8::MAX, 0, 0); 64] }
+        Feedback {
+            families: 0,
+            counters: [0; FEATURES],
+            last: [(u8::MAX, 0, 0); 64],
+            links: [0; 4],
+            regions: [Vec::new(), Vec::new()],
+            removed: (0, Vec::new()),
+        }
     }
 }
 
@@ -77,6 +92,48 @@ impl Feedback {
         if self.families != 0 {
             self.counters = [0; FEATURES];
             self.last = [(u8::MAX, 0, 0); 64];
+            self.links = [0; 4];
+            self.regions.iter_mut().for_each(Vec::clear);
+        }
+    }
+
+    /// The op took `[start, end)` out of the model.
+    pub fn removed(&mut self, start: u64, end: u64) {
+        self.removed.0 += (end - start) >> 12;
+        for r in (start >> 30)..=((end - 1) >> 30) {
+            if self.removed.1.len() < 8 && !self.removed.1.contains(&r) {
+                self.removed.1.push(r);
+            }
+        }
+    }
+
+    /// Pages and 1 GiB regions the op took out of the model; starts counting afresh.
+    pub fn take_removed(&mut self) -> (u64, u64) {
+        let r = (self.removed.0, self.removed.1.len() as u64);
+        self.removed.0 = 0;
+        self.removed.1.clear();
+        r
+    }
+
+    /// An entry at `level` translating from `ipa` was written with a descriptor of kind
+    /// `kind` (0 invalid, 1 page, 2 block, 3 table): how many tables each level has gained,
+    /// and how many distinct 1 GiB and 2 MiB regions hold written leaves, in this sequence
+    /// (what a walk across regions needs before it can go wrong).
+    pub fn table_written(&mut self, level: u8, ipa: u64, kind: usize) {
+        if kind == 3 {
+            let l = usize::from(level & 3);
+            self.links[l] += 1;
+            self.hit(Family::Tables, 140 + l * 8 + bucket(u64::from(self.links[l]), 7));
+        }
+        if kind == 1 || kind == 2 {
+            for (k, shift) in [(0, 30), (1, 21)] {
+                let r = &mut self.regions[k];
+                if r.len() < 64 && !r.contains(&(ipa >> shift)) {
+                    r.push(ipa >> shift);
+                    let n = r.len() as u64;
+                    self.hit(Family::Tables, 172 + k * 8 + bucket(n, 7));
+                }
+            }
         }
     }
 

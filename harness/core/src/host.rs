@@ -449,9 +449,12 @@ impl<M: Machine> Host<M> {
                 Entry::Table { .. } => 3,
             };
             let l = usize::from(level & 3);
-            self.feedback.hit(Family::Tables, l * 16 + kind(old) * 4 + kind(new));
+            let (ko, kn) = (kind(old), kind(new));
+            self.feedback.hit(Family::Tables, l * 16 + ko * 4 + kn);
             let valid = u64::from(self.pool.pages[i].valid);
             self.feedback.hit(Family::Tables, 64 + l * 16 + bucket(valid, 10));
+            let ipa = structure::entry_ipa(&page, pa.page_offset());
+            self.feedback.table_written(level, ipa.0, kn);
         }
         let (vm, ipa) = (page.vm, structure::entry_ipa(&page, pa.page_offset()));
         if self.non_coherent {

@@ -81,9 +81,15 @@ impl VmModel {
 
     /// Unmaps `[start, end)`.
     pub fn unset(&mut self, start: u64, end: u64) {
+        self.unset_counting(start, end, &mut |_, _| {});
+    }
+
+    /// [`VmModel::unset`], calling `removed` with each run that goes: its start and end.
+    pub fn unset_counting(&mut self, start: u64, end: u64, removed: &mut dyn FnMut(u64, u64)) {
         self.split_at(start);
         self.split_at(end);
-        while let Some((&k, _)) = self.map.range(start..end).next() {
+        while let Some((&k, r)) = self.map.range(start..end).next() {
+            removed(k, r.end);
             self.map.remove(&k);
         }
     }
