@@ -149,10 +149,11 @@ fn fuzz_trial(
 ) -> Result<Trial> {
     let cap = o.cap;
     let dir = std::env::temp_dir().join(format!(
-        "stagehand-ttb-{}-{}-{}-{trial}",
+        "stagehand-ttb-{}-{}-{}-{}-{trial}",
         std::process::id(),
         t.name.replace('/', "_"),
-        mode.name
+        mode.name,
+        if seeds.is_some() { "seeds" } else { "empty" }
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let (corpus, artifacts) = (dir.join("corpus"), dir.join("artifacts"));
