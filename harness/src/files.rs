@@ -89,7 +89,7 @@ pub fn load(path: &Path, decode: Decode<'_>) -> Result<Input, InputError> {
         return text::parse(s).map(Input::Text).map_err(|e| error(path, Some(e.line), e.message));
     }
     let (config, ops) = decode(&bytes);
-    Ok(Input::Bytes(Sequence { config, expect: Expect::CLEAN, ops }))
+    Ok(Input::Bytes(Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops }))
 }
 
 /// Every `.s2` file under `path` (recursively, sorted), or `path` itself when it is a file.

@@ -4,6 +4,7 @@
 
 pub mod expect;
 pub mod files;
+pub mod inert;
 pub mod known;
 pub mod minimize;
 pub mod mutate;

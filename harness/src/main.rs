@@ -182,6 +182,19 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// One line per sequence, for telling two builds apart (`cargo xtask mutants`): an id,
+    /// a hash of its trace and its violations as an `expect` line. The sequences: FILES,
+    /// then `--naive N` random ones (configuration drawn per sequence, as fuzzers do). With
+    /// `--emit ID`, prints that sequence as a `.s2` file instead.
+    Digest {
+        files: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        naive: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        emit: Option<String>,
+    },
     /// Shrink a failing sequence, keeping its violation kind.
     Minimize {
         input: PathBuf,
@@ -346,6 +359,7 @@ fn main() -> ExitCode {
         Command::Show { input } => cmd::seq::show(&g, &input),
         Command::Convert { input, output, to } => cmd::seq::convert(&g, &input, &output, to.as_deref()),
         Command::Expect { paths, write } => cmd::seq::expect(&g, &paths, write),
+        Command::Digest { files, naive, seed, emit } => cmd::fuzz::digest(&g, &files, naive, seed, emit.as_deref()),
         Command::Minimize { input, output, kind } => cmd::seq::minimize(&g, &input, &output, kind.as_deref()),
         Command::Triage { artifacts, out, snapshots } => cmd::fuzz::triage(&g, &artifacts, &out, &snapshots),
         Command::Seeds { paths, output, exclude } => {
@@ -391,7 +405,7 @@ pub(crate) fn load_sequence(g: &Global, path: &Path) -> Result<Sequence, Failure
         Input::Text(s) | Input::Bytes(s) => s,
         Input::Trace(t) | Input::HardwareLog(t) => {
             let ops = t.steps.iter().map(|s| s.op).collect();
-            Sequence { config: t.config, expect: Expect::CLEAN, ops }
+            Sequence { config: t.config, expect: Expect::CLEAN, inert: Vec::new(), ops }
         }
     };
     g.apply_seq(seq)

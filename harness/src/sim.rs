@@ -257,6 +257,10 @@ impl SimMachine {
 }
 
 impl Machine for SimMachine {
+    fn simulated(&self) -> bool {
+        true
+    }
+
     fn read(&mut self, pa: Pa) -> u64 {
         self.slot(pa).map_or(POISON, |(p, w)| self.cpu.read(p, w))
     }

@@ -11,6 +11,7 @@
 //! bbm relaxed             # or strict
 //! ram 0x4000_0000         # optional: RAM base of the memory layout
 //! expect clean            # or every violation it must show: `bbm@3 missing-tlbi@4*2 leak@end`
+//! inert 3,5               # optional: ops meant to be refused or to change no table entry
 //! create_vm 0
 //! map 0 0x20_0000 0x4400_0000 rw
 //! ```
@@ -40,6 +41,8 @@ pub struct Sequence {
     pub config: Config,
     /// What the sequence must produce.
     pub expect: Expect,
+    /// Ops meant to do nothing (refused, or changing no table entry): see [`crate::inert`].
+    pub inert: Vec<u32>,
     /// The ops.
     pub ops: Vec<Op>,
 }
@@ -266,7 +269,7 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
 
 /// Parses a whole `.s2` file.
 pub fn parse(text: &str) -> Result<Sequence, ParseError> {
-    let mut seq = Sequence { config: Config::default(), expect: Expect::CLEAN, ops: Vec::new() };
+    let mut seq = Sequence { config: Config::default(), expect: Expect::CLEAN, inert: Vec::new(), ops: Vec::new() };
     let mut version_seen = false;
     // Header values wait until the target is known: defects and widths are the target's.
     let mut header: Vec<(usize, &str, &str)> = Vec::new();
@@ -307,6 +310,7 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
                 | "vmid-bits"
                 | "defects"
                 | "workarounds"
+                | "inert"
                 | "walker"
                 | "bbm"
                 | "guest"
@@ -375,6 +379,14 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
                 })?;
                 c.layout = Layout { ram_base: base };
             }
+            "inert" => {
+                for w in value.split(',') {
+                    let i = parse_number(w.trim())
+                        .filter(|&i| i < u64::from(u32::MAX))
+                        .ok_or_else(|| err(format!("inert: `{w}` is not an op index")))?;
+                    seq.inert.push(i as u32);
+                }
+            }
             _ => {
                 let words: Vec<&str> = value.split_whitespace().collect();
                 seq.expect = Expect::parse(&words).map_err(err)?;
@@ -396,6 +408,12 @@ pub fn parse(text: &str) -> Result<Sequence, ParseError> {
     }
     if let Some(&(line, _, _)) = header.iter().find(|(_, k, _)| *k == "expect") {
         seq.expect.check_indices(seq.ops.len()).map_err(|message| ParseError { line, message })?;
+    }
+    if let Some(&(line, _, _)) = header.iter().find(|(_, k, _)| *k == "inert") {
+        if let Some(i) = seq.inert.iter().find(|&&i| i as usize >= seq.ops.len()) {
+            let message = format!("inert: op {i} is past the last op ({} op(s), from 0)", seq.ops.len());
+            return Err(ParseError { line, message });
+        }
     }
     Ok(seq)
 }
@@ -571,6 +589,10 @@ pub fn workarounds_word(config: &Config, target: &TargetInfo) -> String {
 /// Prints a whole sequence; `parse(&print(s)) == s`.
 pub fn print(seq: &Sequence) -> String {
     let mut s = format_header(&seq.config, &seq.expect);
+    if !seq.inert.is_empty() {
+        let list: Vec<String> = seq.inert.iter().map(u32::to_string).collect();
+        let _ = writeln!(s, "inert {}", list.join(","));
+    }
     for op in &seq.ops {
         s.push_str(&format_op(op));
         s.push('\n');

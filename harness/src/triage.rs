@@ -63,6 +63,7 @@ pub fn triage(
             Input::Trace(t) | Input::HardwareLog(t) => Sequence {
                 config: t.config,
                 expect: Expect::CLEAN,
+                inert: Vec::new(),
                 ops: t.steps.iter().map(|s| s.op).collect(),
             },
         };
@@ -127,6 +128,7 @@ fn regression(
     body += &text::print(&Sequence {
         config: seq.config,
         expect: Expect::exact(exec.violations(), small.len()),
+        inert: Vec::new(),
         ops: small.clone(),
     });
     let write = |path: &Path, bytes: &[u8]| {

@@ -103,7 +103,7 @@ proptest! {
 
     #[test]
     fn text_round_trip(ops in proptest::collection::vec(op(true), 0..64), bits in 1u8..=8, strict in any::<bool>()) {
-        let mut seq = Sequence { config: Default::default(), expect: Default::default(), ops };
+        let mut seq = Sequence { config: Default::default(), expect: Default::default(), inert: Vec::new(), ops };
         seq.config.vmid_bits = bits;
         seq.config.strict_bbm = strict;
         prop_assert_eq!(parse(&print(&seq)).unwrap(), seq);

@@ -17,6 +17,10 @@ pub struct Options {
     pub fuzz_seconds: u64,
     /// Seconds of the memory campaign.
     pub campaign_seconds: u64,
+    /// The commit whose default campaign the ops/s figure is compared with.
+    pub baseline: String,
+    /// Seconds of each default-campaign run of that comparison.
+    pub default_seconds: u64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -137,6 +141,97 @@ fn fuzz_rate(seconds: u64) -> Result<Value> {
     doc.insert("seconds".into(), json!(seconds));
     doc.insert("max_len".into(), json!(DEFAULT_MAX_LEN));
     Ok(Value::Object(doc))
+}
+
+/// The `ops` target of `rev`'s tree with an ops counter (`stagehand-ops:` lines), built by
+/// that tree's own `cargo xtask fuzz`: the baseline of the default-campaign comparison. The
+/// counter is the measurement instrument; the target is otherwise that commit's.
+const COUNTING_OPS_TARGET: &str = r#"#![no_main]
+use harness::fuzz::{ops_target, FuzzSequence};
+use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+static OPS: AtomicU64 = AtomicU64::new(0);
+static EXECS: AtomicU64 = AtomicU64::new(0);
+extern "C" fn report() {
+    eprintln!("stagehand-ops: {} ops in {} execs", OPS.load(Relaxed), EXECS.load(Relaxed));
+}
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> i32;
+}
+fuzz_target!(|seq: FuzzSequence| {
+    if EXECS.fetch_add(1, Relaxed) == 0 {
+        unsafe { atexit(report) };
+    }
+    OPS.fetch_add(seq.1.len() as u64, Relaxed);
+    ops_target(seq.0, &seq.1)
+});
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    harness::mutate::mutate(data, size, max_size, seed, fuzzer_mutate)
+});
+"#;
+
+/// Ops/s of a default campaign (every target, the known findings, from the corpus seeds,
+/// one core) of `bin` in `dir`.
+fn campaign_ops(dir: &Path, bin: &Path, seconds: u64, max_len: usize) -> Result<(f64, f64)> {
+    let work = std::env::temp_dir().join(format!("stagehand-bench-default-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let out = one_core(&std::path::absolute(bin)?.display().to_string())
+        .current_dir(dir)
+        .arg(&work)
+        .arg("target/fuzz/seeds")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg(format!("-max_len={max_len}"))
+        .args(LIBFUZZER_OPTIONS)
+        .arg("-print_final_stats=1")
+        .arg(format!("-artifact_prefix={}/", work.display()))
+        .env("STAGEHAND_DEFECTS", "none")
+        .env("STAGEHAND_KNOWN", "corpus/known-findings.txt")
+        .stdout(Stdio::null())
+        .output()?;
+    let _ = std::fs::remove_dir_all(&work);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ops: f64 = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stagehand-ops: ")?.split_whitespace().next()?.parse().ok())
+        .last()
+        .ok_or("no stagehand-ops line: the campaign stopped early")?;
+    let execs: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0);
+    Ok((ops / seconds as f64, execs / seconds as f64))
+}
+
+/// The default campaign's ops/s now and at `baseline`, interleaved (2 runs each), plus
+/// now at other `-max_len` values.
+fn default_campaign(baseline: &str, seconds: u64) -> Result<Value> {
+    let tree = Path::new("target/bench-baseline");
+    let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(tree).output();
+    let _ = std::fs::remove_dir_all(tree);
+    run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(tree).arg(baseline))?;
+    std::fs::write(tree.join("fuzz/fuzz_targets/ops.rs"), COUNTING_OPS_TARGET)?;
+    // That tree's own campaign command builds its target and seeds (one second of fuzzing).
+    run(Command::new("cargo").current_dir(tree).args(["xtask", "fuzz", "--seconds", "1"]))?;
+    let now = fuzz::build_target("ops", Build::Plain)?;
+    run(Command::new(fuzz::stagehand()?).args(["seeds", "corpus", "-o", "target/fuzz/seeds"]))?;
+    let old_bin = tree.join("target/fuzz-bin/ops");
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        old.push(campaign_ops(tree, &old_bin, seconds, 128)?);
+        new.push(campaign_ops(Path::new("."), &now, seconds, DEFAULT_MAX_LEN)?);
+    }
+    let lens: Vec<Value> = [128usize, 2048]
+        .iter()
+        .map(|&l| campaign_ops(Path::new("."), &now, seconds, l).map(|(o, e)| json!({"max_len": l, "ops_per_sec": o, "execs_per_sec": e})))
+        .collect::<Result<_>>()?;
+    let m = |v: &[(f64, f64)], k: usize| median(v.iter().map(|x| if k == 0 { x.0 } else { x.1 }).collect());
+    Ok(json!({
+        "baseline": baseline, "seconds": seconds,
+        "baseline_ops_per_sec": m(&old, 0), "baseline_execs_per_sec": m(&old, 1),
+        "ops_per_sec": m(&new, 0), "execs_per_sec": m(&new, 1), "max_len": DEFAULT_MAX_LEN,
+        "other_lengths": lens,
+    }))
 }
 
 fn qemu() -> Result<Value> {
@@ -260,9 +355,12 @@ pub fn bench(o: &Options) -> Result {
     let qemu = qemu()?;
     eprintln!("bench: memory of a {} s campaign", o.campaign_seconds);
     let memory = memory(o.campaign_seconds)?;
+    eprintln!("bench: the default campaign against {} ({} s runs)", o.baseline, o.default_seconds);
+    let campaign = default_campaign(&o.baseline, o.default_seconds)?;
     let doc = json!({
         "machine": {"cpu": cpu, "cores": cores},
         "native": native, "criterion": criterion, "fuzz": fuzz, "qemu": qemu, "memory": memory,
+        "campaign": campaign,
     });
     std::fs::create_dir_all("bench")?;
     std::fs::write("bench/results.json", serde_json::to_string_pretty(&doc)? + "\n")?;
@@ -305,6 +403,10 @@ fn markdown(d: &Value, runs: usize) -> String {
     );
     let oracles_64 = f(&r64["oracles"]["ops_per_sec"]);
     let overhead_64 = f(&r64["oracle_overhead"]);
+    let paging = find(n, "throughput", "workload", "aarch64-paging-random-64");
+    let paging_overhead = f(&paging["oracle_overhead"]);
+    let c = &d["campaign"];
+    let campaign_ratio = f(&c["ops_per_sec"]) / f(&c["baseline_ops_per_sec"]);
     let rows = [
         (
             "harness with all oracles, random 64-op sequences",
@@ -317,6 +419,26 @@ fn markdown(d: &Value, runs: usize) -> String {
             format!("{overhead_64:.2}x"),
             "≤ 3x",
             ok(overhead_64 <= 3.0),
+        ),
+        (
+            "oracle overhead over the bare `aarch64-paging` crate, random 64-op sequences",
+            format!("{paging_overhead:.2}x"),
+            "≤ 4x",
+            ok(paging_overhead <= 4.0),
+        ),
+        (
+            "default campaign (every target, one core) ops/s, against the same campaign of the baseline commit",
+            format!(
+                "{:.0} ops/s ({:.0} execs/s, `-max_len={}`) vs {:.0} ops/s ({:.0} execs/s) at `{}`: {campaign_ratio:.2}x",
+                f(&c["ops_per_sec"]),
+                f(&c["execs_per_sec"]),
+                c["max_len"],
+                f(&c["baseline_ops_per_sec"]),
+                f(&c["baseline_execs_per_sec"]),
+                c["baseline"].as_str().unwrap_or("?")
+            ),
+            "≥ 10x",
+            ok(campaign_ratio >= 10.0),
         ),
         (
             "time per op at 100k mapped pages vs at 100",

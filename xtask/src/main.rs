@@ -4,6 +4,7 @@
 mod bench;
 mod coverage;
 mod fuzz;
+mod mutants;
 mod patch;
 mod setup;
 mod ttb;
@@ -30,6 +31,7 @@ usage: cargo xtask <command> [options]
   bench   every performance figure: native throughput and cost growth, traces, criterion
           hot paths, fuzz execs/s, QEMU, campaign memory; writes bench/results.{md,json}
           and bench/cost.svg  [--runs 7] [--fuzz-seconds 20] [--campaign-seconds 600] [--quick]
+          [--baseline 7c66a05] [--default-seconds 60] (the default campaign against that commit)
           (--render: rewrite the report and plot from bench/results.json, measuring nothing)
   ttb     time to bug for every kvm-arm-2012 switch and every filed finding (its workaround
           off) under the default campaign configuration: libFuzzer against the naive
@@ -40,6 +42,11 @@ usage: cargo xtask <command> [options]
   coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus
           and a campaign reach: target/coverage/html/index.html, target/coverage/summary.txt
           [--seconds 60]
+  mutants how much of a target's code its corpus pins: cargo-mutants with the corpus as the
+          only test, and with --search a differential search per survivor that writes the
+          sequence telling it apart; writes bench/mutants.md
+          [--target kvm-arm-2012] [--crate] (the registry crate, through a scratch [patch])
+          [--search] [--naive 2000] [--jobs 2] [--re REGEX]... [--smoke]
   patch   test a patched or local copy of a dependency in every build (one place:
           .cargo/config.toml): [CRATE=PATH ...] [--clear] [--check]
   test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
@@ -123,6 +130,8 @@ fn main() -> ExitCode {
                 runs: f.get("runs", if quick { 3 } else { 7 })?,
                 fuzz_seconds: f.get("fuzz-seconds", if quick { 5 } else { 20 })?,
                 campaign_seconds: f.get("campaign-seconds", if quick { 30 } else { 600 })?,
+                baseline: f.get("baseline", "7c66a05".to_string())?,
+                default_seconds: f.get("default-seconds", if quick { 15 } else { 60 })?,
             })
         }),
         Some("ttb") => Flags::parse(rest, &[]).and_then(|f| {
@@ -147,6 +156,22 @@ fn main() -> ExitCode {
             })
         }),
         Some("test") => test(),
+        Some("mutants") => Flags::parse(rest, &["crate", "search", "smoke"]).and_then(|f| {
+            if f.switches.iter().any(|s| s == "smoke") {
+                return mutants_smoke();
+            }
+            let target = f.get("target", "kvm-arm-2012".to_string())?;
+            let registry_crate = f.switches.iter().any(|s| s == "crate");
+            mutants::mutants(&mutants::Options {
+                name: format!("{target}{}", if registry_crate { "-crate" } else { "" }),
+                target,
+                registry_crate,
+                search: f.switches.iter().any(|s| s == "search"),
+                naive: f.get("naive", 2000)?,
+                jobs: f.get("jobs", 2)?,
+                only: f.values.get("re").cloned().into_iter().collect(),
+            })
+        }),
         Some("patch") => patch_cmd(rest),
         Some("coverage") => Flags::parse(rest, &[]).and_then(|f| coverage::coverage(f.get("seconds", 60)?)),
         _ => {
@@ -285,6 +310,43 @@ fn patch_cmd(args: &[String]) -> Result {
         patch::check(&now)?;
     }
     Ok(())
+}
+
+/// The CI smoke of `cargo xtask mutants`: three chosen mutants of `mmu`, two that the
+/// corpus kills and one it cannot (an equivalent change), through the whole command; the
+/// verdicts must be those.
+fn mutants_smoke() -> Result {
+    let o = mutants::Options {
+        target: "kvm-arm-2012".into(),
+        registry_crate: false,
+        search: false,
+        naive: 0,
+        jobs: 2,
+        only: mutants::SMOKE.iter().map(|(re, _)| (*re).to_string()).collect(),
+        name: "smoke".into(),
+    };
+    let outcomes = mutants::run_only(&o)?;
+    for (re, caught) in mutants::SMOKE {
+        let r = regex_lite_match(re);
+        let got_caught = outcomes.caught.iter().any(|m| r(&m.name));
+        let got_missed = outcomes.missed.iter().any(|m| r(&m.name));
+        if (*caught && !got_caught) || (!*caught && !got_missed) {
+            return Err(format!(
+                "mutants smoke: `{re}` should be {} (caught: {:?}; missed: {:?})",
+                if *caught { "caught" } else { "missed" },
+                outcomes.caught,
+                outcomes.missed
+            )
+            .into());
+        }
+    }
+    eprintln!("mutants smoke: {} caught and {} missed, as chosen", outcomes.caught.len(), outcomes.missed.len());
+    Ok(())
+}
+
+/// The smoke's patterns are plain substrings with regex escapes for cargo-mutants.
+fn regex_lite_match(re: &str) -> impl Fn(&str) -> bool + '_ {
+    move |name: &str| name.contains(&re.replace('\\', ""))
 }
 
 /// `mmu` must not name `std` outside its tests: it has to build without it.

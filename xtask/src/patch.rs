@@ -48,7 +48,7 @@ pub fn current() -> Result<Vec<(String, String)>> {
 }
 
 /// The configuration text with `patches` (replacing any earlier ones).
-fn with_patches(text: &str, patches: &[(String, String)]) -> String {
+pub fn with_patches(text: &str, patches: &[(String, String)]) -> String {
     let mut out = String::new();
     let mut inside = false;
     for line in text.lines() {

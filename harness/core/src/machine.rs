@@ -59,6 +59,12 @@ pub enum AccessOutcome {
 
 /// The machine below the shared platform layer.
 pub trait Machine {
+    /// True for a simulation, where a table entry that maps a frame outside every window
+    /// harms nothing: the executor then lets frames beyond the physical address space reach
+    /// the target, whose own checks must refuse them. Hardware never sees them.
+    fn simulated(&self) -> bool {
+        false
+    }
     /// Reads a 64-bit word of table memory as the CPU sees it (no checks, no events).
     fn read(&mut self, pa: Pa) -> u64;
     /// Reads word `word` (0..512) of pool page `page`, already known to be in the pool: the

@@ -53,7 +53,7 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
         // The file expects exactly what the sequence shows.
         let native = harness::run::run(*config, ops, true);
         let expect = Expect::exact(native.violations(), ops.len());
-        let seq = Sequence { config: *config, expect, ops: ops.clone() };
+        let seq = Sequence { config: *config, expect, inert: Vec::new(), ops: ops.clone() };
         let text = format!(
             "# Found by the naive generator (stagehand naive --seed {seed}, execution #{execs}).\n# {finding}\n{}",
             text::print(&seq)
@@ -132,4 +132,38 @@ pub fn defects(g: &Global) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `stagehand digest`: a line per sequence (id, trace hash, violations), or one sequence.
+pub fn digest(g: &Global, files: &[PathBuf], naive: usize, seed: u64, emit: Option<&str>) -> Result<(), Failure> {
+    let mut seqs: Vec<(String, Sequence)> = Vec::new();
+    for f in crate::collect(files)? {
+        seqs.push((f.display().to_string(), crate::load_sequence(g, &f)?));
+    }
+    let campaign = g.campaign()?;
+    let mut gen = harness::fuzz::Naive::new(seed, 32);
+    for i in 0..naive {
+        let (config, _) = campaign.decode(&[gen.byte()]);
+        let ops = gen.sequence(&config);
+        seqs.push((format!("naive:{seed}:{i}"), Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops }));
+    }
+    for (id, seq) in &seqs {
+        if let Some(want) = emit {
+            if id == want {
+                let exec = harness::run::run(seq.config, &seq.ops, false);
+                let seq = Sequence { expect: Expect::exact(exec.violations(), seq.ops.len()), ..seq.clone() };
+                out!("# {id}\n{}", text::print(&seq));
+                return Ok(());
+            }
+            continue;
+        }
+        let exec = harness::run::run(seq.config, &seq.ops, true);
+        let bytes = exec.trace().to_bytes();
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        outln!("{id} {hash:016x} {}", Expect::exact(exec.violations(), seq.ops.len()));
+    }
+    match emit {
+        Some(want) => Err(Failure::Input(format!("no sequence `{want}`"))),
+        None => Ok(()),
+    }
 }

@@ -142,7 +142,7 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
         let (config, _) = campaign.decode(&[gen.byte()]);
         let config = g.apply(config)?;
         let ops = gen.sequence(&config);
-        seqs.push(Sequence { config, expect: Expect::CLEAN, ops });
+        seqs.push(Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops });
     }
     let arch = seqs
         .iter()

@@ -40,11 +40,24 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
     let start = Instant::now();
     let mut results = Vec::new();
     let mut total_ops = 0;
+    let mut inert = 0;
     for (path, seq) in &seqs {
         if let Some(bar) = &bar {
             bar.set_message(path.display().to_string());
         }
         let exec = run::run(seq.config, &seq.ops, true);
+        for (i, why) in harness::inert::undeclared(seq, exec.steps()) {
+            inert += 1;
+            let op = seq.ops.get(i).map(text::format_op).unwrap_or_default();
+            let w = format!(
+                "warning: {}: op #{i} `{op}` did nothing: {why} (if that is what the file tests, say `inert {i}` in its header)",
+                path.display()
+            );
+            match &bar {
+                Some(bar) => bar.println(w),
+                None => eprintln!("{w}"),
+            }
+        }
         let expect = if ignore_expect { Expect::CLEAN } else { seq.expect.clone() };
         let ok = expect.meets(exec.violations(), seq.ops.len());
         total_ops += seq.ops.len();
@@ -74,6 +87,9 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
         outln!("{}", report::summary_json(&results));
     } else {
         out!("{}", report::summary(&results, total_ops, start.elapsed().as_secs_f64()));
+        if inert > 0 {
+            outln!("{inert} op(s) did nothing without their file saying so (warnings above)");
+        }
     }
     if results.iter().all(|r| r.ok) {
         Ok(())
@@ -226,7 +242,7 @@ pub fn minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
     }
     // The minimized file expects exactly what it shows.
     let min =
-        Sequence { config: seq.config, expect: Expect::exact(exec.violations(), small.len()), ops: small };
+        Sequence { config: seq.config, expect: Expect::exact(exec.violations(), small.len()), inert: Vec::new(), ops: small };
     let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
     out.push_str(&text::print(&min));
     write(output, out.as_bytes())?;

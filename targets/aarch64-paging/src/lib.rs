@@ -73,6 +73,10 @@ pub static INFO: TargetInfo = TargetInfo {
             "split-blocks-with-bbm",
             "before a change of part of a live block, break the block through the crate (unmap it whole, with its TLBI) and make it again one level down, so the crate never splits a live block itself (regressions/aarch64-paging-live-block-split-without-bbm.s2, -live-remap-inside-a-block.s2)",
         ),
+        (
+            "check-output-address",
+            "refuse a map_range whose frames reach past the 48-bit physical address space before calling the crate, which keeps only the low 48 bits of an output address (regressions/aarch64-paging-output-address-truncated.s2)",
+        ),
     ],
     coherent_walker_only: true,
     observe: Observe::MemoryOwning,
@@ -93,6 +97,11 @@ struct Vm {
 pub const TLBI_VMALLE1: usize = 0;
 /// Index of the `split-blocks-with-bbm` workaround.
 pub const SPLIT_BLOCKS_WITH_BBM: usize = 1;
+/// Index of the `check-output-address` workaround.
+pub const CHECK_OUTPUT_ADDRESS: usize = 2;
+
+/// One past the highest output address of a VMSAv8-64 descriptor with 4 KiB granules.
+const PA_LIMIT: u64 = 1 << 48;
 
 /// The adapter.
 #[derive(Default)]
@@ -230,6 +239,9 @@ impl Aarch64Paging {
                 let r = region(ipa, size)?;
                 if !pa.is_multiple_of(PAGE_SIZE) {
                     return Err(Errno::Misaligned);
+                }
+                if self.workarounds.has(CHECK_OUTPUT_ADDRESS) && pa.checked_add(size).is_none_or(|e| e > PA_LIMIT) {
+                    return Err(Errno::OutOfRange);
                 }
                 let m = &mut self.vms[v].as_mut().expect("the executor only calls live VMs").mapping;
                 m.map_range(&r, PhysicalAddress(pa as usize), attributes(prot), Constraints::empty())

@@ -119,6 +119,15 @@ impl Geometry {
         1 << self.ipa_bits
     }
 
+    /// One past the highest physical address a descriptor of the profile can hold: 40 bits
+    /// for ARMv7 LPAE, 48 for VMSAv8-64 with the 4 KiB granule (without FEAT_LPA).
+    pub const fn pa_limit(&self) -> u64 {
+        match self.profile {
+            Profile::Armv7Lpae => 1 << 40,
+            Profile::Aarch64 => 1 << 48,
+        }
+    }
+
     /// Entries of a table at `level` (the root counts all its concatenated tables).
     pub const fn entries(&self, level: u8) -> usize {
         if level == self.start_level {

@@ -1,0 +1,452 @@
+//! `cargo xtask mutants`: how much of a target's code its corpus pins, by mutation testing
+//! (cargo-mutants, with `cargo test -p harness --test strength`, the target's corpus, as the
+//! only test), and a differential search for each surviving mutant: a sequence whose trace
+//! differs between the code and the mutant, minimized and written out, so the corpus grows
+//! where it was blind. Writes `bench/mutants.md` (one section per run).
+
+use crate::{patch, run, setup, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What to mutate.
+pub struct Options {
+    /// The target whose corpus is the test.
+    pub target: String,
+    /// Mutate the crate under test from the registry (a scratch copy, patched in) instead of
+    /// the in-tree code.
+    pub registry_crate: bool,
+    /// Search a distinguishing sequence for every survivor.
+    pub search: bool,
+    /// Random sequences each search tries after the corpus.
+    pub naive: usize,
+    pub jobs: usize,
+    /// Only mutants whose name matches these regular expressions (cargo-mutants `--re`).
+    pub only: Vec<String>,
+    /// Where cargo-mutants writes (`target/mutants/<name>`).
+    pub name: String,
+}
+
+/// One mutant as cargo-mutants names it: `file:line:col: description`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutant {
+    pub file: String,
+    pub line: usize,
+    pub name: String,
+}
+
+impl Mutant {
+    fn parse(line: &str) -> Option<Mutant> {
+        let mut parts = line.splitn(4, ':');
+        let file = parts.next()?.to_string();
+        let line_no = parts.next()?.parse().ok()?;
+        let _col = parts.next()?;
+        Some(Mutant { file, line: line_no, name: line.trim().to_string() })
+    }
+}
+
+/// What became of the mutants.
+#[derive(Clone, Debug, Default)]
+pub struct Outcomes {
+    pub caught: Vec<Mutant>,
+    pub missed: Vec<Mutant>,
+    pub timeout: Vec<Mutant>,
+    pub unviable: Vec<Mutant>,
+}
+
+fn read_list(dir: &Path, name: &str) -> Vec<Mutant> {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default().lines().filter_map(Mutant::parse).collect()
+}
+
+/// The packages (and files) whose code a target's mutation run covers.
+fn packages(o: &Options) -> Result<Vec<(&'static str, Vec<&'static str>)>> {
+    Ok(match (o.target.as_str(), o.registry_crate) {
+        ("kvm-arm-2012", false) => vec![("mmu", vec![]), ("target-kvm-arm-2012", vec![])],
+        ("aarch64-paging", false) => vec![("target-aarch64-paging", vec![])],
+        // The crate's stage-2 paths the adapter reaches: the walker, descriptors, Mapping.
+        ("aarch64-paging", true) => vec![("aarch64-paging", vec!["src/paging.rs", "src/descriptor.rs", "src/lib.rs"])],
+        (t, c) => return Err(format!("no mutation run for target `{t}`{}", if c { " (--crate)" } else { "" }).into()),
+    })
+}
+
+/// A scratch workspace: the committed tree, with the registry crate copied in as a member
+/// and patched in through the one `[patch]` place, so every build of it uses the copy. Never
+/// committed (it lives under `target/`).
+fn scratch_workspace(krate: &str, version: &str) -> Result<PathBuf> {
+    let ws = PathBuf::from("target/mutants/ws");
+    let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
+    let _ = std::fs::remove_dir_all(&ws);
+    run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
+    let source = std::fs::read_dir(setup::cargo_home().join("registry/src"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(format!("{krate}-{version}")))
+        .find(|p| p.is_dir())
+        .ok_or(format!("{krate} {version} is not in the registry cache (build the workspace first)"))?;
+    let dest = ws.join("vendor").join(krate);
+    copy_dir(&source, &dest)?;
+    let manifest = ws.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
+    let text = text.replacen("members = [", &format!("members = [\"vendor/{krate}\", "), 1);
+    std::fs::write(&manifest, text)?;
+    let config = ws.join(patch::CONFIG);
+    let text = std::fs::read_to_string(&config)?;
+    std::fs::write(&config, patch::with_patches(&text, &[(krate.to_string(), format!("vendor/{krate}"))]))?;
+    Ok(ws)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs cargo-mutants in `dir` and reads what it found.
+fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(dir).arg("mutants").arg("--no-shuffle").args(["--jobs", &o.jobs.max(1).to_string()]);
+    cmd.args(["--timeout", "300", "--test-package", "harness", "--output"]).arg(std::path::absolute(out)?);
+    for (p, files) in packages(o)? {
+        cmd.args(["--package", p]);
+        for f in files {
+            cmd.args(["--file", f]);
+        }
+    }
+    for re in &o.only {
+        cmd.args(["--re", re]);
+    }
+    cmd.args(["--", "--test", "strength"]).env("STAGEHAND_STRENGTH_TARGET", &o.target);
+    eprintln!("+ {}", crate::render(&cmd));
+    // cargo-mutants exits non-zero when mutants survive: the lists say what happened.
+    let status = cmd.status()?;
+    let lists = out.join("mutants.out");
+    if !lists.join("caught.txt").exists() && !lists.join("missed.txt").exists() {
+        return Err(format!("cargo mutants found nothing to report ({status})").into());
+    }
+    Ok(Outcomes {
+        caught: read_list(&lists, "caught.txt"),
+        missed: read_list(&lists, "missed.txt"),
+        timeout: read_list(&lists, "timeout.txt"),
+        unviable: read_list(&lists, "unviable.txt"),
+    })
+}
+
+/// Why a survivor survives, when that can be told mechanically from its place in the code.
+pub fn classify(m: &Mutant, source_root: &Path) -> Option<&'static str> {
+    if m.name.contains(" in <impl Debug") || m.name.contains(" in <impl Display") || m.name.contains("::fmt") {
+        return Some("Display/Debug: printing, no behaviour");
+    }
+    let text = std::fs::read_to_string(source_root.join(&m.file)).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    if m.file.ends_with("defects.rs") {
+        return Some("defect switches: only reachable with a switch on");
+    }
+    // The mutated line or the condition guarding it names a defect switch.
+    let from = m.line.saturating_sub(4);
+    if lines.get(from..m.line.min(lines.len())).is_some_and(|l| l.iter().any(|l| l.contains("Defects::"))) {
+        return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
+    }
+    None
+}
+
+/// The result of a differential search for one survivor.
+#[derive(Clone, Debug)]
+pub enum Search {
+    /// A sequence whose run the mutant fails (its violations differ): a new corpus file.
+    Killed(PathBuf),
+    /// A sequence whose trace differs, with the same violations: the oracles accept both.
+    Accepted(PathBuf),
+    /// No difference within the budget.
+    NoDifference,
+    /// The mutant did not build.
+    Unbuildable(String),
+}
+
+/// `stagehand digest` of `files` and `naive` random sequences with one binary.
+fn digest(bin: &Path, files: &[PathBuf], naive: usize) -> Result<Vec<(String, String, String)>> {
+    let o = Command::new(bin).arg("digest").args(files).args(["--naive", &naive.to_string()]).output()?;
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.splitn(3, ' ');
+            Some((w.next()?.to_string(), w.next()?.to_string(), w.next().unwrap_or("").to_string()))
+        })
+        .collect())
+}
+
+/// Whether the two binaries tell `file` apart: (trace differs, violations differ).
+fn differs(orig: &Path, mutant: &Path, file: &Path) -> Result<(bool, bool)> {
+    let a = digest(orig, &[file.to_path_buf()], 0)?;
+    let b = digest(mutant, &[file.to_path_buf()], 0)?;
+    match (a.first(), b.first()) {
+        (Some(a), Some(b)) => Ok((a.1 != b.1, a.2 != b.2)),
+        _ => Ok((true, true)),
+    }
+}
+
+/// Removes ops from `file` (in place) while the binaries still tell it apart in the same
+/// way (`keep`: trace only, or violations too).
+fn minimize(orig: &Path, mutant: &Path, file: &Path, violations: bool) -> Result {
+    let text = std::fs::read_to_string(file)?;
+    let (head, body): (Vec<&str>, Vec<&str>) = {
+        let lines: Vec<&str> = text.lines().collect();
+        let first_op = lines
+            .iter()
+            .position(|l| {
+                let w = l.split('#').next().unwrap_or("").split_whitespace().next().unwrap_or("");
+                !w.is_empty()
+                    && !["stagehand-s2", "target", "vmid-bits", "defects", "workarounds", "walker", "bbm", "guest", "ram", "expect", "inert"]
+                        .contains(&w)
+            })
+            .unwrap_or(lines.len());
+        (lines[..first_op].iter().filter(|l| !l.starts_with("expect")).copied().collect(), lines[first_op..].to_vec())
+    };
+    let mut ops: Vec<&str> = body;
+    let still = |ops: &[&str]| -> Result<bool> {
+        let candidate = file.with_extension("try.s2");
+        std::fs::write(&candidate, format!("{}\n{}\n", head.join("\n"), ops.join("\n")))?;
+        let (t, v) = differs(orig, mutant, &candidate)?;
+        Ok(if violations { v } else { t })
+    };
+    let mut chunk = ops.len().div_ceil(2).max(1);
+    while chunk >= 1 {
+        let mut i = 0;
+        let mut removed = false;
+        while i < ops.len() {
+            let mut trial = ops.clone();
+            trial.drain(i..(i + chunk).min(trial.len()));
+            if !trial.is_empty() && still(&trial)? {
+                ops = trial;
+                removed = true;
+            } else {
+                i += chunk;
+            }
+        }
+        if chunk == 1 && !removed {
+            break;
+        }
+        chunk = (chunk / 2).max(1);
+    }
+    let _ = std::fs::remove_file(file.with_extension("try.s2"));
+    std::fs::write(file, format!("{}\n{}\n", head.join("\n"), ops.join("\n")))?;
+    Ok(())
+}
+
+/// Builds `stagehand` from `ws` with `diff` applied (and reverted afterwards).
+fn build_mutant(ws: &Path, diff: &str, target_dir: &Path) -> Result<std::result::Result<PathBuf, String>> {
+    let patch_file = std::path::absolute(target_dir)?.join("mutant.diff");
+    std::fs::create_dir_all(target_dir)?;
+    std::fs::write(&patch_file, diff)?;
+    let applied = Command::new("git").current_dir(ws).args(["apply"]).arg(&patch_file).output()?;
+    if !applied.status.success() {
+        return Ok(Err(format!("the diff does not apply: {}", String::from_utf8_lossy(&applied.stderr))));
+    }
+    let built = Command::new("cargo")
+        .current_dir(ws)
+        .args(["build", "--release", "--quiet", "-p", "harness", "--bin", "stagehand", "--target-dir"])
+        .arg(std::path::absolute(target_dir)?)
+        .output()?;
+    let _ = Command::new("git").current_dir(ws).args(["apply", "-R"]).arg(&patch_file).output()?;
+    if !built.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&built.stderr).lines().take(3).collect::<Vec<_>>().join(" ")));
+    }
+    let bin = target_dir.join("release/stagehand");
+    let keep = target_dir.join("stagehand-mutant");
+    std::fs::copy(&bin, &keep)?;
+    Ok(Ok(keep))
+}
+
+/// The diff cargo-mutants gives for each mutant of the run (`--list --diff --json`), by name.
+fn diffs(o: &Options, dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(dir).args(["mutants", "--list", "--diff", "--json"]);
+    for (p, files) in packages(o)? {
+        cmd.args(["--package", p]);
+        for f in files {
+            cmd.args(["--file", f]);
+        }
+    }
+    let out = cmd.output()?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let name = m["name"].as_str()?.to_string();
+            Some((name, m["diff"].as_str()?.to_string()))
+        })
+        .collect())
+}
+
+/// Searches a sequence that tells `diff`'s mutant apart from the code, minimizes it and writes
+/// it under `out` named `slug`.
+fn search_one(ws: &Path, orig: &Path, diff: &str, naive: usize, out: &Path, slug: &str) -> Result<Search> {
+    let tdir = PathBuf::from("target/mutants/search-target");
+    let mutant = match build_mutant(ws, diff, &tdir)? {
+        Ok(b) => b,
+        Err(e) => return Ok(Search::Unbuildable(e)),
+    };
+    let corpus = vec![ws.join("corpus")];
+    let a = digest(orig, &corpus, naive)?;
+    let b = digest(&mutant, &corpus, naive)?;
+    // Prefer a sequence the mutant fails, then any whose trace differs.
+    let pick = a
+        .iter()
+        .zip(&b)
+        .find(|(x, y)| x.2 != y.2)
+        .or_else(|| a.iter().zip(&b).find(|(x, y)| x.1 != y.1))
+        .map(|(x, y)| (x.0.clone(), x.2 != y.2));
+    let Some((id, violations)) = pick else { return Ok(Search::NoDifference) };
+    std::fs::create_dir_all(out)?;
+    let file = out.join(format!("{slug}.s2"));
+    let text = if id.starts_with("naive:") {
+        let o = Command::new(orig).args(["digest", "--naive", &naive.to_string(), "--emit", &id]).output()?;
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    } else {
+        std::fs::read_to_string(&id)?
+    };
+    std::fs::write(&file, text)?;
+    minimize(orig, &mutant, &file, violations)?;
+    // The file expects what the code shows: the mutant then fails it.
+    run(Command::new(orig).args(["expect", "--write"]).arg(&file))?;
+    Ok(if violations { Search::Killed(file) } else { Search::Accepted(file) })
+}
+
+/// The smoke's mutants (cargo-mutants `--re` patterns) and whether the corpus kills each.
+pub const SMOKE: &[(&str, bool)] = &[
+    ("replace < with <= in Memslots::add", true),
+    ("replace < with <= in Stage2::clear_range", true),
+    ("replace - with \\+ in Memslots", false),
+];
+
+/// cargo-mutants only, no report: the smoke.
+pub fn run_only(o: &Options) -> Result<Outcomes> {
+    setup::cargo_tool("cargo-mutants", "mutants")?;
+    let out = PathBuf::from(format!("target/mutants/{}", o.name));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    cargo_mutants(o, Path::new("."), &out)
+}
+
+/// Runs the whole thing for one target.
+pub fn mutants(o: &Options) -> Result {
+    setup::cargo_tool("cargo-mutants", "mutants")?;
+    let stagehand = crate::fuzz::stagehand()?;
+    let dir = if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
+    let out = PathBuf::from(format!("target/mutants/{}", o.name));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let started = std::time::Instant::now();
+    let outcomes = cargo_mutants(o, &dir, &out)?;
+    let mutation_secs = started.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    let searched = if o.search && !outcomes.missed.is_empty() {
+        let all = diffs(o, &dir)?;
+        let ws = if o.registry_crate {
+            dir.clone()
+        } else {
+            let ws = PathBuf::from("target/mutants/search-ws");
+            let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
+            let _ = std::fs::remove_dir_all(&ws);
+            run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
+            ws
+        };
+        let found = PathBuf::from(format!("target/mutants/{}-found", o.name));
+        for (k, m) in outcomes.missed.iter().enumerate() {
+            let Some((_, diff)) = all.iter().find(|(n, _)| m.name.starts_with(n.as_str()) || n == &m.name) else {
+                rows.push((m.clone(), None));
+                continue;
+            };
+            let slug = format!("{}-{}-{k}", o.name, m.file.replace(['/', '.'], "_"));
+            eprintln!("searching a sequence for {}", m.name);
+            rows.push((m.clone(), Some(search_one(&ws, &stagehand, diff, o.naive, &found, &slug)?)));
+        }
+        true
+    } else {
+        rows = outcomes.missed.iter().map(|m| (m.clone(), None)).collect();
+        false
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let md = report(o, &outcomes, &rows, &dir, mutation_secs, secs, searched);
+    print!("{md}");
+    write_section(&o.name, &md)?;
+    Ok(())
+}
+
+fn report(
+    o: &Options,
+    out: &Outcomes,
+    rows: &[(Mutant, Option<Search>)],
+    root: &Path,
+    mutation_secs: f64,
+    secs: f64,
+    searched: bool,
+) -> String {
+    let explained: Vec<(&Mutant, Option<&'static str>)> = rows.iter().map(|(m, _)| (m, classify(m, root))).collect();
+    let excluded = explained.iter().filter(|(_, c)| c.is_some()).count();
+    let observable = out.caught.len() + out.missed.len() - excluded;
+    let score = if observable > 0 { 100.0 * out.caught.len() as f64 / observable as f64 } else { 100.0 };
+    let mut md = format!("## {}\n\n", o.name);
+    md += &format!(
+        "`cargo xtask mutants --target {}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
+         Score over the mutants a caller can observe (missed ones classified below as printing or defect-only left out): **{:.1}%** ({} of {}).\n\n",
+        o.target,
+        if o.registry_crate { " --crate" } else { "" },
+        mutation_secs,
+        secs,
+        out.caught.len(),
+        out.missed.len(),
+        out.timeout.len(),
+        out.unviable.len(),
+        score,
+        out.caught.len(),
+        observable
+    );
+    if rows.is_empty() {
+        return md;
+    }
+    md += "| survivor | why it survives |\n|---|---|\n";
+    for ((m, search), (_, class)) in rows.iter().zip(&explained) {
+        let why = match (class, search) {
+            (Some(c), _) => (*c).to_string(),
+            (None, Some(Search::Killed(f))) => format!("not pinned: the search wrote `{}`, which it fails", f.display()),
+            (None, Some(Search::Accepted(f))) => format!(
+                "the oracles accept both behaviours: `{}` tells them apart by its trace only (an equivalence, or a blind spot: for a person)",
+                f.display()
+            ),
+            (None, Some(Search::NoDifference)) => "probably equivalent: no trace differed in the search".into(),
+            (None, Some(Search::Unbuildable(e))) => format!("the mutant did not build for the search: {e}"),
+            (None, None) if searched => "no diff found for the search".into(),
+            (None, None) => "for a person (run with --search)".into(),
+        };
+        md += &format!("| `{}` | {why} |\n", m.name.replace('|', "\\|"));
+    }
+    md.push('\n');
+    md
+}
+
+/// Replaces (or adds) `name`'s section in `bench/mutants.md`.
+fn write_section(name: &str, section: &str) -> Result {
+    let path = Path::new("bench/mutants.md");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# Mutation testing\n\nGenerated by `cargo xtask mutants`: cargo-mutants on a target's code, with the target's corpus (`cargo test -p harness --test strength`) as the only test.\n\n".into()
+    });
+    let marker = format!("## {name}\n");
+    let new = match old.find(&marker) {
+        Some(start) => {
+            let end = old[start + marker.len()..].find("\n## ").map_or(old.len(), |e| start + marker.len() + e + 1);
+            format!("{}{section}{}", &old[..start], &old[end..])
+        }
+        None => format!("{old}{section}"),
+    };
+    std::fs::create_dir_all("bench")?;
+    std::fs::write(path, new)?;
+    Ok(())
+}
