@@ -178,7 +178,7 @@ fn share_now() -> usize {
 fn generate_share() -> usize {
     static SHARE: OnceLock<usize> = OnceLock::new();
     *SHARE.get_or_init(|| {
-        std::env::var("STAGEHAND_GENERATE").ok().and_then(|v| v.parse().ok()).unwrap_or(4).min(16)
+        std::env::var("STAGEHAND_GENERATE").ok().and_then(|v| v.parse().ok()).unwrap_or(8).min(16)
     })
 }
 
