@@ -69,7 +69,7 @@ pub fn own_config(bytes: &[u8]) -> (Config, Vec<Op>) {
 pub fn load(path: &Path, decode: Decode<'_>) -> Result<Input, InputError> {
     let bytes = std::fs::read(path).map_err(|e| error(path, None, format!("cannot read: {e}")))?;
     if bytes.starts_with(MAGIC) {
-        return Trace::from_bytes(&bytes).map(Input::Trace).map_err(|e| error(path, None, e.to_string()));
+        return crate::targets::trace_from_bytes(&bytes).map(Input::Trace).map_err(|e| error(path, None, e));
     }
     if let Ok(text) = std::str::from_utf8(&bytes) {
         if text.lines().any(|l| l.contains("S2:")) {

@@ -13,7 +13,7 @@
 //! | `STAGEHAND_DEFECTS` | the target's switches, comma-separated, or `none` | `none` |
 //! | `STAGEHAND_WORKAROUNDS` | workarounds of filed findings: `all`, `none`, or names | `all`: a campaign looks past what is filed |
 //! | `STAGEHAND_EXPECT` | crash only on these violation kinds (comma-separated), or `target:kinds` (time-to-bug trials) | any kind |
-//! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none; with the `builtin-known` feature (ClusterFuzzLite builds, which cannot set the environment), `corpus/known-findings.txt` as built |
+//! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none, or the list the fuzz target carries ([`set_builtin_known`]: ClusterFuzzLite builds, which cannot set the environment) |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
 //! | `STAGEHAND_FEATURES` | state feedback families ([`harness_core::feedback`]): `all`, `none`, names, or `all,-name` | `all` |
 
@@ -143,19 +143,21 @@ fn export(counters: &[u8; FEATURES]) {
 /// The byte codec over every registered target.
 pub fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
-    CODEC.get_or_init(|| Codec::new(targets::ALL))
+    CODEC.get_or_init(|| Codec::new(&targets::infos()))
 }
 
-/// The known findings compiled in by the `builtin-known` feature, for fuzzer builds whose
-/// runner cannot set `STAGEHAND_KNOWN` (ClusterFuzzLite, OSS-Fuzz); none otherwise.
+/// Known findings a fuzz target carries (`libfuzzer_ops_target!(targets, known = TEXT)`), for
+/// runners that cannot set `STAGEHAND_KNOWN` (ClusterFuzzLite, OSS-Fuzz).
+static BUILTIN_KNOWN: OnceLock<&'static str> = OnceLock::new();
+
+/// Sets the known findings a fuzz target carries (once, before the first input).
+pub fn set_builtin_known(text: &'static str) {
+    let _ = BUILTIN_KNOWN.set(text);
+}
+
 fn builtin_known() -> Result<KnownFindings, String> {
-    const BUILTIN: Option<&str> = if cfg!(feature = "builtin-known") {
-        Some(include_str!("../../corpus/known-findings.txt"))
-    } else {
-        None
-    };
-    BUILTIN.map_or(Ok(KnownFindings::default()), |text| {
-        KnownFindings::parse(text, "corpus/known-findings.txt (built in)")
+    BUILTIN_KNOWN.get().map_or(Ok(KnownFindings::default()), |text| {
+        KnownFindings::parse(text, "the fuzz target's built-in known findings")
             .map_err(|e| format!("built-in known findings: {e}"))
     })
 }
@@ -188,8 +190,8 @@ impl Campaign {
             // Every switch named must exist in the pinned target, or in some target.
             let ok = match pins.target {
                 Some(t) => text::parse_defects(d, targets::info(t)).map(|_| ()),
-                None => targets::ALL
-                    .iter()
+                None => targets::infos()
+                    .into_iter()
                     .find_map(|t| text::parse_defects(d, t).ok())
                     .map(|_| ())
                     .ok_or_else(|| text::parse_defects(d, targets::info(0)).err().unwrap_or_default()),
@@ -210,7 +212,7 @@ impl Campaign {
                 t.map(text::parse_target).transpose().map_err(|e| format!("STAGEHAND_EXPECT: {e}"))?;
         }
         let workarounds = var("STAGEHAND_WORKAROUNDS").unwrap_or_else(|| "all".into());
-        if !targets::ALL.iter().any(|t| text::parse_workarounds(&workarounds, t).is_ok()) {
+        if !targets::infos().iter().any(|t| text::parse_workarounds(&workarounds, t).is_ok()) {
             let e = text::parse_workarounds(&workarounds, targets::info(1)).err().unwrap_or_default();
             return Err(format!("STAGEHAND_WORKAROUNDS: {e}"));
         }
@@ -357,7 +359,7 @@ impl<'a> arbitrary::Arbitrary<'a> for FuzzSequence {
 pub fn check_ops(campaign: &Campaign, config: Config, ops: &[Op]) -> Option<String> {
     EXEC.with(|cell| {
         let mut slots = cell.borrow_mut();
-        let t = usize::from(config.target).min(targets::ALL.len() - 1);
+        let t = usize::from(config.target).min(targets::all().len() - 1);
         if slots.len() <= t {
             slots.resize_with(t + 1, || None);
         }
@@ -447,4 +449,73 @@ pub fn random_op(first: u8, pins: &Pins, next: &mut dyn FnMut() -> u64) -> Op {
     }
     let (_, ops) = codec().decode(&b, pins, &Layout::default());
     ops.first().copied().unwrap_or(Op::CreateVm { vm: 0 })
+}
+
+/// The `ops` fuzz target of a cargo-fuzz crate over a program's targets: byte-decoded
+/// sequences through every oracle, a finding is a crash, with the structure-aware mutator
+/// and crossover. The crate depends on `libfuzzer-sys` and `harness` (feature
+/// `libfuzzer-counters`, for the state feedback).
+///
+/// ```ignore
+/// #![no_main]
+/// harness::libfuzzer_ops_target!(&[&my_adapter_tests::TARGET]);
+/// ```
+#[macro_export]
+macro_rules! libfuzzer_ops_target {
+    (@mutators) => {
+        ::libfuzzer_sys::fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+            $crate::mutate::mutate(data, size, max_size, seed, ::libfuzzer_sys::fuzzer_mutate)
+        });
+        ::libfuzzer_sys::fuzz_crossover!(|a: &[u8], b: &[u8], out: &mut [u8], seed: u32| {
+            $crate::mutate::crossover_or(a, b, out, seed, ::libfuzzer_sys::fuzzer_mutate)
+        });
+    };
+    ($targets:expr, known = $known:expr) => {
+        ::libfuzzer_sys::fuzz_target!(
+            init: {
+                $crate::targets::register($targets).expect("the fuzz target's targets register");
+                $crate::fuzz::set_builtin_known($known);
+            },
+            |data: &[u8]| $crate::fuzz::ops_target_bytes(data)
+        );
+        $crate::libfuzzer_ops_target!(@mutators);
+    };
+    ($targets:expr) => {
+        ::libfuzzer_sys::fuzz_target!(
+            init: $crate::targets::register($targets).expect("the fuzz target's targets register"),
+            |data: &[u8]| $crate::fuzz::ops_target_bytes(data)
+        );
+        $crate::libfuzzer_ops_target!(@mutators);
+    };
+}
+
+/// The `parse` fuzz target of a cargo-fuzz crate: the `.s2` parser and the trace decoder
+/// over a program's targets never panic.
+#[macro_export]
+macro_rules! libfuzzer_parse_target {
+    ($targets:expr) => {
+        ::libfuzzer_sys::fuzz_target!(
+            init: $crate::targets::register($targets).expect("the fuzz target's targets register"),
+            |data: &[u8]| $crate::fuzz::parse_target(data)
+        );
+    };
+}
+
+/// The AFL++ twins (afl.rs): `fn main() { harness::afl_ops_target!(&[&TARGET]); }`; the
+/// crate depends on `afl` and `harness` (feature `afl-map`).
+#[macro_export]
+macro_rules! afl_ops_target {
+    ($targets:expr) => {{
+        $crate::targets::register($targets).expect("the fuzz target's targets register");
+        ::afl::fuzz!(|data: &[u8]| $crate::fuzz::ops_target_bytes(data));
+    }};
+}
+
+/// The AFL++ `parse` target.
+#[macro_export]
+macro_rules! afl_parse_target {
+    ($targets:expr) => {{
+        $crate::targets::register($targets).expect("the fuzz target's targets register");
+        ::afl::fuzz!(|data: &[u8]| $crate::fuzz::parse_target(data));
+    }};
 }

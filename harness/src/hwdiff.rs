@@ -158,7 +158,7 @@ mod tests {
             .iter()
             .map(|r| Step { op: Op::Read { vm: 0, ipa: 0 }, result: *r, events: vec![], violations: vec![] })
             .collect();
-        Trace::new(Config::default(), steps)
+        Trace::new(Config::default(), "kvm-arm-2012", steps)
     }
 
     fn read(v: u32, fresh: Option<AccessOutcome>) -> OpResult {

@@ -30,7 +30,9 @@ fn changes_tables(op: &Op) -> bool {
 pub fn why(step: &Step) -> Option<String> {
     match step.result {
         OpResult::Rejected(r) => Some(format!("refused by the executor ({r:?})")),
-        OpResult::Ok if changes_tables(&step.op) && !step.events.iter().any(|e| matches!(e, Event::Write { .. })) => {
+        OpResult::Ok
+            if changes_tables(&step.op) && !step.events.iter().any(|e| matches!(e, Event::Write { .. })) =>
+        {
             Some("accepted, and changed no table entry".into())
         }
         _ => None,

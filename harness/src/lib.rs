@@ -17,6 +17,7 @@ pub mod text;
 
 pub use harness_core as core;
 pub mod bare;
+pub mod cli;
 pub mod disasm;
 pub mod fuzz;
 pub mod hwdiff;

@@ -208,6 +208,25 @@ fn generated(first: u8, pins: &Pins, context: &[Op], rng: &mut Rng) -> Op {
     op
 }
 
+/// The fuzz target's crossover: [`crossover`] with the structure-aware mutator on, else one
+/// more of libFuzzer's own mutations (`bytes`), whose steps include its crossover.
+pub fn crossover_or(
+    a: &[u8],
+    b: &[u8],
+    out: &mut [u8],
+    seed: u32,
+    bytes: impl FnOnce(&mut [u8], usize, usize) -> usize,
+) -> usize {
+    if enabled() {
+        return crossover(a, b, out, seed);
+    }
+    let n = a.len().min(out.len());
+    out[..n].copy_from_slice(&a[..n]);
+    let _ = b;
+    let max = out.len();
+    bytes(out, n, max)
+}
+
 /// libFuzzer's crossover at op boundaries: the ops of `a` up to a point, then those of `b`
 /// from a point, under `a`'s configuration. Writes at most `out.len()` bytes; returns how many.
 pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
@@ -293,7 +312,7 @@ fn mutate_header(h: &mut Header, rng: &mut Rng) {
             let (lo, hi) = crate::targets::info(h.target).vmid_bits;
             h.vmid_bits = lo + (rng.below(usize::from(hi - lo) + 1) as u8);
         }
-        _ => h.target = rng.below(crate::targets::ALL.len()) as u8,
+        _ => h.target = rng.below(crate::targets::all().len()) as u8,
     }
 }
 

@@ -309,9 +309,9 @@ pub fn read_stream(stream: &[u8], b: &mut Boot) {
             Record::Progress { seq, op } => b.last = Some((seq, op)),
             Record::Trace { seq, bytes } => {
                 if let Some(slot) = b.traces.get_mut(seq as usize) {
-                    *slot = Trace::from_bytes(bytes).ok();
+                    *slot = crate::targets::trace_from_bytes(bytes).ok();
                 } else if b.traces.len() == seq as usize {
-                    b.traces.push(Trace::from_bytes(bytes).ok());
+                    b.traces.push(crate::targets::trace_from_bytes(bytes).ok());
                 }
             }
             Record::End { .. } => b.completed = true,

@@ -270,5 +270,5 @@ pub fn snapshot(t: &Trace) -> String {
 
 /// The insta snapshot file for the corpus file at `input_file` (relative to the repository).
 pub fn snapshot_file(input_file: &str, t: &Trace) -> String {
-    format!("---\nsource: harness/tests/snapshots.rs\ninput_file: {input_file}\n---\n{}", snapshot(t))
+    format!("---\nsource: cli/tests/snapshots.rs\ninput_file: {input_file}\n---\n{}", snapshot(t))
 }

@@ -80,7 +80,8 @@ pub fn failure(path: &Path, seq: &Sequence, expect: &Expect, exec: &Native) -> S
         let _ = writeln!(out, "    #{i} {} => {}", format_op(&s.op), s.result);
     }
     let _ = writeln!(out, "  tables after the run:");
-    let replayed = render::Replayed::from_trace(&Trace::new(*exec.config(), exec.steps().to_vec()));
+    let replayed =
+        render::Replayed::from_trace(&Trace::new(*exec.config(), exec.info().name, exec.steps().to_vec()));
     for line in replayed.dump().lines() {
         let _ = writeln!(out, "    {line}");
     }
@@ -399,7 +400,7 @@ pub fn qemu_json(verdicts: &[QemuVerdict], t: &QemuTotals) -> serde_json::Value 
 /// `stagehand targets`: every target with its profile, geometry, observation and ops.
 pub fn targets_list() -> String {
     let mut out = String::new();
-    for t in targets::ALL {
+    for t in targets::infos() {
         let g = &t.geometry;
         let observe = match t.observe {
             harness_core::target::Observe::Instrumented => "instrumented",
@@ -436,7 +437,7 @@ pub fn targets_list() -> String {
 
 /// The JSON form of `stagehand targets`.
 pub fn targets_json() -> serde_json::Value {
-    let list: Vec<serde_json::Value> = targets::ALL
+    let list: Vec<serde_json::Value> = targets::infos()
         .iter()
         .map(|t| {
             json!({

@@ -12,104 +12,165 @@ use harness_core::Executor;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
-use target_aarch64_paging::Aarch64Paging;
-use target_kvm_arm_2012::KvmArm2012;
 
-/// A native executor of one of the registered targets.
-pub enum Native {
-    /// `kvm-arm-2012`.
-    Kvm(Box<Executor<SimMachine, KvmArm2012>>),
-    /// `aarch64-paging`.
-    Paging(Box<Executor<SimMachine, Aarch64Paging>>),
+/// What the harness needs of a native executor, whatever its target: the
+/// [`Executor`] over the simulator, behind a pointer, so that a program's targets are chosen
+/// at run time ([`crate::targets`]).
+pub trait NativeRun {
+    /// Every violation so far.
+    fn violations(&self) -> &[Violation];
+    /// The recorded trace.
+    fn trace(&self) -> Trace;
+    /// The recorded steps.
+    fn steps(&self) -> &[Step];
+    /// The configuration in force.
+    fn config(&self) -> &Config;
+    /// Roots of the live VMs.
+    fn roots(&self) -> Vec<(u8, Pa)>;
+    /// Reads table memory.
+    fn peek(&mut self, pa: Pa) -> u64;
+    /// The state feedback for the fuzzers.
+    fn feedback(&mut self) -> &mut harness_core::feedback::Feedback;
+    /// Ops run.
+    fn ops_run(&self) -> u32;
+    /// Pages allocated now and since the last reset.
+    fn pool_usage(&self) -> (usize, usize);
+    /// Starts a new sequence (same target).
+    fn reset(&mut self, config: Config);
+    /// Runs one op (no panic capture: see [`run_ops`]).
+    fn run(&mut self, op: &Op) -> harness_core::OpResult;
+    /// Records a panic of the current op as a finding; the sequence ends.
+    fn record_panic(&mut self, op: &Op, message: String);
+    /// Ends the sequence.
+    fn finish(&mut self);
+    /// True when steps are recorded.
+    fn recording(&self) -> bool;
 }
 
-/// The old name of [`Native`].
-pub type NativeExecutor = Native;
-
-macro_rules! each {
-    ($n:expr, $e:ident => $body:expr) => {
-        match $n {
-            Native::Kvm($e) => $body,
-            Native::Paging($e) => $body,
-        }
-    };
+impl<T: Target> NativeRun for Executor<SimMachine, T> {
+    fn violations(&self) -> &[Violation] {
+        Executor::violations(self)
+    }
+    fn trace(&self) -> Trace {
+        Executor::trace(self)
+    }
+    fn steps(&self) -> &[Step] {
+        Executor::steps(self)
+    }
+    fn config(&self) -> &Config {
+        Executor::config(self)
+    }
+    fn roots(&self) -> Vec<(u8, Pa)> {
+        Executor::roots(self).collect()
+    }
+    fn peek(&mut self, pa: Pa) -> u64 {
+        self.host.peek(pa)
+    }
+    fn feedback(&mut self) -> &mut harness_core::feedback::Feedback {
+        &mut self.host.feedback
+    }
+    fn ops_run(&self) -> u32 {
+        Executor::ops_run(self)
+    }
+    fn pool_usage(&self) -> (usize, usize) {
+        self.host.pool_usage()
+    }
+    fn reset(&mut self, config: Config) {
+        Executor::reset(self, config)
+    }
+    fn run(&mut self, op: &Op) -> harness_core::OpResult {
+        Executor::run(self, op)
+    }
+    fn record_panic(&mut self, op: &Op, message: String) {
+        Executor::record_panic(self, op, message)
+    }
+    fn finish(&mut self) {
+        Executor::finish(self)
+    }
+    fn recording(&self) -> bool {
+        Executor::recording(self)
+    }
 }
 
-fn make<T: Target + Default>(config: Config, record: bool) -> Box<Executor<SimMachine, T>> {
+/// A native executor of `T` (what [`crate::targets::Entry`] builds).
+pub fn native<T: Target + Default + 'static>(config: Config, record: bool) -> Box<dyn NativeRun> {
     let target = T::default();
     let machine = SimMachine::new(&config, &target.info().geometry);
     Box::new(Executor::new(machine, target, config, record))
 }
 
+/// A native executor of one of the registered targets.
+pub struct Native {
+    target: u8,
+    exec: Box<dyn NativeRun>,
+}
+
+/// The old name of [`Native`].
+pub type NativeExecutor = Native;
+
 impl Native {
     /// A fresh executor for `config`'s target.
     pub fn new(config: Config, record: bool) -> Native {
-        // One variant per registered target (see `crate::targets`).
-        match config.target {
-            1 => Native::Paging(make(config, record)),
-            _ => Native::Kvm(make(config, record)),
-        }
+        let target = config.target.min(targets::all().len() as u8 - 1);
+        Native { target, exec: (targets::all()[usize::from(target)].native)(config, record) }
     }
     /// The target's registry index.
     pub fn target(&self) -> u8 {
-        match self {
-            Native::Kvm(_) => 0,
-            Native::Paging(_) => 1,
-        }
+        self.target
     }
     /// What the target is.
     pub fn info(&self) -> &'static TargetInfo {
-        targets::info(self.target())
+        targets::info(self.target)
     }
     /// Every violation so far.
     pub fn violations(&self) -> &[Violation] {
-        each!(self, e => e.violations())
+        self.exec.violations()
     }
     /// The recorded trace.
     pub fn trace(&self) -> Trace {
-        each!(self, e => e.trace())
+        self.exec.trace()
     }
     /// The recorded steps.
     pub fn steps(&self) -> &[Step] {
-        each!(self, e => e.steps())
+        self.exec.steps()
     }
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        each!(self, e => e.config())
+        self.exec.config()
     }
     /// Roots of the live VMs.
     pub fn roots(&self) -> Vec<(u8, Pa)> {
-        each!(self, e => e.roots().collect())
+        self.exec.roots()
     }
     /// Reads table memory.
     pub fn peek(&mut self, pa: Pa) -> u64 {
-        each!(self, e => e.host.peek(pa))
+        self.exec.peek(pa)
     }
     /// The state feedback for the fuzzers.
     pub fn feedback(&mut self) -> &mut harness_core::feedback::Feedback {
-        each!(self, e => &mut e.host.feedback)
+        self.exec.feedback()
     }
     /// Ops run.
     pub fn ops_run(&self) -> u32 {
-        each!(self, e => e.ops_run())
+        self.exec.ops_run()
     }
     /// Pages allocated now and since the last reset.
     pub fn pool_usage(&self) -> (usize, usize) {
-        each!(self, e => e.host.pool_usage())
+        self.exec.pool_usage()
     }
     /// Starts a new sequence (same target).
     pub fn reset(&mut self, config: Config) {
-        each!(self, e => e.reset(config))
+        self.exec.reset(config)
     }
     /// Runs one op (no panic capture: see [`run_ops`]).
     pub fn run(&mut self, op: &Op) -> harness_core::OpResult {
-        each!(self, e => e.run(op))
+        self.exec.run(op)
     }
     fn record_panic(&mut self, op: &Op, message: String) {
-        each!(self, e => e.record_panic(op, message))
+        self.exec.record_panic(op, message)
     }
     fn finish(&mut self) {
-        each!(self, e => e.finish())
+        self.exec.finish()
     }
 }
 
@@ -149,8 +210,8 @@ pub fn executor(config: Config, record: bool) -> Native {
 /// and finishes the sequence.
 pub fn run_ops(exec: &mut Native, config: Config, ops: &[Op]) {
     install_hook();
-    if exec.target() != config.target.min(targets::ALL.len() as u8 - 1) {
-        let record = each!(exec, e => e.recording());
+    if exec.target() != config.target.min(targets::all().len() as u8 - 1) {
+        let record = exec.exec.recording();
         *exec = Native::new(config, record);
     }
     exec.reset(config);

@@ -1,42 +1,106 @@
-//! The registry of targets: a configuration's `target` field is an index into [`ALL`].
-//! Adding a target means adding its adapter crate under `targets/`, a line here and a
-//! variant of [`crate::run::Native`].
+//! The targets a program runs. The harness knows none: a program registers its own once at
+//! start ([`register`]; `harness::cli::main` and the fuzz-target macros do it), and a
+//! configuration's `target` field is an index into that list. Formats name targets: `.s2`
+//! headers, traces and the campaign settings say `target aarch64-paging`, and the byte
+//! format's target bits index the registry of the program that decodes them.
+//!
+//! ```
+//! use harness::targets::{self, Entry};
+//! # use harness_core::target::TargetInfo;
+//! # fn entries() -> &'static [&'static Entry] { &[] }
+//! // A program with its targets (here none, for the example):
+//! targets::register(entries()).ok();
+//! assert!(targets::by_name("no-such-target").is_none());
+//! ```
 
-use harness_core::target::TargetInfo;
+use crate::run::{self, NativeRun};
+use harness_core::op::Config;
+use harness_core::target::{Target, TargetInfo};
+use std::sync::OnceLock;
 
-/// Every target, in registry order (the order is part of the trace and byte formats).
-pub const ALL: &[&TargetInfo] = &[&target_kvm_arm_2012::INFO, &target_aarch64_paging::INFO];
+/// A target a program can run: what it is, and how to build a native executor of it.
+pub struct Entry {
+    /// What the target is and offers.
+    pub info: &'static TargetInfo,
+    /// A native executor of it, for a configuration, recording or not.
+    pub native: fn(Config, bool) -> Box<dyn NativeRun>,
+}
+
+impl Entry {
+    /// The entry of adapter `T`, described by `info` (its `Target::info`):
+    /// `pub static MY_TARGET: Entry = Entry::of::<MyStage2>(&MY_INFO);`
+    pub const fn of<T: Target + Default + 'static>(info: &'static TargetInfo) -> Entry {
+        Entry { info, native: run::native::<T> }
+    }
+}
+
+static REGISTRY: OnceLock<Vec<&'static Entry>> = OnceLock::new();
+
+/// Registers the program's targets (once; registering the same names again is allowed).
+/// Their order is the byte format's target numbering, and the first is the default.
+pub fn register(entries: &[&'static Entry]) -> Result<(), String> {
+    if entries.is_empty() {
+        return Err("no target to register".into());
+    }
+    let mut names: Vec<&str> = entries.iter().map(|e| e.info.name).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(format!("two targets share a name: {names:?}"));
+    }
+    let w = harness_core::op::WORKAROUND_BIT;
+    if let Some(t) = entries.iter().find(|e| e.info.defects.len() > w || e.info.workarounds.len() > 32 - w) {
+        return Err(format!("{}: at most {w} defect switches and {} workarounds", t.info.name, 32 - w));
+    }
+    if entries.len() > 8 {
+        return Err("at most 8 targets: the byte format gives them 3 bits".into());
+    }
+    let set = REGISTRY.get_or_init(|| entries.to_vec());
+    let same = set.len() == entries.len() && set.iter().zip(entries).all(|(a, b)| a.info.name == b.info.name);
+    if same {
+        Ok(())
+    } else {
+        Err(format!("targets already registered: {:?}", set.iter().map(|e| e.info.name).collect::<Vec<_>>()))
+    }
+}
+
+/// Every registered target, in registration order.
+pub fn all() -> &'static [&'static Entry] {
+    REGISTRY
+        .get()
+        .map(Vec::as_slice)
+        .expect("no target registered: a program calls harness::targets::register (harness::cli::main does)")
+}
+
+/// The descriptions of every registered target.
+pub fn infos() -> Vec<&'static TargetInfo> {
+    all().iter().map(|e| e.info).collect()
+}
 
 /// The index of the target called `name`.
 pub fn by_name(name: &str) -> Option<u8> {
-    ALL.iter().position(|t| t.name == name).map(|i| i as u8)
+    REGISTRY.get()?.iter().position(|t| t.info.name == name).map(|i| i as u8)
 }
 
-/// The target with index `index` (the reference target when out of range).
+/// The target with index `index` (the first when out of range).
 pub fn info(index: u8) -> &'static TargetInfo {
-    ALL.get(usize::from(index)).copied().unwrap_or(ALL[0])
+    all().get(usize::from(index)).unwrap_or(&all()[0]).info
 }
 
 /// The names, for messages.
 pub fn names() -> Vec<&'static str> {
-    ALL.iter().map(|t| t.name).collect()
+    REGISTRY.get().map_or_else(Vec::new, |r| r.iter().map(|t| t.info.name).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn switches_fit_the_configuration() {
-        for t in super::ALL {
-            assert!(
-                t.defects.len() <= harness_core::op::WORKAROUND_BIT,
-                "{}: too many defect switches",
-                t.name
-            );
-            assert!(
-                t.workarounds.len() <= 32 - harness_core::op::WORKAROUND_BIT,
-                "{}: too many workarounds",
-                t.name
-            );
-        }
-    }
+/// Reads a binary trace and points its configuration at this program's target of the
+/// trace's name.
+pub fn trace_from_bytes(bytes: &[u8]) -> Result<harness_core::trace::Trace, String> {
+    let mut t = harness_core::trace::Trace::from_bytes(bytes).map_err(|e| e.to_string())?;
+    t.config.target = by_name(&t.target).ok_or_else(|| {
+        format!(
+            "a trace of target `{}`, which this program does not run (targets: {})",
+            t.target,
+            names().join(", ")
+        )
+    })?;
+    Ok(t)
 }

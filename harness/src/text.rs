@@ -269,7 +269,8 @@ fn parse_op(words: &[&str]) -> Result<Op, String> {
 
 /// Parses a whole `.s2` file.
 pub fn parse(text: &str) -> Result<Sequence, ParseError> {
-    let mut seq = Sequence { config: Config::default(), expect: Expect::CLEAN, inert: Vec::new(), ops: Vec::new() };
+    let mut seq =
+        Sequence { config: Config::default(), expect: Expect::CLEAN, inert: Vec::new(), ops: Vec::new() };
     let mut version_seen = false;
     // Header values wait until the target is known: defects and widths are the target's.
     let mut header: Vec<(usize, &str, &str)> = Vec::new();

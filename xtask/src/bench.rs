@@ -52,7 +52,7 @@ fn criterion() -> Result<Value> {
     run(Command::new("cargo").args([
         "bench",
         "-p",
-        "harness",
+        "stagehand-cli",
         "--bench",
         "hot",
         "--",
@@ -223,7 +223,10 @@ fn default_campaign(baseline: &str, seconds: u64) -> Result<Value> {
     }
     let lens: Vec<Value> = [128usize, 2048]
         .iter()
-        .map(|&l| campaign_ops(Path::new("."), &now, seconds, l).map(|(o, e)| json!({"max_len": l, "ops_per_sec": o, "execs_per_sec": e})))
+        .map(|&l| {
+            campaign_ops(Path::new("."), &now, seconds, l)
+                .map(|(o, e)| json!({"max_len": l, "ops_per_sec": o, "execs_per_sec": e}))
+        })
         .collect::<Result<_>>()?;
     let m = |v: &[(f64, f64)], k: usize| median(v.iter().map(|x| if k == 0 { x.0 } else { x.1 }).collect());
     Ok(json!({

@@ -231,7 +231,7 @@ pub fn stagehand() -> Result<PathBuf> {
 
 /// Builds a binary of the `harness` package (release) and returns its path.
 pub fn harness_bin(name: &str) -> Result<PathBuf> {
-    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "harness", "--bin", name]))?;
+    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "stagehand-cli", "--bin", name]))?;
     Ok(PathBuf::from("target/release").join(name))
 }
 

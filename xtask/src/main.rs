@@ -274,7 +274,7 @@ fn test() -> Result {
         image(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
         run(Command::new("bash").arg(format!("{dir}/run.sh")))?;
     }
-    cargo(&["test", "-p", "harness", "--test", "qemu", "--", "--ignored"])?;
+    cargo(&["test", "-p", "stagehand-cli", "--test", "qemu", "--", "--ignored"])?;
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
     fuzz::afl_smoke(15)
@@ -340,7 +340,11 @@ fn mutants_smoke() -> Result {
             .into());
         }
     }
-    eprintln!("mutants smoke: {} caught and {} missed, as chosen", outcomes.caught.len(), outcomes.missed.len());
+    eprintln!(
+        "mutants smoke: {} caught and {} missed, as chosen",
+        outcomes.caught.len(),
+        outcomes.missed.len()
+    );
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! `cargo xtask mutants`: how much of a target's code its corpus pins, by mutation testing
-//! (cargo-mutants, with `cargo test -p harness --test strength`, the target's corpus, as the
+//! (cargo-mutants, with `cargo test -p stagehand-cli --test strength`, the target's corpus, as the
 //! only test), and a differential search for each surviving mutant: a sequence whose trace
 //! differs between the code and the mutant, minimized and written out, so the corpus grows
 //! where it was blind. Writes `bench/mutants.md` (one section per run).
@@ -63,8 +63,14 @@ fn packages(o: &Options) -> Result<Vec<(&'static str, Vec<&'static str>)>> {
         ("kvm-arm-2012", false) => vec![("mmu", vec![]), ("target-kvm-arm-2012", vec![])],
         ("aarch64-paging", false) => vec![("target-aarch64-paging", vec![])],
         // The crate's stage-2 paths the adapter reaches: the walker, descriptors, Mapping.
-        ("aarch64-paging", true) => vec![("aarch64-paging", vec!["src/paging.rs", "src/descriptor.rs", "src/lib.rs"])],
-        (t, c) => return Err(format!("no mutation run for target `{t}`{}", if c { " (--crate)" } else { "" }).into()),
+        ("aarch64-paging", true) => {
+            vec![("aarch64-paging", vec!["src/paging.rs", "src/descriptor.rs", "src/lib.rs"])]
+        }
+        (t, c) => {
+            return Err(
+                format!("no mutation run for target `{t}`{}", if c { " (--crate)" } else { "" }).into()
+            )
+        }
     })
 }
 
@@ -111,7 +117,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
 fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(dir).arg("mutants").arg("--no-shuffle").args(["--jobs", &o.jobs.max(1).to_string()]);
-    cmd.args(["--timeout", "300", "--test-package", "harness", "--output"]).arg(std::path::absolute(out)?);
+    cmd.args(["--timeout", "300", "--test-package", "stagehand-cli", "--output"])
+        .arg(std::path::absolute(out)?);
     for (p, files) in packages(o)? {
         cmd.args(["--package", p]);
         for f in files {
@@ -139,7 +146,8 @@ fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
 
 /// Why a survivor survives, when that can be told mechanically from its place in the code.
 pub fn classify(m: &Mutant, source_root: &Path) -> Option<&'static str> {
-    if m.name.contains(" in <impl Debug") || m.name.contains(" in <impl Display") || m.name.contains("::fmt") {
+    if m.name.contains(" in <impl Debug") || m.name.contains(" in <impl Display") || m.name.contains("::fmt")
+    {
         return Some("Display/Debug: printing, no behaviour");
     }
     let text = std::fs::read_to_string(source_root.join(&m.file)).ok()?;
@@ -201,11 +209,26 @@ fn minimize(orig: &Path, mutant: &Path, file: &Path, violations: bool) -> Result
             .position(|l| {
                 let w = l.split('#').next().unwrap_or("").split_whitespace().next().unwrap_or("");
                 !w.is_empty()
-                    && !["stagehand-s2", "target", "vmid-bits", "defects", "workarounds", "walker", "bbm", "guest", "ram", "expect", "inert"]
-                        .contains(&w)
+                    && ![
+                        "stagehand-s2",
+                        "target",
+                        "vmid-bits",
+                        "defects",
+                        "workarounds",
+                        "walker",
+                        "bbm",
+                        "guest",
+                        "ram",
+                        "expect",
+                        "inert",
+                    ]
+                    .contains(&w)
             })
             .unwrap_or(lines.len());
-        (lines[..first_op].iter().filter(|l| !l.starts_with("expect")).copied().collect(), lines[first_op..].to_vec())
+        (
+            lines[..first_op].iter().filter(|l| !l.starts_with("expect")).copied().collect(),
+            lines[first_op..].to_vec(),
+        )
     };
     let mut ops: Vec<&str> = body;
     let still = |ops: &[&str]| -> Result<bool> {
@@ -249,7 +272,7 @@ fn build_mutant(ws: &Path, diff: &str, target_dir: &Path) -> Result<std::result:
     }
     let built = Command::new("cargo")
         .current_dir(ws)
-        .args(["build", "--release", "--quiet", "-p", "harness", "--bin", "stagehand", "--target-dir"])
+        .args(["build", "--release", "--quiet", "-p", "stagehand-cli", "--bin", "stagehand", "--target-dir"])
         .arg(std::path::absolute(target_dir)?)
         .output()?;
     let _ = Command::new("git").current_dir(ws).args(["apply", "-R"]).arg(&patch_file).output()?;
@@ -339,7 +362,8 @@ pub fn run_only(o: &Options) -> Result<Outcomes> {
 pub fn mutants(o: &Options) -> Result {
     setup::cargo_tool("cargo-mutants", "mutants")?;
     let stagehand = crate::fuzz::stagehand()?;
-    let dir = if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
+    let dir =
+        if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
     let out = PathBuf::from(format!("target/mutants/{}", o.name));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
@@ -360,7 +384,8 @@ pub fn mutants(o: &Options) -> Result {
         };
         let found = PathBuf::from(format!("target/mutants/{}-found", o.name));
         for (k, m) in outcomes.missed.iter().enumerate() {
-            let Some((_, diff)) = all.iter().find(|(n, _)| m.name.starts_with(n.as_str()) || n == &m.name) else {
+            let Some((_, diff)) = all.iter().find(|(n, _)| m.name.starts_with(n.as_str()) || n == &m.name)
+            else {
                 rows.push((m.clone(), None));
                 continue;
             };
@@ -389,7 +414,8 @@ fn report(
     secs: f64,
     searched: bool,
 ) -> String {
-    let explained: Vec<(&Mutant, Option<&'static str>)> = rows.iter().map(|(m, _)| (m, classify(m, root))).collect();
+    let explained: Vec<(&Mutant, Option<&'static str>)> =
+        rows.iter().map(|(m, _)| (m, classify(m, root))).collect();
     let excluded = explained.iter().filter(|(_, c)| c.is_some()).count();
     let observable = out.caught.len() + out.missed.len() - excluded;
     let score = if observable > 0 { 100.0 * out.caught.len() as f64 / observable as f64 } else { 100.0 };
@@ -436,12 +462,13 @@ fn report(
 fn write_section(name: &str, section: &str) -> Result {
     let path = Path::new("bench/mutants.md");
     let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "# Mutation testing\n\nGenerated by `cargo xtask mutants`: cargo-mutants on a target's code, with the target's corpus (`cargo test -p harness --test strength`) as the only test.\n\n".into()
+        "# Mutation testing\n\nGenerated by `cargo xtask mutants`: cargo-mutants on a target's code, with the target's corpus (`cargo test -p stagehand-cli --test strength`) as the only test.\n\n".into()
     });
     let marker = format!("## {name}\n");
     let new = match old.find(&marker) {
         Some(start) => {
-            let end = old[start + marker.len()..].find("\n## ").map_or(old.len(), |e| start + marker.len() + e + 1);
+            let end =
+                old[start + marker.len()..].find("\n## ").map_or(old.len(), |e| start + marker.len() + e + 1);
             format!("{}{section}{}", &old[..start], &old[end..])
         }
         None => format!("{old}{section}"),

@@ -242,6 +242,7 @@ fn read_events(r: &mut In<'_>) -> Result<Vec<Event>, Malformed> {
 pub fn encode(t: &Trace) -> Vec<u8> {
     let mut out = Out { buf: Vec::with_capacity(64 + t.steps.len() * 24), prev: 0 };
     out.serde(&t.config);
+    out.serde(&t.target);
     out.num(t.steps.len() as u64);
     for s in &t.steps {
         out.serde(&s.op);
@@ -252,10 +253,15 @@ pub fn encode(t: &Trace) -> Vec<u8> {
     out.buf
 }
 
-/// Reads a body written by [`encode`].
-pub fn decode(body: &[u8]) -> Result<Trace, Malformed> {
+/// Reads a body written by [`encode`] (`named`), or by version 5, which named no target.
+pub fn decode(body: &[u8], named: bool) -> Result<Trace, Malformed> {
     let mut r = In { buf: body, prev: 0 };
-    let config = r.serde()?;
+    let config: crate::op::Config = r.serde()?;
+    let target: alloc::string::String = if named {
+        r.serde()?
+    } else {
+        crate::trace::V5_TARGETS.get(usize::from(config.target)).copied().unwrap_or("kvm-arm-2012").into()
+    };
     let n = r.num()? as usize;
     let mut steps = Vec::with_capacity(n.min(body.len()));
     for _ in 0..n {
@@ -269,5 +275,5 @@ pub fn decode(body: &[u8]) -> Result<Trace, Malformed> {
     if !r.buf.is_empty() {
         return Err(Malformed);
     }
-    Ok(Trace::new(config, steps))
+    Ok(Trace { config, target, steps })
 }

@@ -227,7 +227,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
 
     /// The recorded trace (empty steps when not recording).
     pub fn trace(&self) -> Trace {
-        Trace::new(self.config, self.steps.clone())
+        Trace::new(self.config, self.target.info().name, self.steps.clone())
     }
 
     /// The recorded steps.

@@ -5,6 +5,7 @@ use crate::event::Event;
 use crate::op::{Config, Op};
 use crate::result::OpResult;
 use crate::violation::Violation;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use miniz_oxide::deflate::core::{
@@ -18,10 +19,15 @@ use serde::{Deserialize, Serialize};
 /// Magic bytes at the start of a binary trace.
 pub const MAGIC: &[u8; 8] = b"S2TRACE\0";
 /// Version of the trace format. Bump when any serialized type changes.
+/// 6: the trace names its target (traces of 5 still load: [`V5_TARGETS`]);
 /// 5: the guest's stage-1 mode in the configuration; 4: targets (the configuration names one), DSB events, TLBI scopes, harness-owned
 /// descriptor and error types; 3: the deflate window is primed with [`DICTIONARY`] (2: plain
 /// deflate; 1: postcard).
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
+
+/// The targets of version-5 traces, which numbered them in the registry of the time: a
+/// trace of 5 loads with the name of its number.
+pub const V5_TARGETS: [&str; 2] = ["kvm-arm-2012", "aarch64-paging"];
 
 /// The bytes that prime the deflate window: the codec body of a typical sequence
 /// (`harness/core/dict/typical.s2`), so that a short trace pays only for what is new in it.
@@ -50,8 +56,11 @@ pub struct Step {
 /// A whole run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {
-    /// The configuration it ran under.
+    /// The configuration it ran under (its `target` is the index in the registry of the
+    /// program that ran it; a program that loads the trace resolves [`Trace::target`]).
     pub config: Config,
+    /// The name of the target.
+    pub target: String,
     /// One step per op.
     pub steps: Vec<Step>,
 }
@@ -80,9 +89,9 @@ impl fmt::Display for TraceError {
 }
 
 impl Trace {
-    /// A trace of `steps` under `config`.
-    pub fn new(config: Config, steps: Vec<Step>) -> Self {
-        Trace { config, steps }
+    /// A trace of `steps` of target `target` under `config`.
+    pub fn new(config: Config, target: &str, steps: Vec<Step>) -> Self {
+        Trace { config, target: String::from(target), steps }
     }
 
     /// The binary form: magic, version (u32 LE), then the compact body as raw deflate,
@@ -106,12 +115,12 @@ impl Trace {
         let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(TraceError::NotATrace)?;
         let (version, body) = body.split_first_chunk::<4>().ok_or(TraceError::Corrupt)?;
         let version = u32::from_le_bytes(*version);
-        if version != VERSION {
+        if version != VERSION && version != 5 {
             return Err(TraceError::Version(version));
         }
         let body = inflate_primed(body).ok_or(TraceError::Corrupt)?;
         let body = body.get(DICTIONARY.len()..).ok_or(TraceError::Corrupt)?;
-        crate::codec::decode(body).map_err(|_| TraceError::Corrupt)
+        crate::codec::decode(body, version == VERSION).map_err(|_| TraceError::Corrupt)
     }
 
     /// Every violation, in order.
@@ -177,7 +186,7 @@ pub enum Divergence {
 
 /// The first point where `a` and `b` differ, if any.
 pub fn first_divergence(a: &Trace, b: &Trace) -> Option<Divergence> {
-    if a.config != b.config {
+    if a.config != b.config || a.target != b.target {
         return Some(Divergence::Config);
     }
     for (i, (x, y)) in a.steps.iter().zip(&b.steps).enumerate() {

@@ -24,6 +24,7 @@ pub mod heap;
 pub mod layout;
 pub mod machine;
 pub mod recovery;
+pub mod runner;
 pub mod semihosting;
 pub mod sink;
 pub mod stub;

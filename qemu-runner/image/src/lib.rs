@@ -22,6 +22,7 @@ pub mod hyp;
 pub mod layout;
 pub mod machine;
 pub mod recovery;
+pub mod runner;
 pub mod semihosting;
 pub mod sink;
 pub mod sync;

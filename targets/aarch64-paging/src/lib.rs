@@ -240,7 +240,9 @@ impl Aarch64Paging {
                 if !pa.is_multiple_of(PAGE_SIZE) {
                     return Err(Errno::Misaligned);
                 }
-                if self.workarounds.has(CHECK_OUTPUT_ADDRESS) && pa.checked_add(size).is_none_or(|e| e > PA_LIMIT) {
+                if self.workarounds.has(CHECK_OUTPUT_ADDRESS)
+                    && pa.checked_add(size).is_none_or(|e| e > PA_LIMIT)
+                {
                     return Err(Errno::OutOfRange);
                 }
                 let m = &mut self.vms[v].as_mut().expect("the executor only calls live VMs").mapping;

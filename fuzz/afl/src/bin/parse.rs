@@ -1,4 +1,4 @@
 //! AFL++ twin of the `parse` cargo-fuzz target.
 fn main() {
-    afl::fuzz!(|data: &[u8]| harness::fuzz::parse_target(data));
+    harness::afl_parse_target!(stagehand_cli::TARGETS);
 }

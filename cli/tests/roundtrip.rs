@@ -88,6 +88,7 @@ proptest! {
 
     #[test]
     fn bytes_round_trip(h in header(), ops in proptest::collection::vec(op(false), 0..64)) {
+        stagehand_cli::register();
         let l = Layout::default();
         let (back, decoded) = codec().decode(&codec().encode(&h, &ops, &l), &Pins::default(), &l);
         prop_assert_eq!(back, h);
@@ -96,6 +97,7 @@ proptest! {
 
     #[test]
     fn range_ops_do_not_reach_a_target_that_lacks_them(h in header(), ops in proptest::collection::vec(range_op(), 1..8)) {
+        stagehand_cli::register();
         let l = Layout::default();
         let (_, decoded) = codec().decode(&codec().encode(&h, &ops, &l), &Pins::default(), &l);
         prop_assert!(decoded.is_empty(), "the reference target offers no range op: {:?}", decoded);
@@ -103,6 +105,7 @@ proptest! {
 
     #[test]
     fn text_round_trip(ops in proptest::collection::vec(op(true), 0..64), bits in 1u8..=8, strict in any::<bool>()) {
+        stagehand_cli::register();
         let mut seq = Sequence { config: Default::default(), expect: Default::default(), inert: Vec::new(), ops };
         seq.config.vmid_bits = bits;
         seq.config.strict_bbm = strict;
@@ -111,6 +114,7 @@ proptest! {
 
     #[test]
     fn any_bytes_decode_and_reencode(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        stagehand_cli::register();
         let l = Layout::default();
         let (h, ops) = codec().decode(&data, &Pins::default(), &l);
         let target = harness::targets::info(h.target);
@@ -120,6 +124,7 @@ proptest! {
 
     #[test]
     fn the_reference_target_is_clean_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        stagehand_cli::register();
         let pins = Pins { target: Some(0), ..Pins::default() };
         let campaign = harness::fuzz::Campaign { pins, ..Default::default() };
         let (config, ops) = campaign.decode(&data);
@@ -130,6 +135,7 @@ proptest! {
 
     #[test]
     fn every_target_runs_any_bytes_to_a_replayable_trace(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        stagehand_cli::register();
         let campaign = harness::fuzz::Campaign::default();
         let (config, ops) = campaign.decode(&data);
         // Findings are allowed (aarch64-paging has real ones); a harness panic is not, and the

@@ -1,6 +1,6 @@
 //! Criterion benches of the hot paths: the reference target's set/clear through its adapter,
 //! the walker, the oracle checks around an op, and the fuzzers' decoder.
-//! `cargo bench -p harness`.
+//! `cargo bench -p stagehand-cli`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use harness::bare::BareServices;

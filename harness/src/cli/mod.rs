@@ -1,14 +1,22 @@
-//! `stagehand`: check, record, replay, diff, show, convert and minimize stage-2 op sequences.
+//! The `stagehand` command line over a program's own targets: check, record, replay, diff,
+//! show, convert, minimize, triage and fuzz stage-2 op sequences, and replay them on QEMU.
+//! A program is a few lines:
+//!
+//! ```no_run
+//! use crate::targets::Entry;
+//! # static TARGETS: &[&Entry] = &[];
+//! fn main() -> std::process::ExitCode {
+//!     crate::cli::main(TARGETS) // e.g. &[&my_adapter::TARGET]
+//! }
+//! ```
 //!
 //! Exit codes are a contract: 0 when everything met its expectation (or agreed), 1 when
 //! something did not (a violation, a divergence), 2 on bad input.
 
-mod cmd;
-
+use crate::expect::Expect;
+use crate::files::{self, Input, InputError};
+use crate::text::{self, Sequence};
 use clap::{Args, Parser, Subcommand};
-use harness::expect::Expect;
-use harness::files::{self, Input, InputError};
-use harness::text::{self, Sequence};
 use harness_core::op::{Config, Walker};
 use harness_core::trace::Trace;
 use std::path::{Path, PathBuf};
@@ -77,7 +85,7 @@ fn parse_addr(s: &str) -> Result<u64, String> {
 impl Global {
     /// Applies the overrides to a configuration; switches and widths are the target's.
     pub fn apply(&self, mut c: Config) -> Result<Config, Failure> {
-        let target = harness::targets::info(c.target);
+        let target = crate::targets::info(c.target);
         if let Some(d) = &self.defects {
             c.defects = text::parse_defects(d, target)
                 .map_err(|e| Failure::Input(format!("--defects: {e}")))?
@@ -118,8 +126,8 @@ impl Global {
     }
 
     /// The campaign that decodes fuzzer bytes: the environment's, with these flags pinned.
-    pub fn campaign(&self) -> Result<harness::fuzz::Campaign, Failure> {
-        let mut c = harness::fuzz::Campaign::from_env().map_err(Failure::Input)?;
+    pub fn campaign(&self) -> Result<crate::fuzz::Campaign, Failure> {
+        let mut c = crate::fuzz::Campaign::from_env().map_err(Failure::Input)?;
         if self.target.is_some() {
             c.pins.target = self.target;
         }
@@ -321,7 +329,6 @@ impl From<InputError> for Failure {
 }
 
 /// `print!` that ends the process quietly when stdout is a closed pipe (`stagehand show | head`).
-#[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -334,7 +341,6 @@ macro_rules! out {
     }};
 }
 
-#[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {{
         out!($($arg)*);
@@ -342,7 +348,15 @@ macro_rules! outln {
     }};
 }
 
-fn main() -> ExitCode {
+mod cmd;
+
+/// Runs the command line of a program whose targets are `targets` (the first is the
+/// default of `.s2` files without a `target` line), with the process's arguments.
+pub fn main(targets: &[&'static crate::targets::Entry]) -> ExitCode {
+    if let Err(e) = crate::targets::register(targets) {
+        eprintln!("stagehand: {e}");
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -359,11 +373,13 @@ fn main() -> ExitCode {
         Command::Show { input } => cmd::seq::show(&g, &input),
         Command::Convert { input, output, to } => cmd::seq::convert(&g, &input, &output, to.as_deref()),
         Command::Expect { paths, write } => cmd::seq::expect(&g, &paths, write),
-        Command::Digest { files, naive, seed, emit } => cmd::fuzz::digest(&g, &files, naive, seed, emit.as_deref()),
+        Command::Digest { files, naive, seed, emit } => {
+            cmd::fuzz::digest(&g, &files, naive, seed, emit.as_deref())
+        }
         Command::Minimize { input, output, kind } => cmd::seq::minimize(&g, &input, &output, kind.as_deref()),
         Command::Triage { artifacts, out, snapshots } => cmd::fuzz::triage(&g, &artifacts, &out, &snapshots),
         Command::Seeds { paths, output, exclude } => {
-            harness::triage::seeds(&paths, &exclude, &output, g.target)
+            crate::triage::seeds(&paths, &exclude, &output, g.target)
                 .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
                 .map_err(Failure::from)
         }
@@ -381,9 +397,9 @@ fn main() -> ExitCode {
         Command::Defects => cmd::fuzz::defects(&g),
         Command::Targets => {
             if g.json {
-                outln!("{}", harness::report::targets_json());
+                outln!("{}", crate::report::targets_json());
             } else {
-                out!("{}", harness::report::targets_list());
+                out!("{}", crate::report::targets_list());
             }
             Ok(())
         }

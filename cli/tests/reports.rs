@@ -40,6 +40,7 @@ fn result(rel: &str, ignore_expect: bool) -> FileResult {
 
 #[test]
 fn failure_report() {
+    stagehand_cli::register();
     let (path, seq) = corpus("defects/bbm-late-tlbi.s2");
     let exec = run::run(seq.config, &seq.ops, true);
     settings().bind(|| {
@@ -49,6 +50,7 @@ fn failure_report() {
 
 #[test]
 fn summary_text_and_json() {
+    stagehand_cli::register();
     let results = vec![
         result("basics/topup_then_map.s2", false),
         result("defects/no-bbm.s2", false),
@@ -66,6 +68,7 @@ fn summary_text_and_json() {
 
 #[test]
 fn divergence_report() {
+    stagehand_cli::register();
     let (_, seq) = corpus("defects/tlb-flush-stub.s2");
     let a = run::run(seq.config, &seq.ops, true).trace();
     let mut clean = seq.config;
@@ -80,6 +83,7 @@ fn divergence_report() {
 
 #[test]
 fn triage_text_and_json() {
+    stagehand_cli::register();
     let results = vec![
         (
             PathBuf::from("crash-1"),
@@ -112,6 +116,7 @@ fn triage_text_and_json() {
 
 #[test]
 fn qemu_text_and_json() {
+    stagehand_cli::register();
     let verdicts = vec![
         QemuVerdict::Agree { steps: 5, confirmed: vec![], dropped: 0, s1_level: 0 },
         QemuVerdict::Agree {
@@ -158,6 +163,7 @@ fn qemu_text_and_json() {
 
 #[test]
 fn targets_text_and_json() {
+    stagehand_cli::register();
     settings().bind(|| {
         insta::assert_snapshot!("report@targets", report::targets_list());
         insta::assert_snapshot!(

@@ -1,5 +1,5 @@
 //! The corpus as the test of a target's code, for mutation testing (`cargo xtask mutants`,
-//! which runs `cargo test -p harness --test strength` on every mutant): each file of the
+//! which runs `cargo test -p stagehand-cli --test strength` on every mutant): each file of the
 //! target `STAGEHAND_STRENGTH_TARGET` names (every file when unset) must meet its exact
 //! expectation. A mutant that changes nothing any file expects survives.
 
@@ -8,6 +8,7 @@ use std::path::Path;
 
 #[test]
 fn the_corpus_meets_its_expectations() {
+    stagehand_cli::register();
     let only = std::env::var("STAGEHAND_STRENGTH_TARGET").ok().filter(|t| !t.is_empty());
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
     let mut dirs = vec![corpus.clone()];
@@ -35,5 +36,10 @@ fn the_corpus_meets_its_expectations() {
     }
     assert!(ran > 0, "no corpus file of target {only:?}");
     failed.sort();
-    assert!(failed.is_empty(), "{} of {ran} file(s) do not meet their expectation:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} of {ran} file(s) do not meet their expectation:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }

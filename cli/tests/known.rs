@@ -7,6 +7,7 @@ use std::path::Path;
 
 #[test]
 fn each_known_entry_matches_its_own_files_and_nothing_else() {
+    stagehand_cli::register();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
     let known =
         KnownFindings::load(corpus.join("known-findings.txt").to_str().unwrap()).expect("the list parses");

@@ -6,6 +6,7 @@ use harness::core::{codec, trace};
 
 #[test]
 fn dictionary_is_the_body_of_the_typical_sequence() {
+    stagehand_cli::register();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/core/dict");
     let text = std::fs::read_to_string(format!("{dir}/typical.s2")).unwrap();
     let seq = harness::text::parse(&text).unwrap();
@@ -26,6 +27,7 @@ fn dictionary_is_the_body_of_the_typical_sequence() {
 /// never a panic or a different trace.
 #[test]
 fn corpus_traces_round_trip_and_truncations_are_errors() {
+    stagehand_cli::register();
     let mut files = 0;
     let corpus = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus"));
     for entry in harness::files::collect(corpus).unwrap() {

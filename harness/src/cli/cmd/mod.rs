@@ -1,5 +1,5 @@
 //! The commands of the `stagehand` binary, grouped by what they work on; their reports
-//! are in `harness::report`.
+//! are in `crate::report`.
 
 pub mod fuzz;
 pub mod hw;

@@ -35,6 +35,7 @@ fn s2_files(dir: &Path) -> usize {
 #[test]
 #[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
 fn the_corpus_agrees_with_qemu_on_both_images() {
+    stagehand_cli::register();
     let o = stagehand(&["qemu", "corpus"]);
     let (all, aarch64) = (s2_files(&repo().join("corpus")), s2_files(&repo().join("corpus/aarch64-paging")));
     assert!(aarch64 > 0 && all > aarch64);
@@ -51,6 +52,7 @@ fn the_corpus_agrees_with_qemu_on_both_images() {
 #[test]
 #[ignore = "needs qemu-system-aarch64; run by cargo xtask test"]
 fn aarch64_paging_tlb_findings_are_confirmed_on_qemu_in_both_guest_modes() {
+    stagehand_cli::register();
     let files = [
         "corpus/regressions/aarch64-paging-ipas2-leaves-combined-entries.s2",
         "corpus/regressions/aarch64-paging-read-only-page-stays-writable.s2",
@@ -72,6 +74,7 @@ fn aarch64_paging_tlb_findings_are_confirmed_on_qemu_in_both_guest_modes() {
 #[test]
 #[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
 fn random_sequences_agree_with_qemu() {
+    stagehand_cli::register();
     let out = std::env::temp_dir().join(format!("stagehand-qemu-random-{}", std::process::id()));
     for args in [
         ["--target", "kvm-arm-2012", "--guest", "identity"],
@@ -90,6 +93,7 @@ fn random_sequences_agree_with_qemu() {
 #[test]
 #[ignore = "needs qemu-system-arm; run by cargo xtask test"]
 fn tlb_flush_stub_is_flagged_and_its_stale_read_confirmed_on_qemu() {
+    stagehand_cli::register();
     let f = "corpus/defects/tlb-flush-stub.s2";
     let o = stagehand(&["run", "--ignore-expect", f]);
     assert_eq!(o.status.code(), Some(1));
@@ -102,6 +106,7 @@ fn tlb_flush_stub_is_flagged_and_its_stale_read_confirmed_on_qemu() {
 #[test]
 #[ignore = "needs the armv7 target; run by cargo xtask test"]
 fn maintenance_routines_check_out_and_the_seed_stub_does_not() {
+    stagehand_cli::register();
     let o = stagehand(&["disasm"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for name in ["TLBIALLIS", "TLBIALLNSNHIS", "DCCMVAC", "VTTBR"] {
@@ -115,6 +120,7 @@ fn maintenance_routines_check_out_and_the_seed_stub_does_not() {
 #[test]
 #[ignore = "needs qemu-system-arm and qemu-system-aarch64; run by cargo xtask test"]
 fn a_boot_without_progress_is_killed_and_located_on_both_images() {
+    stagehand_cli::register();
     // No progress allowed at all: each image's boot is killed before its first record.
     let files = ["corpus/defects/no-bbm.s2", "corpus/aarch64-paging/map_one_page.s2"];
     let o = stagehand(&["qemu", "--timeout", "0", files[0], files[1]]);
@@ -131,6 +137,7 @@ fn a_boot_without_progress_is_killed_and_located_on_both_images() {
 #[test]
 #[ignore = "needs qemu-system-arm; run by cargo xtask test"]
 fn a_board_image_runs_on_qemu_and_its_serial_log_agrees() {
+    stagehand_cli::register();
     let dir = std::env::temp_dir().join(format!("stagehand-board-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (bin, log, native) = (dir.join("board.bin"), dir.join("board.log"), dir.join("native.trace"));

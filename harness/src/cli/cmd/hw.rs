@@ -1,15 +1,15 @@
 //! Commands on the ARMv7 image and real boards: disassembly checks, board images.
 
-use crate::{load_sequence, out, outln, write, Failure, Global};
-use harness::text;
+use crate::cli::{load_sequence, write, Failure, Global};
+use crate::text;
 use std::path::{Path, PathBuf};
 
 /// `stagehand disasm`: the image's maintenance routines, named and checked.
 pub fn disasm(g: &Global, image: Option<PathBuf>) -> Result<(), Failure> {
-    use harness::disasm;
+    use crate::disasm;
     let image = match image {
         Some(i) => i,
-        None => harness::qemu::build_image(None).map_err(Failure::Input)?,
+        None => crate::qemu::build_image(None).map_err(Failure::Input)?,
     };
     let routines = disasm::routines(&image).map_err(Failure::Input)?;
     // Under tlb-flush-stub the seed's stub stands where __kvm_tlb_flush_vmid should be.
@@ -54,15 +54,15 @@ pub fn board(g: &Global, file: &Path, uart: u64, gic: Option<u64>, output: &Path
     };
     let blob = std::env::temp_dir().join(format!("stagehand-board-{}.bin", std::process::id()));
     write(&blob, &batch.to_bytes())?;
-    let board = harness::qemu::Board {
+    let board = crate::qemu::Board {
         ram: Some(ram),
         uart: Some(uart),
         gic: Some(gic.unwrap_or(0)),
         embed: Some(blob.clone()),
     };
-    let elf = harness::qemu::build_image(Some(&board)).map_err(Failure::Input)?;
+    let elf = crate::qemu::build_image(Some(&board)).map_err(Failure::Input)?;
     let _ = std::fs::remove_file(&blob);
-    let flat = harness::qemu::flat_binary(&elf, ram).map_err(Failure::Input)?;
+    let flat = crate::qemu::flat_binary(&elf, ram).map_err(Failure::Input)?;
     write(output, &flat)?;
     let r = text::hex(ram);
     outln!(

@@ -6,6 +6,7 @@ use std::path::Path;
 
 #[test]
 fn every_op_that_does_nothing_is_declared() {
+    stagehand_cli::register();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
     let mut dirs = vec![corpus.clone()];
     let mut found = Vec::new();

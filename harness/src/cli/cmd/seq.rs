@@ -1,11 +1,11 @@
 //! Commands on sequences and traces: run, record, replay, diff, show, convert, minimize.
 
-use crate::{collect, load_sequence, load_trace, out, outln, write, Failure, Global};
-use harness::expect::Expect;
-use harness::files::{self, Input};
-use harness::report::{self, FileResult};
-use harness::run;
-use harness::text::{self, Sequence};
+use crate::cli::{collect, load_sequence, load_trace, write, Failure, Global};
+use crate::expect::Expect;
+use crate::files::{self, Input};
+use crate::report::{self, FileResult};
+use crate::run;
+use crate::text::{self, Sequence};
 use harness_core::trace::first_divergence;
 use harness_core::violation::Kind;
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
             bar.set_message(path.display().to_string());
         }
         let exec = run::run(seq.config, &seq.ops, true);
-        for (i, why) in harness::inert::undeclared(seq, exec.steps()) {
+        for (i, why) in crate::inert::undeclared(seq, exec.steps()) {
             inert += 1;
             let op = seq.ops.get(i).map(text::format_op).unwrap_or_default();
             let w = format!(
@@ -140,7 +140,7 @@ pub fn diff(a: &Path, b: &Path) -> Result<(), Failure> {
     if is_log(a) != is_log(b) {
         let (hw_path, native_path) = if is_log(a) { (a, b) } else { (b, a) };
         let (hw, native) = (load_trace(hw_path)?, load_trace(native_path)?);
-        let c = harness::hwdiff::compare(&native, &hw);
+        let c = crate::hwdiff::compare(&native, &hw);
         return match c.divergence {
             None => {
                 outln!(
@@ -191,9 +191,9 @@ pub fn show(g: &Global, input: &Path) -> Result<(), Failure> {
             run::run(s.config, &s.ops, true).trace()
         }
     };
-    out!("{}", harness::render::trace(&trace));
+    out!("{}", crate::render::trace(&trace));
     outln!("final tables:");
-    out!("{}", harness::render::Replayed::from_trace(&trace).dump());
+    out!("{}", crate::render::Replayed::from_trace(&trace).dump());
     Ok(())
 }
 
@@ -209,7 +209,7 @@ pub fn convert(g: &Global, input: &Path, output: &Path, to: Option<&str>) -> Res
         s.push_str(&text::print(&seq));
         s.into_bytes()
     } else {
-        harness::fuzz::encode(&seq.config, &seq.ops)
+        crate::fuzz::encode(&seq.config, &seq.ops)
     };
     write(output, &bytes)?;
     eprintln!("{} op(s) -> {} ({})", seq.ops.len(), output.display(), if as_text { "text" } else { "bytes" });
@@ -234,15 +234,19 @@ pub fn minimize(g: &Global, input: &Path, output: &Path, kind: Option<&str>) -> 
             }
         }
     };
-    let small = harness::minimize::minimize(seq.config, &seq.ops, kind);
+    let small = crate::minimize::minimize(seq.config, &seq.ops, kind);
     let exec = run::run(seq.config, &small, false);
     if !exec.violations().iter().any(|v| v.kind() == kind) {
         eprintln!("{}: the sequence does not produce `{kind}`", input.display());
         return Err(Failure::Found);
     }
     // The minimized file expects exactly what it shows.
-    let min =
-        Sequence { config: seq.config, expect: Expect::exact(exec.violations(), small.len()), inert: Vec::new(), ops: small };
+    let min = Sequence {
+        config: seq.config,
+        expect: Expect::exact(exec.violations(), small.len()),
+        inert: Vec::new(),
+        ops: small,
+    };
     let mut out = format!("# minimized from {} ({} ops): {}\n", input.display(), seq.ops.len(), kind.title());
     out.push_str(&text::print(&min));
     write(output, out.as_bytes())?;
@@ -278,7 +282,7 @@ pub fn expect(g: &Global, paths: &[PathBuf], write_files: bool) -> Result<(), Fa
         }
         let hidden = match &seq.expect {
             Expect::AnyOf(k) => {
-                let others: Vec<String> = harness::run::kinds(exec.violations())
+                let others: Vec<String> = crate::run::kinds(exec.violations())
                     .iter()
                     .filter(|x| *x != k)
                     .map(|x| x.to_string())

@@ -1,14 +1,14 @@
 //! Commands on QEMU: the same sequences on the image of their profile, each hardware trace
-//! compared with its native trace under the rules of [`harness::hwdiff`].
+//! compared with its native trace under the rules of [`crate::hwdiff`].
 
-use crate::{collect, load_sequence, out, outln, write, Failure, Global};
-use harness::expect::Expect;
-use harness::fuzz::Naive;
-use harness::hwdiff::{compare, Note};
-use harness::qemu::{self, Arch, Image, Outcome};
-use harness::report::{self, ImageTotals, QemuTotals, QemuVerdict};
-use harness::run;
-use harness::text::{self, format_op, Sequence};
+use crate::cli::{collect, load_sequence, write, Failure, Global};
+use crate::expect::Expect;
+use crate::fuzz::Naive;
+use crate::hwdiff::{compare, Note};
+use crate::qemu::{self, Arch, Image, Outcome};
+use crate::report::{self, ImageTotals, QemuTotals, QemuVerdict};
+use crate::run;
+use crate::text::{self, format_op, Sequence};
 use harness_core::batch::Job;
 use harness_core::trace::Trace;
 use std::collections::BTreeMap;
@@ -213,7 +213,7 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
     }
 }
 
-/// The native trace against QEMU's, under the rules of [`harness::hwdiff`].
+/// The native trace against QEMU's, under the rules of [`crate::hwdiff`].
 fn verdict(seq: &Sequence, native: &Trace, hw: &Trace, image: &Image) -> QemuVerdict {
     let c = compare(native, hw);
     match &c.divergence {
@@ -224,7 +224,7 @@ fn verdict(seq: &Sequence, native: &Trace, hw: &Trace, image: &Image) -> QemuVer
                 .ops
                 .get(d.step)
                 .filter(|_| image.arch == Arch::Armv7)
-                .and_then(|op| harness::disasm::faulting_instruction(&image.elf, op, result));
+                .and_then(|op| crate::disasm::faulting_instruction(&image.elf, op, result));
             QemuVerdict::Differs {
                 step: d.step,
                 op: seq.ops.get(d.step).map_or("(end)".to_string(), format_op),

@@ -18,6 +18,7 @@ fn dump_from_memory(exec: &mut run::NativeExecutor) -> String {
 
 #[test]
 fn corpus() {
+    stagehand_cli::register();
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);

@@ -1,10 +1,10 @@
 //! Commands around fuzzing: triage of artifacts, the naive baseline, the defect switches.
 
-use crate::{out, outln, write, Failure, Global};
-use harness::expect::Expect;
-use harness::report;
-use harness::targets;
-use harness::text::{self, Sequence};
+use crate::cli::{write, Failure, Global};
+use crate::expect::Expect;
+use crate::report;
+use crate::targets;
+use crate::text::{self, Sequence};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -
         let (c, ops) = campaign.decode(b);
         (g.apply(c).unwrap_or(c), ops)
     };
-    let results = harness::triage::triage(artifacts, &decode, &campaign.known, out, snapshots, &repo)?;
+    let results = crate::triage::triage(artifacts, &decode, &campaign.known, out, snapshots, &repo)?;
     if g.json {
         outln!("{}", report::triage_json(&results));
     } else {
@@ -31,7 +31,7 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
     let mut campaign = g.campaign()?;
     // No feedback: the naive generator has nobody to tell.
     campaign.features = 0;
-    let mut gen = harness::fuzz::Naive::new(seed, max_ops);
+    let mut gen = crate::fuzz::Naive::new(seed, max_ops);
     let start = Instant::now();
     let mut execs: u64 = 0;
     let found = loop {
@@ -43,7 +43,7 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
         let (config, _) = campaign.decode(&header);
         let ops = gen.sequence(&config);
         execs += 1;
-        if let Some(f) = harness::fuzz::check_ops(&campaign, config, &ops) {
+        if let Some(f) = crate::fuzz::check_ops(&campaign, config, &ops) {
             break Some((f, config, ops));
         }
     };
@@ -51,7 +51,7 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
     let mut written = None;
     if let (Some(path), Some((finding, config, ops))) = (out, &found) {
         // The file expects exactly what the sequence shows.
-        let native = harness::run::run(*config, ops, true);
+        let native = crate::run::run(*config, ops, true);
         let expect = Expect::exact(native.violations(), ops.len());
         let seq = Sequence { config: *config, expect, inert: Vec::new(), ops: ops.clone() };
         let text = format!(
@@ -86,7 +86,7 @@ pub fn configs(g: &Global, dir: &Path) -> Result<(), Failure> {
         let bytes = std::fs::read(&path).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
         let (c, _) = campaign.decode(&bytes);
         inputs += 1;
-        let walker = harness::fuzz::walker_name(c.walker).to_string();
+        let walker = crate::fuzz::walker_name(c.walker).to_string();
         let bbm = if c.strict_bbm { "strict" } else { "relaxed" }.to_string();
         let target = targets::info(c.target).name.to_string();
         for (field, value) in
@@ -111,7 +111,7 @@ pub fn configs(g: &Global, dir: &Path) -> Result<(), Failure> {
 pub fn defects(g: &Global) -> Result<(), Failure> {
     let chosen: Vec<_> = match g.target {
         Some(t) => vec![targets::info(t)],
-        None => targets::ALL.to_vec(),
+        None => targets::infos(),
     };
     if g.json {
         let list: Vec<_> = chosen
@@ -135,31 +135,42 @@ pub fn defects(g: &Global) -> Result<(), Failure> {
 }
 
 /// `stagehand digest`: a line per sequence (id, trace hash, violations), or one sequence.
-pub fn digest(g: &Global, files: &[PathBuf], naive: usize, seed: u64, emit: Option<&str>) -> Result<(), Failure> {
+pub fn digest(
+    g: &Global,
+    files: &[PathBuf],
+    naive: usize,
+    seed: u64,
+    emit: Option<&str>,
+) -> Result<(), Failure> {
     let mut seqs: Vec<(String, Sequence)> = Vec::new();
-    for f in crate::collect(files)? {
-        seqs.push((f.display().to_string(), crate::load_sequence(g, &f)?));
+    for f in crate::cli::collect(files)? {
+        seqs.push((f.display().to_string(), crate::cli::load_sequence(g, &f)?));
     }
     let campaign = g.campaign()?;
-    let mut gen = harness::fuzz::Naive::new(seed, 32);
+    let mut gen = crate::fuzz::Naive::new(seed, 32);
     for i in 0..naive {
         let (config, _) = campaign.decode(&[gen.byte()]);
         let ops = gen.sequence(&config);
-        seqs.push((format!("naive:{seed}:{i}"), Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops }));
+        seqs.push((
+            format!("naive:{seed}:{i}"),
+            Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops },
+        ));
     }
     for (id, seq) in &seqs {
         if let Some(want) = emit {
             if id == want {
-                let exec = harness::run::run(seq.config, &seq.ops, false);
+                let exec = crate::run::run(seq.config, &seq.ops, false);
                 let seq = Sequence { expect: Expect::exact(exec.violations(), seq.ops.len()), ..seq.clone() };
                 out!("# {id}\n{}", text::print(&seq));
                 return Ok(());
             }
             continue;
         }
-        let exec = harness::run::run(seq.config, &seq.ops, true);
+        let exec = crate::run::run(seq.config, &seq.ops, true);
         let bytes = exec.trace().to_bytes();
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = bytes
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         outln!("{id} {hash:016x} {}", Expect::exact(exec.violations(), seq.ops.len()));
     }
     match emit {

@@ -37,6 +37,7 @@ fn defect_files() -> Vec<PathBuf> {
 
 #[test]
 fn run_corpus_meets_every_expectation() {
+    stagehand_cli::register();
     let o = stagehand(&["run", corpus().to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(text(&o).contains("did not"), "a summary is printed");
@@ -44,6 +45,7 @@ fn run_corpus_meets_every_expectation() {
 
 #[test]
 fn a_violation_the_file_does_not_expect_fails_the_run_and_is_named() {
+    stagehand_cli::register();
     let dir = scratch("exact");
     // no-bbm's trigger expects its bbm at op 2; a read after it adds nothing, a second
     // replacement adds a bbm at op 3 that the file does not expect.
@@ -76,6 +78,7 @@ fn a_violation_the_file_does_not_expect_fails_the_run_and_is_named() {
 
 #[test]
 fn every_defect_switch_has_a_trigger_in_the_corpus() {
+    stagehand_cli::register();
     for (name, _) in target_kvm_arm_2012::INFO.defects {
         assert!(
             corpus().join("defects").join(format!("{name}.s2")).exists(),
@@ -86,6 +89,7 @@ fn every_defect_switch_has_a_trigger_in_the_corpus() {
 
 #[test]
 fn defect_triggers_fail_when_expectations_are_ignored_and_pass_with_defects_off() {
+    stagehand_cli::register();
     for f in defect_files() {
         let f = f.to_str().unwrap();
         let o = stagehand(&["run", "--ignore-expect", f]);
@@ -108,6 +112,7 @@ fn defect_triggers_fail_when_expectations_are_ignored_and_pass_with_defects_off(
 
 #[test]
 fn a_defect_forced_on_a_clean_file_fails_its_expectation() {
+    stagehand_cli::register();
     let f = corpus().join("edges/clear_last_entry_frees_tables.s2");
     let o = stagehand(&["run", "--defects", "free-before-flush", f.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
@@ -116,6 +121,7 @@ fn a_defect_forced_on_a_clean_file_fails_its_expectation() {
 
 #[test]
 fn record_is_deterministic_and_replays() {
+    stagehand_cli::register();
     let dir = scratch("record");
     for f in defect_files().iter().chain([&corpus().join("multi-vm/interleaved_vms_map_clear_read.s2")]) {
         let (a, b) = (dir.join("a.trace"), dir.join("b.trace"));
@@ -138,6 +144,7 @@ fn record_is_deterministic_and_replays() {
 
 #[test]
 fn replay_reports_the_first_divergence() {
+    stagehand_cli::register();
     let dir = scratch("diverge");
     let f = corpus().join("defects/tlb-flush-stub.s2");
     let (a, b) = (dir.join("a.trace"), dir.join("b.trace"));
@@ -159,6 +166,7 @@ fn replay_reports_the_first_divergence() {
 
 #[test]
 fn bad_input_exits_2_with_file_and_line() {
+    stagehand_cli::register();
     let dir = scratch("bad");
     let cases = [
         ("unknown.s2", "stagehand-s2 1\ncreate_vm 0\nfrobnicate 0\n", ":3: unknown op `frobnicate`"),
@@ -197,6 +205,7 @@ fn bad_input_exits_2_with_file_and_line() {
 
 #[test]
 fn convert_text_bytes_text_round_trips() {
+    stagehand_cli::register();
     let dir = scratch("convert");
     let src = corpus().join("multi-vm/interleaved_vms_map_clear_read.s2");
     let (bin, back) = (dir.join("seq.bin"), dir.join("back.s2"));
@@ -243,6 +252,7 @@ fn noisy_failing_sequence() -> String {
 
 #[test]
 fn minimize_shrinks_a_200_op_sequence_to_a_handful() {
+    stagehand_cli::register();
     let dir = scratch("minimize");
     let big = dir.join("big.s2");
     std::fs::write(&big, noisy_failing_sequence()).unwrap();
@@ -263,6 +273,7 @@ fn minimize_shrinks_a_200_op_sequence_to_a_handful() {
 
 #[test]
 fn defects_lists_every_switch() {
+    stagehand_cli::register();
     let o = stagehand(&["defects"]);
     assert_eq!(code(&o), 0);
     for (name, line) in target_kvm_arm_2012::INFO.defects {
@@ -272,6 +283,7 @@ fn defects_lists_every_switch() {
 
 #[test]
 fn json_output_is_machine_readable() {
+    stagehand_cli::register();
     let f = corpus().join("defects/no-bbm.s2");
     let o = stagehand(&["run", "--json", "--ignore-expect", f.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
@@ -282,6 +294,7 @@ fn json_output_is_machine_readable() {
 
 #[test]
 fn outputs_are_written_atomically() {
+    stagehand_cli::register();
     let dir = scratch("atomic");
     let out = dir.join("x.trace");
     stagehand(&["record", corpus().join("defects/no-bbm.s2").to_str().unwrap(), "-o", out.to_str().unwrap()]);
@@ -291,6 +304,7 @@ fn outputs_are_written_atomically() {
 
 #[test]
 fn naive_writes_its_finding_as_a_file_that_reproduces_it() {
+    stagehand_cli::register();
     let dir = scratch("naive");
     let found = dir.join("found.s2");
     let o = Command::new(env!("CARGO_BIN_EXE_stagehand"))

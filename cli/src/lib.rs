@@ -1,0 +1,19 @@
+//! This repository's assembly of targets: `kvm-arm-2012` (the default) and
+//! `aarch64-paging`, for its `stagehand` program, its fuzz targets, tests and benchmarks.
+
+use harness::targets::Entry;
+
+/// `kvm-arm-2012`: `mmu`, the Rust port of the 2012 KVM/ARM stage-2 code.
+pub static KVM_ARM_2012: Entry = Entry::of::<target_kvm_arm_2012::KvmArm2012>(&target_kvm_arm_2012::INFO);
+
+/// `aarch64-paging`: Google's crate from crates.io, its `Stage2` regime.
+pub static AARCH64_PAGING: Entry =
+    Entry::of::<target_aarch64_paging::Aarch64Paging>(&target_aarch64_paging::INFO);
+
+/// The built-in targets, in the order of the byte format's target numbering.
+pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING];
+
+/// Registers the built-in targets (for tests and tools that run sequences in-process).
+pub fn register() {
+    harness::targets::register(TARGETS).expect("the built-in targets register");
+}
