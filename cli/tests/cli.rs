@@ -325,3 +325,23 @@ fn naive_writes_its_finding_as_a_file_that_reproduces_it() {
     let o = stagehand(&["run", "--defects", "none", "--ignore-expect", found.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "with the switch off the sequence is clean: {}", text(&o));
 }
+
+/// Traces recorded by version 5 of the format (commit 7c66a05, before traces named their
+/// target) still load, resolve their target by its number of the time, and replay.
+#[test]
+fn version_5_traces_replay() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // The default target is not named in a configuration line.
+    for (file, target) in
+        [("v5-kvm.trace", "trace v6: vmid-bits 8"), ("v5-aarch64-paging.trace", "target aarch64-paging")]
+    {
+        let path = data.join(file);
+        let bytes = std::fs::read(&path).expect("fixture readable");
+        assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 5, "{file} is a version 5 trace");
+        let o = stagehand(&["replay", path.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{file}: {}", text(&o));
+        assert!(text(&o).contains("identical"), "{file}: {}", text(&o));
+        let o = stagehand(&["show", path.to_str().unwrap()]);
+        assert!(text(&o).contains(target), "{file} shows `{target}`: {}", text(&o));
+    }
+}

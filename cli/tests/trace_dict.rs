@@ -7,7 +7,7 @@ use harness::core::{codec, trace};
 #[test]
 fn dictionary_is_the_body_of_the_typical_sequence() {
     stagehand_cli::register();
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/core/dict");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../harness/core/dict");
     let text = std::fs::read_to_string(format!("{dir}/typical.s2")).unwrap();
     let seq = harness::text::parse(&text).unwrap();
     let exec = harness::run::run(seq.config, &seq.ops, true);

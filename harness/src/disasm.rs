@@ -253,6 +253,7 @@ mod tests {
 
     #[test]
     fn names_the_encodings_of_the_design() {
+        crate::testing::register();
         // DESIGN.md: ee880f97 is mcr p15, #4, r0, c8, c7, #4.
         assert_eq!(name_word(0xee88_0f97), Some("TLBIALLNSNH"));
         let insns = disassemble(&0xee88_0f97u32.to_le_bytes(), 0).unwrap();
@@ -270,6 +271,7 @@ mod tests {
 
     #[test]
     fn a_routine_that_must_invalidate_fails_as_a_stub_or_without_barriers() {
+        crate::testing::register();
         const BX_LR: u32 = 0xe12f_ff1e;
         const TLBIALLIS: u32 = 0xee08_0f13;
         const DSB_ISH: u32 = 0xf57f_f04b;

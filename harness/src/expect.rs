@@ -230,6 +230,7 @@ mod tests {
 
     #[test]
     fn parse_print_round_trip() {
+        crate::testing::register();
         for text in ["clean", "bug@3", "bug@1 leak@4*2 leak@end"] {
             let words: Vec<&str> = text.split_whitespace().collect();
             assert_eq!(Expect::parse(&words).unwrap().to_string(), text);
@@ -245,6 +246,7 @@ mod tests {
 
     #[test]
     fn exact_means_no_more_and_no_fewer() {
+        crate::testing::register();
         let run = [v(1, Kind::Bug), v(3, Kind::Leak), v(3, Kind::Leak)];
         let e = Expect::exact(&run, 3);
         assert_eq!(e.to_string(), "bug@1 leak@end*2");

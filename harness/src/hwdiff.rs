@@ -14,15 +14,31 @@
 //! 3. A stage-2 abort on the guest's stage-1 walk with the same class and IPA but another
 //!    level: QEMU 7.2 reports the stage-1 lookup level there.
 //!
+//! 4. A frame beyond the profile's physical address space: natively the target's own check
+//!    must refuse it (it did, with an error, writing nothing); on hardware the executor never
+//!    hands such a frame to the target (`pa-outside-window`).
+//!
 //! `access-mismatch` violations are derived from access outcomes, so they are left out of
 //! the exact comparison; anything else that differs is a divergence.
 
 use crate::render;
 use crate::text::format_op;
+use harness_core::event::Event;
 use harness_core::machine::{AbortOn, AccessOutcome};
+use harness_core::result::Reject;
 use harness_core::trace::Trace;
 use harness_core::violation::{Kind, Violation};
-use harness_core::OpResult;
+use harness_core::{OpResult, Step};
+
+/// Rule 4: the native step refused a frame the hardware run never offered the target.
+fn beyond_pa_space(n: &Step, h: &Step) -> bool {
+    h.result == OpResult::Rejected(Reject::PaOutsideWindow)
+        && h.events.is_empty()
+        && h.violations.is_empty()
+        && matches!(n.result, OpResult::Err(_))
+        && n.violations.is_empty()
+        && !n.events.iter().any(|e| matches!(e, Event::Write { .. }))
+}
 
 /// A tolerated difference or notable agreement at a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +50,9 @@ pub enum Note {
     StaleDropped,
     /// Stage-1 walk abort reported at another level (QEMU quirk).
     S1WalkLevel,
+    /// A frame beyond the PA space, refused natively by the target and not offered to it
+    /// on hardware.
+    BeyondPaSpace,
 }
 
 /// The first difference the rules do not allow.
@@ -109,6 +128,10 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
             c.divergence = Some(diverge(i, "op", format_op(&n.op), format_op(&h.op)));
             return c;
         }
+        if beyond_pa_space(n, h) {
+            c.notes.push((i, Note::BeyondPaSpace));
+            continue;
+        }
         if let Some(e) = (0..n.events.len().max(h.events.len())).find(|&e| n.events.get(e) != h.events.get(e))
         {
             let show = |s: &harness_core::Step| {
@@ -175,6 +198,7 @@ mod tests {
 
     #[test]
     fn access_rules() {
+        crate::testing::register();
         let fresh = Some(abort(AbortOn::Data, 3));
         // Same value, native stale: confirmed.
         let c = compare(&trace(&[read(1, fresh)]), &trace(&[read(1, None)]));

@@ -187,6 +187,7 @@ mod tests {
 
     #[test]
     fn entries_match_kind_op_and_facets_never_words() {
+        crate::testing::register();
         let k = KnownFindings::parse(
             "# c\naarch64-paging bug@* cause=alloc-failure files=a.s2,b.s2 # why\n\n",
             "k.txt",
@@ -210,6 +211,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_field() {
+        crate::testing::register();
         let e = |t: &str| KnownFindings::parse(t, "k.txt").unwrap_err();
         assert!(e("nope bug@* files=a").starts_with("k.txt:1: target: unknown target `nope`"));
         assert!(e("\naarch64-paging bogus@* files=a").starts_with("k.txt:2: kind: unknown violation kind"));

@@ -2,6 +2,7 @@
 //! rendering, minimization and the `stagehand` CLI. The shared, `no_std` part lives in
 //! `harness-core`.
 
+pub mod check;
 pub mod expect;
 pub mod files;
 pub mod inert;
@@ -23,3 +24,6 @@ pub mod fuzz;
 pub mod hwdiff;
 pub mod qemu;
 pub mod triage;
+
+#[cfg(test)]
+mod testing;

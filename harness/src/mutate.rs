@@ -322,6 +322,7 @@ mod tests {
 
     #[test]
     fn op_steps_keep_inputs_decodable_and_change_them() {
+        crate::testing::register();
         let mut rng = Rng(7);
         let pins = Pins::default();
         let mut input = crate::fuzz::encode(
@@ -347,6 +348,7 @@ mod tests {
 
     #[test]
     fn related_inserts_share_the_vm_and_the_address() {
+        crate::testing::register();
         let mut op = Op::Read { vm: 3, ipa: 0x1000 };
         relate(&mut op, &Op::Map { vm: 1, ipa: 0x20_0000, pa: 0x4400_0000, writable: true });
         assert_eq!(op, Op::Read { vm: 1, ipa: 0x20_0000 });
@@ -359,6 +361,7 @@ mod generation {
 
     #[test]
     fn generated_inputs_decode_to_the_ops_generated() {
+        crate::testing::register();
         let pins = Pins::default();
         let mut rng = Rng::seeded(5);
         let mut total = 0;

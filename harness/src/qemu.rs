@@ -35,22 +35,11 @@ impl Arch {
     /// Both, in report order.
     pub const ALL: [Arch; 2] = [Arch::Armv7, Arch::Aarch64];
 
-    /// The image that runs sequences of `config`, or why none does.
-    pub fn for_config(config: &Config) -> Result<Arch, String> {
-        let t = targets::info(config.target);
-        let arch = match t.geometry.profile {
+    /// The profile of `config`'s target: which kind of image runs its sequences.
+    pub fn of_config(config: &Config) -> Arch {
+        match targets::info(config.target).geometry.profile {
             Profile::Armv7Lpae => Arch::Armv7,
             Profile::Aarch64 => Arch::Aarch64,
-        };
-        if t.name == arch.target() {
-            Ok(arch)
-        } else {
-            Err(format!(
-                "no QEMU image runs target {} yet (the {} image runs {})",
-                t.name,
-                arch.name(),
-                arch.target()
-            ))
         }
     }
 
@@ -62,7 +51,7 @@ impl Arch {
         }
     }
 
-    /// The target its executor is built with.
+    /// The target this repository's image of the profile is built with.
     pub const fn target(self) -> &'static str {
         match self {
             Arch::Armv7 => "kvm-arm-2012",
@@ -150,7 +139,8 @@ fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
     let dir = repo().join(arch.crate_dir());
     let target_dir = dir.join(if board.is_some() { "target-board" } else { "target" });
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--target", arch.triple()])
+    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--features", arch.target()])
+        .args(["--target", arch.triple()])
         .current_dir(&dir)
         .arg("--target-dir")
         .arg(&target_dir);
@@ -183,6 +173,46 @@ fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
         ));
     }
     Ok(Image { arch, elf: target_dir.join(arch.triple()).join("release").join(arch.bin()) })
+}
+
+/// Builds the image crate in `dir` (your own: a binary of one `image_main!` line, whose
+/// `.cargo/config.toml` chooses the target triple and the linker script) with `cargo build
+/// --release`, and returns its one executable.
+pub fn build_crate(dir: &Path) -> Result<Image, String> {
+    let out = Command::new("cargo")
+        .args(["build", "--release", "--message-format=json-render-diagnostics"])
+        .current_dir(dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo to build {}: {e}", dir.display()))?;
+    if !out.status.success() {
+        return Err(format!("{}: building the image crate failed: {}", dir.display(), out.status));
+    }
+    let mut elfs = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let Some(exe) = msg.get("executable").and_then(|e| e.as_str()) {
+            elfs.push(PathBuf::from(exe));
+        }
+    }
+    match elfs.as_slice() {
+        [elf] => Ok(Image { arch: Arch::of_elf(elf)?, elf: elf.clone() }),
+        [] => Err(format!("{}: the crate built no executable", dir.display())),
+        _ => Err(format!(
+            "{}: the crate built {} executables; an image crate has one",
+            dir.display(),
+            elfs.len()
+        )),
+    }
+}
+
+/// An image given on the command line: an ELF file, or an image crate's directory (built).
+pub fn given(path: &Path) -> Result<Image, String> {
+    if path.is_dir() {
+        build_crate(path)
+    } else {
+        Ok(Image { arch: Arch::of_elf(path)?, elf: path.to_path_buf() })
+    }
 }
 
 /// Checks that the QEMU program for `arch` runs.

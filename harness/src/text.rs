@@ -607,6 +607,7 @@ mod tests {
 
     #[test]
     fn numbers() {
+        crate::testing::register();
         assert_eq!(parse_number("0x7f_ffff_f000"), Some(0x7f_ffff_f000));
         assert_eq!(parse_number("42"), Some(42));
         assert_eq!(parse_number("0x"), None);
@@ -620,6 +621,7 @@ mod tests {
 
     #[test]
     fn header_and_ops() {
+        crate::testing::register();
         let seq = parse(
             "# a comment\nstagehand-s2 1\nvmid-bits 2\ndefects tlb-flush-stub,no-bbm\nwalker non-coherent\nbbm strict\nexpect missing-tlbi@1\n\ncreate_vm 0 # trailing\nmap 0 0x1000 0x4400_0000 ro\n",
         )
@@ -640,6 +642,7 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_field() {
+        crate::testing::register();
         let e = |t: &str| parse(t).unwrap_err().to_string();
         assert_eq!(
             e("create_vm 0"),
@@ -669,6 +672,7 @@ mod tests {
 
     #[test]
     fn set_expect_rewrites_one_line_and_keeps_the_rest() {
+        crate::testing::register();
         let src = "# c\nstagehand-s2 1\nexpect bbm   # why\ncreate_vm 0\n";
         let e = Expect::parse(&["bug@0"]).unwrap();
         assert_eq!(set_expect(src, &e), "# c\nstagehand-s2 1\nexpect bug@0 # why\ncreate_vm 0\n");
@@ -680,6 +684,7 @@ mod tests {
 
     #[test]
     fn guest_mode_defaults_per_profile_and_prints_only_when_chosen() {
+        crate::testing::register();
         let paging = "stagehand-s2 1\ntarget aarch64-paging\n";
         assert_eq!(parse(paging).unwrap().config.guest, Guest::MmuOff);
         assert_eq!(parse("stagehand-s2 1\n").unwrap().config.guest, Guest::Identity);

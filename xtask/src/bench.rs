@@ -194,7 +194,7 @@ fn campaign_ops(dir: &Path, bin: &Path, seconds: u64, max_len: usize) -> Result<
     let ops: f64 = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("stagehand-ops: ")?.split_whitespace().next()?.parse().ok())
-        .last()
+        .next_back()
         .ok_or("no stagehand-ops line: the campaign stopped early")?;
     let execs: f64 = stderr
         .lines()

@@ -271,7 +271,7 @@ fn test() -> Result {
     for dir in ["qemu-runner/image", "qemu-runner/image-aarch64"] {
         let image = |args: &[&str]| run(Command::new("cargo").current_dir(dir).args(args));
         image(&["fmt", "--", "--check"])?;
-        image(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+        image(&["clippy", "--release", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
         run(Command::new("bash").arg(format!("{dir}/run.sh")))?;
     }
     cargo(&["test", "-p", "stagehand-cli", "--test", "qemu", "--", "--ignored"])?;

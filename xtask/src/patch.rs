@@ -95,7 +95,7 @@ pub fn write(patches: &[(String, String)]) -> Result {
 pub fn resolved(dir: &str, krate: &str) -> Result<Option<String>> {
     let o = Command::new("cargo")
         .current_dir(dir)
-        .args(["tree", "-i", krate, "-e", "normal", "--depth", "0", "--target", "all"])
+        .args(["tree", "-i", krate, "-e", "normal", "--depth", "0", "--target", "all", "--all-features"])
         .output()?;
     let out = String::from_utf8_lossy(&o.stdout);
     if !o.status.success() {

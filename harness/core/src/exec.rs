@@ -486,7 +486,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
         if !self.config.layout.in_guest_window(Pa(pa), 1) {
-            return self.outside_windows(op, vm, ipa, pa, 1);
+            return self.outside_windows(op, vm, ipa, pa, 1, true);
         }
         let before = self.model.vm(vm).cache;
         let r = self.call(op);
@@ -522,7 +522,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
         if !self.config.layout.in_device_window(Pa(pa), pages.max(1)) {
-            return self.outside_windows(op, vm, first, pa, pages.max(1));
+            return self.outside_windows(op, vm, first, pa, pages.max(1), true);
         }
         let r = self.call(op);
         // Pages are mapped in order until one is already mapped (EFAULT).
@@ -585,7 +585,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
     fn set_spte_hva(&mut self, op: &Op, vm: u8, hva: u64, pa: u64) -> OpResult {
         if !self.config.layout.in_guest_window(Pa(pa), 1) {
             // The pages this would remap are the slots', not known here: no model range.
-            return self.outside_windows(op, vm, 0, pa, 1);
+            return self.outside_windows(op, vm, 0, pa, 1, true);
         }
         let r = self.call(op);
         let aligned = pa.is_multiple_of(PAGE_SIZE);
@@ -620,7 +620,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             crate::arch::Mem::Device => self.config.layout.in_device_window(Pa(pa), pages),
         };
         if !window {
-            return self.outside_windows(op, vm, ipa, pa, pages.max(1));
+            return self.outside_windows(op, vm, ipa, pa, pages.max(1), size.is_multiple_of(PAGE_SIZE));
         }
         let r = self.call(op);
         let allowed = range_arg(ipa, size, limit, pa);
@@ -664,10 +664,19 @@ impl<M: Machine, T: Target> Executor<M, T> {
 
     /// Frames outside the executor's windows. They are refused, except in a simulation when
     /// they reach past the profile's physical address space: there only the target's own
-    /// checks decide, and it must refuse them (a misaligned frame may be refused as such).
+    /// checks decide, and it must refuse them (a misaligned frame, IPA or length, where
+    /// `size_aligned` is false, may be refused as such).
     /// The model does not change; the pages from `ipa` are compared with it afterwards, so a
     /// target that maps such a frame anyway shows as a mismatch too.
-    fn outside_windows(&mut self, op: &Op, vm: u8, ipa: u64, pa: u64, pages: u64) -> OpResult {
+    fn outside_windows(
+        &mut self,
+        op: &Op,
+        vm: u8,
+        ipa: u64,
+        pa: u64,
+        pages: u64,
+        size_aligned: bool,
+    ) -> OpResult {
         let end = pages.checked_mul(PAGE_SIZE).and_then(|b| pa.checked_add(b));
         let beyond = end.is_none_or(|e| e > self.host.geometry().pa_limit());
         if !beyond || !self.host.machine.simulated() {
@@ -675,7 +684,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
         }
         let r = self.call(op);
         let mut allowed = ResultSet::err(Errno::OutOfRange);
-        if !pa.is_multiple_of(PAGE_SIZE) || !ipa.is_multiple_of(PAGE_SIZE) {
+        if !pa.is_multiple_of(PAGE_SIZE) || !ipa.is_multiple_of(PAGE_SIZE) || !size_aligned {
             allowed = allowed.or_err(Errno::Misaligned);
         }
         if ipa >= self.host.geometry().ipa_limit() {

@@ -36,6 +36,7 @@ pub struct Host<M: Machine> {
     geometry: Geometry,
     rules: Rules,
     observe: Observe,
+    prepares_tables: bool,
     non_coherent: bool,
     record: bool,
     /// The page pool and its per-page records.
@@ -96,6 +97,7 @@ impl<M: Machine> Host<M> {
             geometry: info.geometry,
             rules: Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted },
             observe: info.observe,
+            prepares_tables: info.prepares_tables,
             non_coherent: false,
             record,
             pool: Pool::default(),
@@ -144,6 +146,7 @@ impl<M: Machine> Host<M> {
         self.rules =
             Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted };
         self.observe = info.observe;
+        self.prepares_tables = info.prepares_tables;
         self.machine.reset(config, &info.geometry, self.pool.high);
         self.pool.reset();
         self.layout = config.layout;
@@ -484,7 +487,7 @@ impl<M: Machine> Host<M> {
         if let Some(c) = linked {
             self.links_this_op += 1;
             self.touch(c);
-            if self.observe == Observe::MemoryOwning {
+            if self.observe == Observe::MemoryOwning || self.pool.pages[c].valid > 0 {
                 self.adopt(c);
             }
         }
@@ -503,13 +506,25 @@ impl<M: Machine> Host<M> {
         self.flush_found();
     }
 
-    /// A memory-owning target linked table page `c`, which it may have filled while it was
-    /// not yet linked: its valid entries are checked as new ones now that their level is known.
+    /// The target linked table page `c`, which it may have filled while it was not yet
+    /// linked: its valid entries are checked as new ones now that their level is known. A
+    /// memory-owning target's page is read from its shadow, an instrumented one's (which
+    /// has valid entries) from memory.
     fn adopt(&mut self, c: usize) {
         // The valid words only (a new table is usually empty: no 4 KiB copy for it).
-        let Some(shadow) = self.shadow.get(c).and_then(|s| s.as_deref()) else { return };
-        let valid: Vec<(usize, u64)> =
-            shadow.iter().enumerate().filter(|(_, &d)| Desc(d).is_valid()).map(|(w, &d)| (w, d)).collect();
+        let valid: Vec<(usize, u64)> = match self.shadow.get(c).and_then(|s| s.as_deref()) {
+            Some(shadow) => {
+                shadow.iter().enumerate().filter(|(_, &d)| Desc(d).is_valid()).map(|(w, &d)| (w, d)).collect()
+            }
+            None if self.observe == Observe::MemoryOwning => return,
+            None => {
+                let base = self.layout.pool_page(c);
+                (0..512)
+                    .map(|w| (w, self.machine.read_pool(c, w, base.add(w as u64 * 8))))
+                    .filter(|(_, d)| Desc(*d).is_valid())
+                    .collect()
+            }
+        };
         let page = self.pool.pages[c];
         let profile = self.rules.profile;
         let mut leaves = 0u16;
@@ -851,7 +866,7 @@ impl<M: Machine> Services for Host<M> {
         };
         let old = Desc(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa));
         self.machine.write(pa, new.0);
-        self.observed(i, pa, old, new, true);
+        self.observed(i, pa, old, new, !self.prepares_tables);
     }
 
     fn clean_dcache(&mut self, pa: Pa, len: u64) {

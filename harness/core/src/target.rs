@@ -49,6 +49,11 @@ pub struct TargetInfo {
     pub coherent_walker_only: bool,
     /// How its memory is observed.
     pub observe: Observe,
+    /// The target may fill a table page before it links it (as Linux's stage-2 block split
+    /// prepares the new table): its entries are checked when the page is linked. Otherwise
+    /// a descriptor written into a page that is not a linked table is malformed. (A
+    /// memory-owning target's unlinked pages are never compared, so this is moot for it.)
+    pub prepares_tables: bool,
     /// Table pages carry one reference per valid entry plus their own, and tables are
     /// linked empty.
     pub refcounted: bool,

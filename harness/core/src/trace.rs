@@ -34,6 +34,9 @@ pub const V5_TARGETS: [&str; 2] = ["kvm-arm-2012", "aarch64-paging"];
 /// Part of the format: changing it means a new [`VERSION`].
 pub const DICTIONARY: &[u8] = include_bytes!("../dict/trace.dict");
 
+/// The dictionary of version 5 traces (still read).
+const DICTIONARY_V5: &[u8] = include_bytes!("../dict/trace-v5.dict");
+
 /// Deflate level: 6 compresses these bodies as well as 9, at half the time.
 const LEVEL: i32 = 6;
 
@@ -118,8 +121,9 @@ impl Trace {
         if version != VERSION && version != 5 {
             return Err(TraceError::Version(version));
         }
-        let body = inflate_primed(body).ok_or(TraceError::Corrupt)?;
-        let body = body.get(DICTIONARY.len()..).ok_or(TraceError::Corrupt)?;
+        let dictionary = if version == 5 { DICTIONARY_V5 } else { DICTIONARY };
+        let body = inflate_primed(body, dictionary).ok_or(TraceError::Corrupt)?;
+        let body = body.get(dictionary.len()..).ok_or(TraceError::Corrupt)?;
         crate::codec::decode(body, version == VERSION).map_err(|_| TraceError::Corrupt)
     }
 
@@ -139,15 +143,15 @@ fn primed() -> CompressorOxide {
     compressor
 }
 
-/// Inflates a stream written by a [`primed`] compressor: the output buffer starts with
-/// [`DICTIONARY`], where the stream's back-references may reach. Returns the dictionary
-/// followed by the body; `None` when the stream is corrupt, truncated or too large.
-fn inflate_primed(mut input: &[u8]) -> Option<Vec<u8>> {
-    let limit = DICTIONARY.len() + MAX_BODY;
-    let mut out = Vec::from(DICTIONARY);
-    out.resize((DICTIONARY.len() + input.len().saturating_mul(4)).min(limit), 0);
+/// Inflates a stream written by a compressor primed with `dictionary` ([`primed`]): the
+/// output buffer starts with it, where the stream's back-references may reach. Returns the
+/// dictionary followed by the body; `None` when the stream is corrupt, truncated or too large.
+fn inflate_primed(mut input: &[u8], dictionary: &[u8]) -> Option<Vec<u8>> {
+    let limit = dictionary.len() + MAX_BODY;
+    let mut out = Vec::from(dictionary);
+    out.resize((dictionary.len() + input.len().saturating_mul(4)).min(limit), 0);
     let mut state = alloc::boxed::Box::<DecompressorOxide>::default();
-    let mut pos = DICTIONARY.len();
+    let mut pos = dictionary.len();
     loop {
         let (status, read, written) =
             decompress(&mut state, input, &mut out, pos, TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF);

@@ -3,10 +3,10 @@
 //! A program is a few lines:
 //!
 //! ```no_run
-//! use crate::targets::Entry;
+//! use harness::targets::Entry;
 //! # static TARGETS: &[&Entry] = &[];
 //! fn main() -> std::process::ExitCode {
-//!     crate::cli::main(TARGETS) // e.g. &[&my_adapter::TARGET]
+//!     harness::cli::main(TARGETS) // e.g. &[&my_adapter::TARGET]
 //! }
 //! ```
 //!
@@ -259,8 +259,9 @@ enum Command {
     Qemu {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Use this image (an ARMv7 or AArch64 ELF; may be given once per profile) instead
-        /// of building it.
+        /// Use this image instead of building the repository's: an ARMv7 or AArch64 ELF, or
+        /// the directory of an image crate over your target, built with `cargo build
+        /// --release` (once per profile).
         #[arg(long)]
         image: Vec<PathBuf>,
         /// Seconds a boot may go without progress (one record per op) before it is killed.

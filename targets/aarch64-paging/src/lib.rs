@@ -80,6 +80,7 @@ pub static INFO: TargetInfo = TargetInfo {
     ],
     coherent_walker_only: true,
     observe: Observe::MemoryOwning,
+    prepares_tables: true,
     refcounted: false,
     frees_empty_tables: false,
     blocks: true,

@@ -59,6 +59,7 @@ pub static INFO: TargetInfo = TargetInfo {
     workarounds: &[],
     coherent_walker_only: false,
     observe: Observe::Instrumented,
+    prepares_tables: false,
     refcounted: true,
     frees_empty_tables: true,
     blocks: false,

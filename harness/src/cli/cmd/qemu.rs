@@ -15,17 +15,33 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The images for `arches`: those given as ELF files, the others built.
-fn images(given: &[PathBuf], arches: &[Arch]) -> Result<Vec<Image>, Failure> {
+/// The images for `seqs`, whose profiles are `arches`: those given (ELF files or image
+/// crates, built), then this repository's own image of a profile whose sequences are all of
+/// the target it runs. Which target an image runs shows in its traces, checked per file.
+fn images(given: &[PathBuf], seqs: &[Sequence], arches: &[Arch]) -> Result<Vec<Image>, Failure> {
     let mut out = Vec::new();
-    for elf in given {
-        out.push(Image { arch: Arch::of_elf(elf).map_err(Failure::Input)?, elf: elf.clone() });
+    for path in given {
+        out.push(qemu::given(path).map_err(|e| Failure::Input(format!("--image {}: {e}", path.display())))?);
     }
     for &a in &Arch::ALL {
-        if arches.contains(&a) {
-            qemu::ensure_qemu(a).map_err(Failure::Input)?;
-            if !out.iter().any(|i| i.arch == a) {
-                out.push(qemu::build_arch(a).map_err(Failure::Input)?);
+        let mut names = seqs
+            .iter()
+            .zip(arches)
+            .filter(|(_, &b)| b == a)
+            .map(|(s, _)| crate::targets::info(s.config.target).name);
+        let Some(first) = names.next() else { continue };
+        qemu::ensure_qemu(a).map_err(Failure::Input)?;
+        if out.iter().any(|i| i.arch == a) {
+            continue;
+        }
+        match std::iter::once(first).chain(names).find(|&n| n != a.target()) {
+            None => out.push(qemu::build_arch(a).map_err(Failure::Input)?),
+            Some(name) => {
+                return Err(Failure::Input(format!(
+                    "no {} image runs target {name}: build one over it (a binary of one \
+                     `image_main!({name} adapter)` line) and pass `--image CRATE_DIR_OR_ELF`",
+                    a.name()
+                )))
             }
         }
     }
@@ -86,10 +102,10 @@ pub fn qemu(g: &Global, paths: &[PathBuf], given: &[PathBuf], timeout: f64) -> R
     let (mut seqs, mut arch) = (Vec::new(), Vec::new());
     for f in &files {
         let s = load_sequence(g, f)?;
-        arch.push(Arch::for_config(&s.config).map_err(|e| Failure::Input(format!("{}: {e}", f.display())))?);
+        arch.push(Arch::of_config(&s.config));
         seqs.push(s);
     }
-    let images = images(given, &arch)?;
+    let images = images(given, &seqs, &arch)?;
     let start = Instant::now();
     let (outcomes, totals) = run_all(&seqs, &arch, &images, Duration::from_secs_f64(timeout))?;
     let wall = start.elapsed().as_secs_f64();
@@ -144,11 +160,8 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
         let ops = gen.sequence(&config);
         seqs.push(Sequence { config, expect: Expect::CLEAN, inert: Vec::new(), ops });
     }
-    let arch = seqs
-        .iter()
-        .map(|s| Arch::for_config(&s.config).map_err(Failure::Input))
-        .collect::<Result<Vec<_>, _>>()?;
-    let images = images(given, &arch)?;
+    let arch: Vec<Arch> = seqs.iter().map(|s| Arch::of_config(&s.config)).collect();
+    let images = images(given, &seqs, &arch)?;
     let start = Instant::now();
     let (outcomes, totals) = run_all(&seqs, &arch, &images, Duration::from_secs_f64(timeout))?;
     let wall = start.elapsed().as_secs_f64();
@@ -215,6 +228,14 @@ pub fn qemu_random(g: &Global, r: &RandomRun, given: &[PathBuf], timeout: f64) -
 
 /// The native trace against QEMU's, under the rules of [`crate::hwdiff`].
 fn verdict(seq: &Sequence, native: &Trace, hw: &Trace, image: &Image) -> QemuVerdict {
+    if hw.target != native.target {
+        return QemuVerdict::Failed(format!(
+            "the image {} runs target {}, not {}",
+            image.elf.display(),
+            hw.target,
+            native.target
+        ));
+    }
     let c = compare(native, hw);
     match &c.divergence {
         Some(d) => {
