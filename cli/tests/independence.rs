@@ -116,3 +116,70 @@ fn only_the_adapters_call_their_crates_and_the_core_imports_no_adapter() {
             && callers.iter().any(|c| c.starts_with("aarch64_paging: "))
     );
 }
+
+/// The packages `manifest`'s package `root` depends on, directly or not, through normal and
+/// build dependencies (as `cargo metadata` resolves them, with the manifest's features).
+fn closure(manifest: &Path, root: &str) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(manifest)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata {}: {}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let name_of = |id: &str| {
+        meta["packages"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let nodes = meta["resolve"]["nodes"].as_array().unwrap();
+    let start =
+        nodes.iter().find(|n| name_of(n["id"].as_str().unwrap()) == root).expect("root package resolved");
+    let mut seen = vec![start["id"].as_str().unwrap().to_string()];
+    let mut todo = seen.clone();
+    while let Some(id) = todo.pop() {
+        let node = nodes.iter().find(|n| n["id"] == id.as_str()).unwrap();
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null() || k["kind"] == "build");
+            let pkg = dep["pkg"].as_str().unwrap().to_string();
+            if normal && !seen.contains(&pkg) {
+                seen.push(pkg.clone());
+                todo.push(pkg);
+            }
+        }
+    }
+    let mut names: Vec<String> = seen.iter().map(|id| name_of(id)).collect();
+    names.sort();
+    names
+}
+
+/// What a user's adapter, program and image depend on (the out-of-tree example's crates,
+/// resolved as a user's build resolves them) contains no target of this repository and no
+/// code under test: the harness, its core and the image libraries know no target.
+#[test]
+fn a_users_crates_depend_on_no_target() {
+    let forbidden =
+        ["mmu", "aarch64-paging", "target-kvm-arm-2012", "target-aarch64-paging", "stagehand-cli"];
+    let example = repo().join("examples/out-of-tree");
+    for (manifest, root, must) in [
+        (example.join("Cargo.toml"), "tiny-s2-stagehand", "harness"),
+        (example.join("image/Cargo.toml"), "tiny-s2-image", "stagehand-image-aarch64"),
+        (repo().join("qemu-runner/image/Cargo.toml"), "stagehand-image", "harness-core"),
+    ] {
+        let deps = closure(&manifest, root);
+        assert!(deps.iter().any(|d| d == must), "{root} resolves {must}: {deps:?}");
+        for f in forbidden {
+            assert!(!deps.iter().any(|d| d == f), "{root} ({}) depends on {f}: {deps:?}", manifest.display());
+        }
+    }
+}

@@ -22,7 +22,7 @@ use harness_core::violation::{BbmStep, Detail, Kind, Violation};
 /// | kind | key | values |
 /// |---|---|---|
 /// | `bug` | `cause` | `alloc-failure` (a page allocation failed during the op), `panic` |
-/// | `bbm` | `step` | the break-before-make step that was missing: `no-break`, `make-before-tlbi`, `tlbi-before-break`, `no-dsb-after-tlbi`, `scope-misses-combined`, `unordered` |
+/// | `bbm` | `step` | the break-before-make step that was missing: `no-break`, `make-before-tlbi`, `tlbi-before-break`, `no-dsb-after-tlbi`, `scope-misses-combined`, `scope-misses-stage2`, `unordered` |
 pub fn facets(d: &Detail) -> Vec<(&'static str, &'static str)> {
     match d {
         Detail::Bug { .. } => vec![("cause", "panic")],
@@ -35,6 +35,7 @@ pub fn facets(d: &Detail) -> Vec<(&'static str, &'static str)> {
                 BbmStep::TlbiBeforeBreak => "tlbi-before-break",
                 BbmStep::NoDsbAfterTlbi => "no-dsb-after-tlbi",
                 BbmStep::ScopeMissesCombined => "scope-misses-combined",
+                BbmStep::ScopeMissesStage2 => "scope-misses-stage2",
                 BbmStep::Unordered => "unordered",
             },
         )],
@@ -52,6 +53,7 @@ fn facet_values(kind: Kind, key: &str) -> Option<&'static [&'static str]> {
             "tlbi-before-break",
             "no-dsb-after-tlbi",
             "scope-misses-combined",
+            "scope-misses-stage2",
             "unordered",
         ]),
         _ => None,

@@ -208,10 +208,12 @@ pub fn build_crate(dir: &Path) -> Result<Image, String> {
 
 /// An image given on the command line: an ELF file, or an image crate's directory (built).
 pub fn given(path: &Path) -> Result<Image, String> {
+    // QEMU runs in a scratch directory (semihosting paths are relative to it).
+    let path = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if path.is_dir() {
-        build_crate(path)
+        build_crate(&path)
     } else {
-        Ok(Image { arch: Arch::of_elf(path)?, elf: path.to_path_buf() })
+        Ok(Image { arch: Arch::of_elf(&path)?, elf: path })
     }
 }
 

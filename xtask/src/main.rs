@@ -3,6 +3,7 @@
 
 mod bench;
 mod coverage;
+mod example;
 mod fuzz;
 mod mutants;
 mod patch;
@@ -47,12 +48,15 @@ usage: cargo xtask <command> [options]
           sequence telling it apart; writes bench/mutants.md
           [--target kvm-arm-2012] [--crate] (the registry crate, through a scratch [patch])
           [--search] [--naive 2000] [--jobs 2] [--re REGEX]... [--smoke]
+  example the out-of-tree example (examples/out-of-tree) as its user runs it: tests and
+          snapshots, its corpus with and without its deliberate bug, QEMU, and two campaigns
+          that must find the bug with it and nothing without it [--seconds 30]
   patch   test a patched or local copy of a dependency in every build (one place:
           .cargo/config.toml): [CRATE=PATH ...] [--clear] [--check]
   test    every test: fmt, clippy, unit, integration and snapshot tests, the armv7 build,
           the corpus on QEMU in Hyp mode (and the board path, disassembly checks), a fuzzing
           smoke (clean code finds nothing, clear-nonpresent is found and triaged), the
-          ClusterFuzzLite build, an AFL++ smoke
+          ClusterFuzzLite build, an AFL++ smoke, the out-of-tree example (as `example`)
 ";
 
 /// `--name value` options and `--flag` switches.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or(&[]);
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::base(),
+        Some("example") => Flags::parse(rest, &[]).and_then(|f| example::run(f.get("seconds", 30)?)),
         Some("demo") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| demo(&f)),
         Some("fuzz") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| fuzz_cmd(&f).map(|_| ())),
         Some("afl") => Flags::parse(rest, &["strict-bbm"]).and_then(|f| afl(&f)),
@@ -275,6 +280,8 @@ fn test() -> Result {
         run(Command::new("bash").arg(format!("{dir}/run.sh")))?;
     }
     cargo(&["test", "-p", "stagehand-cli", "--test", "qemu", "--", "--ignored"])?;
+    // A user's repository: the out-of-tree example, built and run as its user would.
+    example::run(30)?;
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
     fuzz::afl_smoke(15)

@@ -146,6 +146,8 @@ pub enum BbmStep {
     /// A memory-owning target changed valid to valid between two maintenance operations:
     /// whether it wrote an invalid entry in between cannot be seen.
     Unordered,
+    /// The TLBIs since the break left stage-2-only entries (VMALLE1IS without IPAS2E1IS).
+    ScopeMissesStage2,
 }
 
 /// What part of a target's state disagrees with the model.
@@ -448,6 +450,7 @@ impl Detail {
                     BbmStep::TlbiBeforeBreak => "TLBI before break: the only TLBI came before the invalid write",
                     BbmStep::NoDsbAfterTlbi => "no DSB after TLBI: the new entry was written before the invalidation completed",
                     BbmStep::ScopeMissesCombined => "TLBI scope does not cover combined entries: IPAS2E1IS without VMALLE1IS",
+                    BbmStep::ScopeMissesStage2 => "TLBI scope does not cover stage-2-only entries: VMALLE1IS without IPAS2E1IS",
                     BbmStep::Unordered => "valid to valid between two maintenance operations (writes of a memory-owning target are not ordered within that window)",
                 };
                 write!(f, "entry {at} for ipa {ipa} changed {} -> {}: {step}", d(old), d(new))

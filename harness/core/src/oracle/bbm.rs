@@ -160,8 +160,10 @@ impl Bbm {
                     }
                 } else if l.step != Step::Ready {
                     BbmStep::NoDsbAfterTlbi
-                } else if !(l.stage2 && l.combined) {
+                } else if !l.combined {
                     BbmStep::ScopeMissesCombined
+                } else if !l.stage2 {
+                    BbmStep::ScopeMissesStage2
                 } else {
                     return None;
                 };
@@ -317,6 +319,14 @@ mod tests {
         b.tlbi(Tlbi::Ipas2 { vmid: V, ipa: IPA }, &vmids());
         b.dsb();
         assert_eq!(write(&mut b, Desc(0), P2), Some(BbmStep::ScopeMissesCombined));
+
+        // The other half: VMALLE1IS alone leaves the stage-2-only entries.
+        let mut b = automaton(obs);
+        write(&mut b, P1, Desc(0));
+        b.dsb();
+        b.tlbi(Tlbi::Vmalle1(V), &vmids());
+        b.dsb();
+        assert_eq!(write(&mut b, Desc(0), P2), Some(BbmStep::ScopeMissesStage2));
 
         let mut b = automaton(obs);
         write(&mut b, P1, Desc(0));
