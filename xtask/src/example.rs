@@ -88,7 +88,7 @@ pub fn run(seconds: u64) -> Result {
     setup::cargo_tool("cargo-fuzz", "fuzz")?;
     ok(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
     ok(&mut cargo(&["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-    ok(&mut cargo(&["test"]).env("CI", "true"))?;
+    ok(cargo(&["test"]).env("CI", "true"))?;
 
     let clean = json(&[], &["run", "stagehand/corpus"])?;
     if clean["ok"] != true {
