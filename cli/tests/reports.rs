@@ -118,7 +118,7 @@ fn triage_text_and_json() {
 fn qemu_text_and_json() {
     stagehand_cli::register();
     let verdicts = vec![
-        QemuVerdict::Agree { steps: 5, confirmed: vec![], dropped: 0, s1_level: 0 },
+        QemuVerdict::Agree { steps: 5, confirmed: vec![], dropped: 0, s1_level: 0, native_only_from: None },
         QemuVerdict::Agree {
             steps: 6,
             confirmed: vec![(
@@ -129,6 +129,14 @@ fn qemu_text_and_json() {
             )],
             dropped: 1,
             s1_level: 1,
+            native_only_from: None,
+        },
+        QemuVerdict::Agree {
+            steps: 2,
+            confirmed: vec![],
+            dropped: 0,
+            s1_level: 0,
+            native_only_from: Some((1, "map_range 0 0x20_0000 0x1_0000_0000_0000 0x1000 rw".into())),
         },
         QemuVerdict::Differs {
             step: 3,

@@ -18,6 +18,10 @@
 //!    must refuse it (it did, with an error, writing nothing); on hardware the executor never
 //!    hands such a frame to the target (`pa-outside-window`).
 //!
+//! 5. A frame beyond the PA space that the target accepted natively (a finding: it should
+//!    have refused it) is never handed to it on hardware, so the run is compared up to that
+//!    step only; the rest is native-only.
+//!
 //! `access-mismatch` violations are derived from access outcomes, so they are left out of
 //! the exact comparison; anything else that differs is a divergence.
 
@@ -53,6 +57,9 @@ pub enum Note {
     /// A frame beyond the PA space, refused natively by the target and not offered to it
     /// on hardware.
     BeyondPaSpace,
+    /// From this step on the run is native-only: the target accepted a frame beyond the PA
+    /// space, which hardware runs never hand it.
+    NativeOnlyFrom,
 }
 
 /// The first difference the rules do not allow.
@@ -131,6 +138,10 @@ pub fn compare(native: &Trace, hw: &Trace) -> Comparison {
         if beyond_pa_space(n, h) {
             c.notes.push((i, Note::BeyondPaSpace));
             continue;
+        }
+        if h.result == OpResult::Rejected(Reject::PaOutsideWindow) && n.result != h.result {
+            c.notes.push((i, Note::NativeOnlyFrom));
+            return c;
         }
         if let Some(e) = (0..n.events.len().max(h.events.len())).find(|&e| n.events.get(e) != h.events.get(e))
         {

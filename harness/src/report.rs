@@ -287,6 +287,9 @@ pub enum QemuVerdict {
         dropped: usize,
         /// Stage-1 walk aborts at QEMU's level.
         s1_level: usize,
+        /// The step (and op) from which the run is native-only: a frame beyond the PA space
+        /// that the target accepted natively, never handed to it on hardware.
+        native_only_from: Option<(usize, String)>,
     },
 }
 
@@ -328,8 +331,15 @@ pub fn qemu_file(path: &Path, v: &QemuVerdict) -> String {
                 let _ = writeln!(out, "         faulting guest instruction: {insn}");
             }
         }
-        QemuVerdict::Agree { steps, confirmed, dropped, s1_level } => {
-            let _ = writeln!(out, "agree  {} ({steps} steps)", path.display());
+        QemuVerdict::Agree { steps, confirmed, dropped, s1_level, native_only_from } => {
+            match native_only_from {
+                None => {
+                    let _ = writeln!(out, "agree  {} ({steps} steps)", path.display());
+                }
+                Some((i, op)) => {
+                    let _ = writeln!(out, "agree  {} (steps #0 to #{}; from #{i} `{op}` on, native-only: the target accepted a frame beyond the PA space, which hardware runs never hand it)", path.display(), i.saturating_sub(1));
+                }
+            }
             for (i, op, h, n) in confirmed {
                 let _ = writeln!(
                     out,

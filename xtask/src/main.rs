@@ -40,6 +40,7 @@ usage: cargo xtask <command> [options]
           the ablation (bytes, ops, no-features, no-<family>); writes bench/ttb.{md,json,svg}
           [--trials 10] [--cap 60] [--parallel 2] [--bugs a,b] [--from both|empty|seeds]
           [--modes libfuzzer,naive] [--out bench/ttb]
+          [--keep old.json --rerun a,b] (run only those bugs, keep the others' trials)
   coverage  lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus
           and a campaign reach: target/coverage/html/index.html, target/coverage/summary.txt
           [--seconds 60]
@@ -158,6 +159,8 @@ fn main() -> ExitCode {
                 modes: modes.split(',').map(ttb::Mode::parse).collect::<Result<_>>()?,
                 out: f.get("out", "bench/ttb".to_string())?,
                 max_len: f.get("max-len", fuzz::DEFAULT_MAX_LEN)?,
+                rerun: f.values.get("rerun").cloned(),
+                keep: f.values.get("keep").cloned(),
             })
         }),
         Some("test") => test(),

@@ -244,6 +244,33 @@ pub struct Options {
     pub out: String,
     /// libFuzzer's `-max_len`.
     pub max_len: usize,
+    /// With [`Options::keep`]: only these bugs run; the others' trials come from that file.
+    pub rerun: Option<String>,
+    /// An earlier `ttb.json` of the same settings whose trials are kept for the bugs not rerun.
+    pub keep: Option<String>,
+}
+
+/// The trials of `path` (a `ttb.json`) for bugs not in `rerun`.
+fn kept(path: &str, rerun: &[&str]) -> Result<Vec<Trial>> {
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let rows = doc["trials"].as_array().ok_or_else(|| format!("{path}: no trials"))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let bug = r["bug"].as_str().ok_or_else(|| format!("{path}: a trial without its bug"))?;
+        if rerun.contains(&bug) {
+            continue;
+        }
+        out.push(Trial {
+            bug: bug.to_string(),
+            mode: r["mode"].as_str().unwrap_or_default().to_string(),
+            seeds: r["from"] == "seeds",
+            trial: r["trial"].as_u64().unwrap_or(0) as usize,
+            found: r["found"] == true,
+            seconds: r["seconds"].as_f64().unwrap_or(0.0),
+            execs: r["execs"].as_u64().unwrap_or(0),
+        });
+    }
+    Ok(out)
 }
 
 /// Runs the benchmark.
@@ -252,8 +279,16 @@ pub fn ttb(o: &Options) -> Result {
     let bin = fuzz::build_target("ops", Build::Plain)?;
     let stagehand = fuzz::stagehand()?;
     let targets = targets(&stagehand, o.bugs.as_deref())?;
+    let rerun: Vec<&str> = o.rerun.as_deref().map(|r| r.split(',').collect()).unwrap_or_default();
+    let earlier = match &o.keep {
+        Some(path) => kept(path, &rerun)?,
+        None => Vec::new(),
+    };
     let mut jobs = Vec::new();
     for (i, t) in targets.iter().enumerate() {
+        if o.keep.is_some() && !rerun.contains(&t.name.as_str()) {
+            continue;
+        }
         let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.name.replace('/', "_")));
         fuzz::seeds(&stagehand, &seeds, &t.exclude, None)?;
         for trial in 0..o.trials {
@@ -319,6 +354,7 @@ pub fn ttb(o: &Options) -> Result {
         .map_err(|_| "workers still running")?
         .into_inner()
         .map_err(|_| "poisoned")?;
+    results.extend(earlier);
     results.sort_by(|a, b| (&a.bug, &a.mode, a.seeds, a.trial).cmp(&(&b.bug, &b.mode, b.seeds, b.trial)));
     std::fs::create_dir_all("bench")?;
     write_json(&o.out, &targets, &results, o)?;
@@ -388,6 +424,13 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
         o.parallel,
         o.max_len
     );
+    if let (Some(keep), Some(rerun)) = (&o.keep, &o.rerun) {
+        md += &format!(
+            "The trials of {} were run again (`--rerun`) after a harness fix; the others are those of the earlier \
+             run of the same settings (`--keep {keep}`).\n\n",
+            rerun.split(',').map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
     let has = |m: &str| modes.contains(&m);
     if has("libfuzzer") && has("naive") {
         md += "## libFuzzer against naive\n\n";

@@ -268,6 +268,11 @@ fn verdict(seq: &Sequence, native: &Trace, hw: &Trace, image: &Image) -> QemuVer
                 .collect(),
             dropped: c.notes.iter().filter(|(_, n)| *n == Note::StaleDropped).count(),
             s1_level: c.notes.iter().filter(|(_, n)| *n == Note::S1WalkLevel).count(),
+            native_only_from: c
+                .notes
+                .iter()
+                .find(|(_, n)| *n == Note::NativeOnlyFrom)
+                .map(|&(i, _)| (i, format_op(&seq.ops[i]))),
         },
     }
 }
