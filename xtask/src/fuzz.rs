@@ -2,6 +2,7 @@
 //! display, triaging what it finds, and the summary.
 
 use crate::{run, setup, Result};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -673,7 +674,12 @@ pub fn smoke(seconds: u64) -> Result {
         )
         .into());
     }
-    println!("fuzz smoke: aarch64-paging findings after {:.2} s: {}", st.artifacts[0].1, kinds.join(", "));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in &kinds {
+        *counts.entry(*k).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+    println!("fuzz smoke: aarch64-paging findings after {:.2} s: {}", st.artifacts[0].1, counts.join(", "));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
