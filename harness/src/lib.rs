@@ -1,29 +1,32 @@
-//! Stagehand's host harness: the simulated machine, the `.s2` text format, native runs,
-//! rendering, minimization and the `stagehand` CLI. The shared, `no_std` part lives in
-//! `harness-core`.
+//! Stagehand's host library: everything a program over stage-2 targets needs on the host.
+//! It knows no target: a program registers its own ([`targets::register`], or
+//! [`cli::main`] with them). The shared `no_std` part (ops, the target seam, the executor,
+//! every oracle, traces) is `harness-core`, re-exported as [`core`].
+//!
+//! | module | what |
+//! |---|---|
+//! | [`native`] | the simulated machine, the target registry, native runs, corpus checks |
+//! | [`format`] | the `.s2` format, expectations, inert ops, known findings, input files |
+//! | [`fuzz`] | fuzz-target entry points and macros, the op-level mutator, minimization, triage |
+//! | [`hw`] | QEMU images, hardware-against-native comparison, disassembly |
+//! | [`report`] | the CLI's human and JSON reports, and rendering |
+//! | [`cli`] | the `stagehand` command line, as a library function |
+//!
+//! The submodules are also reachable from the root (`harness::text`, `harness::run`, …).
 
-pub mod check;
-pub mod expect;
-pub mod files;
-pub mod inert;
-pub mod known;
-pub mod minimize;
-pub mod mutate;
-pub mod render;
-pub mod report;
-pub mod run;
-pub mod sim;
-pub mod targets;
-pub mod text;
-
-pub use harness_core as core;
-pub mod bare;
 pub mod cli;
-pub mod disasm;
+pub mod format;
 pub mod fuzz;
-pub mod hwdiff;
-pub mod qemu;
-pub mod triage;
+pub mod hw;
+pub mod native;
+pub mod report;
+
+pub use format::{expect, files, inert, known, text};
+pub use fuzz::{minimize, mutate, triage};
+pub use harness_core as core;
+pub use hw::{disasm, hwdiff, qemu};
+pub use native::{bare, check, run, sim, targets};
+pub use report::render;
 
 #[cfg(test)]
 mod testing;

@@ -1,4 +1,6 @@
-//! What the fuzz targets call: one function per target, shared by libFuzzer and AFL++.
+//! Fuzzing: what the fuzz targets call (one function per target, shared by libFuzzer and
+//! AFL++, and the macros that write them), the op-level mutator ([`mutate`]), minimization
+//! ([`minimize`]) and triage of artifacts into regression files ([`triage`]).
 //!
 //! Each input's first byte chooses the configuration (target, walker, BBM mode, VMID
 //! width: see [`harness_core::bytes`]), so one campaign explores all of them. The
@@ -16,6 +18,10 @@
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none, or the list the fuzz target carries ([`set_builtin_known`]: ClusterFuzzLite builds, which cannot set the environment) |
 //! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
 //! | `STAGEHAND_FEATURES` | state feedback families ([`harness_core::feedback`]): `all`, `none`, names, or `all,-name` | `all` |
+
+pub mod minimize;
+pub mod mutate;
+pub mod triage;
 
 use crate::known::KnownFindings;
 use crate::run::{executor, run_ops, NativeExecutor};

@@ -1,9 +1,11 @@
-//! Every human and JSON report the CLI prints: failures of `run`, the run summary,
+//! Every human and JSON report the CLI prints (and [`render`]: traces, tables and
+//! violations as text): failures of `run`, the run summary,
 //! divergences of `replay`/`diff`, triage, the QEMU comparison and the target list. Each is
 //! a function from results to text (or JSON), so tests pin their exact form.
 
+pub mod render;
+
 use crate::expect::{At, Expect, Site};
-use crate::render;
 use crate::run::{kinds, Native};
 use crate::targets;
 use crate::text::{format_op, Sequence};

@@ -1,0 +1,9 @@
+//! Running sequences on the host: the simulated machine ([`sim`]), the registry of the
+//! program's targets ([`targets`]), native executors over them ([`run`]), a corpus file
+//! checked end to end ([`check`]), and the bare baseline without oracles ([`bare`]).
+
+pub mod bare;
+pub mod check;
+pub mod run;
+pub mod sim;
+pub mod targets;
