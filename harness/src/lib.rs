@@ -6,13 +6,15 @@
 //! | module | what |
 //! |---|---|
 //! | [`native`] | the simulated machine, the target registry, native runs, corpus checks |
-//! | [`format`] | the `.s2` format, expectations, inert ops, known findings, input files |
+//! | [`format`](mod@format) | the `.s2` format, expectations, inert ops, known findings, input files |
 //! | [`fuzz`] | fuzz-target entry points and macros, the op-level mutator, minimization, triage |
 //! | [`hw`] | QEMU images, hardware-against-native comparison, disassembly |
 //! | [`report`] | the CLI's human and JSON reports, and rendering |
 //! | [`cli`] | the `stagehand` command line, as a library function |
 //!
 //! The submodules are also reachable from the root (`harness::text`, `harness::run`, …).
+
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod format;

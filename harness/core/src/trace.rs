@@ -98,7 +98,7 @@ impl Trace {
     }
 
     /// The binary form: magic, version (u32 LE), then the compact body as raw deflate,
-    /// primed with [`DICTIONARY`] (see [`primed`]).
+    /// primed with [`DICTIONARY`] (see `primed`).
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = crate::codec::encode(self);
         let mut out = Vec::with_capacity(16 + body.len() / 4);

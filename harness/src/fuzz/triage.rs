@@ -13,7 +13,10 @@ use harness_core::violation::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// What became of one artifact.
+/// What became of one artifact: the violation's `kind`, its `site` (kind@op), the
+/// regression `file`, and the artifact's length in ops before (`from_ops`) and after
+/// minimization (`ops`).
+#[allow(missing_docs)] // the fields are named in the enum's documentation
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// A new regression file.

@@ -6,15 +6,15 @@
 //! | bits | table descriptor | block / page descriptor (stage 2) |
 //! |---|---|---|
 //! | 1:0 | `0b11` (levels below 3) | `0b01` block (levels 1, 2), `0b11` page (level 3) |
-//! | 5:2 | ignored | MemAttr[3:0] |
+//! | 5:2 | ignored | MemAttr\[3:0\] |
 //! | 7:6 | ignored | S2AP (HAP on ARMv7): bit 6 read, bit 7 write |
-//! | 9:8 | ignored | SH[1:0] |
+//! | 9:8 | ignored | SH\[1:0\] |
 //! | 10 | ignored | AF |
 //! | 11 | ignored | RES0 (nG is stage 1 only) |
 //! | OA | next table, 4 KiB aligned | output address, aligned to the block or page |
 //! | 51 | RES0 (ARMv7), ignored (AArch64) | RES0 (ARMv7), DBM (AArch64; no hypervisor here sets it) |
 //! | 52 | ignored | Contiguous hint |
-//! | 53 | ignored | RES0 (PXN is stage 1 only; XN[0] needs FEAT_XNX) |
+//! | 53 | ignored | RES0 (PXN is stage 1 only; XN\[0\] needs FEAT_XNX) |
 //! | 54 | ignored | XN |
 //! | 58:55 | ignored | reserved for software |
 //! | 63:59 | RES0 at stage 2 (NSTable, APTable, XNTable, PXNTable are stage 1 only) | ignored now, PBHA in later versions: a hypervisor leaves them zero |
@@ -70,11 +70,11 @@ pub enum Entry {
 pub struct Leaf {
     /// The output address of the block or page.
     pub oa: Pa,
-    /// MemAttr[3:0].
+    /// MemAttr\[3:0\].
     pub memattr: u8,
     /// S2AP / HAP: bit 0 read, bit 1 write.
     pub s2ap: u8,
-    /// SH[1:0].
+    /// SH\[1:0\].
     pub sh: u8,
     /// Access flag.
     pub af: bool,

@@ -180,7 +180,7 @@ impl Geometry {
     }
 
     /// VTCR for this geometry with write-back, inner-shareable table walks. ARMv7 (B4.1.159):
-    /// T0SZ[3:0] signed, S at bit 4, SL0 at 7:6, IRGN0 9:8, ORGN0 11:10, SH0 13:12, bit 31
+    /// T0SZ\[3:0\] signed, S at bit 4, SL0 at 7:6, IRGN0 9:8, ORGN0 11:10, SH0 13:12, bit 31
     /// RES1. AArch64 (VTCR_EL2): T0SZ 5:0, SL0 7:6, IRGN0, ORGN0, SH0 as on ARMv7, TG0 = 0
     /// (4 KiB), PS 18:16 = 0b010 (40-bit PA) , VS (bit 19) for 16-bit VMIDs, bit 31 RES1.
     pub const fn vtcr(&self, vmid16: bool) -> u64 {

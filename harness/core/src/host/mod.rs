@@ -1,4 +1,4 @@
-//! The shared platform layer: [`Services`] over a [`Machine`]. It owns the page pool, the
+//! The shared platform layer: [`Services`](crate::target::Services) over a [`Machine`]. It owns the page pool, the
 //! event log and the incremental state of the structure, TLB-protocol, break-before-make,
 //! VMID and cache-protocol oracles, so the simulator and the ARM images check and record
 //! exactly the same things. Instrumented targets report every write here; for
