@@ -172,9 +172,9 @@ fn a_users_crates_depend_on_no_target() {
         ["mmu", "aarch64-paging", "target-kvm-arm-2012", "target-aarch64-paging", "stagehand-cli"];
     let example = repo().join("examples/out-of-tree");
     for (manifest, root, must) in [
-        (example.join("Cargo.toml"), "tiny-s2-stagehand", "harness"),
+        (example.join("Cargo.toml"), "tiny-s2-stagehand", "stagehand-harness"),
         (example.join("image/Cargo.toml"), "tiny-s2-image", "stagehand-image-aarch64"),
-        (repo().join("qemu-runner/image/Cargo.toml"), "stagehand-image", "harness-core"),
+        (repo().join("qemu-runner/image/Cargo.toml"), "stagehand-image", "stagehand-core"),
     ] {
         let deps = closure(&manifest, root);
         assert!(deps.iter().any(|d| d == must), "{root} resolves {must}: {deps:?}");

@@ -23,8 +23,8 @@ pub const BUILD_DIRS: &[(&str, &str)] = &[
     (".", "the workspace: harness, stagehand, coverage"),
     ("fuzz", "the libFuzzer targets"),
     ("fuzz/afl", "the AFL++ targets"),
-    ("qemu-runner/image", "the armv7 Hyp-mode image"),
-    ("qemu-runner/image-aarch64", "the AArch64 EL2 image"),
+    ("qemu-runner/kvm-arm-2012-image", "the armv7 Hyp-mode image"),
+    ("qemu-runner/aarch64-paging-image", "the AArch64 EL2 image"),
 ];
 
 /// The patches the configuration holds: (crate, path).

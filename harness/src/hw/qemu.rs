@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The ARMv7 image crate, relative to the repository.
-pub const IMAGE_CRATE: &str = "qemu-runner/image";
+/// This repository's ARMv7 image crate (over `kvm-arm-2012`), relative to the repository.
+pub const IMAGE_CRATE: &str = "qemu-runner/kvm-arm-2012-image";
 
 /// The repository root (where this crate was built from).
 pub fn repo() -> PathBuf {
@@ -62,14 +62,14 @@ impl Arch {
     const fn crate_dir(self) -> &'static str {
         match self {
             Arch::Armv7 => IMAGE_CRATE,
-            Arch::Aarch64 => "qemu-runner/image-aarch64",
+            Arch::Aarch64 => "qemu-runner/aarch64-paging-image",
         }
     }
 
     const fn bin(self) -> &'static str {
         match self {
-            Arch::Armv7 => "stagehand-image",
-            Arch::Aarch64 => "stagehand-image-aarch64",
+            Arch::Armv7 => "kvm-arm-2012-image",
+            Arch::Aarch64 => "aarch64-paging-image",
         }
     }
 
@@ -139,8 +139,7 @@ fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
     let dir = repo().join(arch.crate_dir());
     let target_dir = dir.join(if board.is_some() { "target-board" } else { "target" });
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--features", arch.target()])
-        .args(["--target", arch.triple()])
+    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--target", arch.triple()])
         .current_dir(&dir)
         .arg("--target-dir")
         .arg(&target_dir);

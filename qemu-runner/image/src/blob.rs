@@ -4,6 +4,10 @@
 
 use crate::layout::{INPUT_BLOB, INPUT_BLOB_END};
 
+/// A batch built into the image by `STAGEHAND_EMBED` (board images); empty for QEMU, which
+/// loads one at [`INPUT_BLOB`] instead.
+pub static EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/embedded.bin"));
+
 /// Largest payload that fits between [`INPUT_BLOB`] + 4 and the end of RAM.
 pub const MAX_LEN: usize = INPUT_BLOB_END - INPUT_BLOB - 4;
 

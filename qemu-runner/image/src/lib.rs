@@ -9,6 +9,7 @@
 //! Hyp runs with its stage-1 MMU off (HSCTLR.M = 0, VA = PA) and IRQs masked; guests run
 //! one access at a time through [`guest::guest_access`].
 #![no_std]
+#![warn(missing_docs)]
 
 extern crate alloc;
 

@@ -78,7 +78,7 @@ macro_rules! image_main {
     ($target:ty) => {
         #[no_mangle]
         extern "C" fn stagehand_main() -> u32 {
-            $crate::runner::run_batch::<$target>(&[])
+            $crate::runner::run_batch::<$target>($crate::blob::EMBEDDED)
         }
     };
 }

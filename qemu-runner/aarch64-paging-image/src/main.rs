@@ -1,4 +1,4 @@
-//! The image's runner over `aarch64-paging` (see `stagehand_image_aarch64::runner`).
+//! This repository's AArch64 EL2 image: stagehand-image-aarch64's runner over `aarch64-paging`.
 #![no_std]
 #![no_main]
 
