@@ -223,6 +223,21 @@ fn convert_text_bytes_text_round_trips() {
     assert_eq!(code(&stagehand(&["show", junk.to_str().unwrap()])), 0);
 }
 
+/// Seeds are named after the file relative to the directory given, or after the file itself.
+#[test]
+fn seeds_are_named_after_their_files() {
+    let dir = scratch("seeds");
+    let src = corpus().join("multi-vm/interleaved_vms_map_clear_read.s2");
+    let o = stagehand(&["seeds", src.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(dir.join("interleaved_vms_map_clear_read.s2.bin").is_file(), "{}", text(&o));
+    let o = stagehand(&["seeds", corpus().join("multi-vm").to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| n.to_string_lossy().ends_with(".s2.bin")), "{names:?}");
+    assert!(names.len() > 1, "{names:?}");
+}
+
 /// A 200-op sequence: the clear-nonpresent trigger buried in deterministic noise on other VMs.
 fn noisy_failing_sequence() -> String {
     let mut s = String::from(

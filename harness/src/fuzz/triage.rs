@@ -180,7 +180,10 @@ pub fn seeds(
             if target.is_some_and(|t| t != seq.config.target) {
                 continue;
             }
-            let name = f.strip_prefix(p).unwrap_or(&f).display().to_string().replace('/', "__");
+            // Relative to the directory given; a file given by itself keeps its own name.
+            let rel = f.strip_prefix(p).ok().filter(|r| !r.as_os_str().is_empty());
+            let rel = rel.unwrap_or_else(|| Path::new(f.file_name().unwrap_or(f.as_os_str())));
+            let name = rel.display().to_string().replace('/', "__");
             let bytes = crate::fuzz::encode(&seq.config, &seq.ops);
             let target = out.join(format!("{name}.bin"));
             files::write_atomic(&target, &bytes).map_err(|e| InputError {
