@@ -187,7 +187,11 @@ impl Kvm {
         }
         let last_ipa = ipa.0.checked_add(size.max(1) - 1).ok_or(Error::OutOfRange)?;
         let last_pa = pa.0.checked_add(size.max(1) - 1).ok_or(Error::OutOfRange)?;
-        if last_ipa >= IPA_LIMIT || !Pa(last_pa).in_range() {
+        // Every page the IPA range touches takes the next frame from pa's page on, so with an
+        // unaligned IPA the last frame mapped lies past the page of `pa + size - 1`.
+        let pages = last_ipa / PAGE_SIZE - ipa.0 / PAGE_SIZE + 1;
+        let last_frame = pa.page().0.checked_add((pages - 1) * PAGE_SIZE).ok_or(Error::OutOfRange)?;
+        if last_ipa >= IPA_LIMIT || !Pa(last_pa).in_range() || !Pa(last_frame).in_range() {
             return Err(Error::OutOfRange);
         }
         // The seed ANDs a 64-bit IPA with the 32-bit unsigned long PAGE_MASK.

@@ -291,6 +291,20 @@ fn ioremap_above_4gib() {
     assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(LAST_IPA), Pa(0x4600_0000), 0x2000), Err(Error::OutOfRange));
 }
 
+/// An unaligned IPA touches one page more than `size`, and that page takes the next frame:
+/// when it would lie past the 40-bit PA range, nothing is mapped (found by the fuzz smoke:
+/// the check looked at `pa + size - 1` only and mapped PA 1 << 40).
+#[test]
+fn ioremap_refuses_a_last_frame_past_the_pa_range() {
+    let (mut kvm, mut p) = vm();
+    let last_page = Pa((1 << 40) - 0x1000);
+    assert_eq!(kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0f63), last_page, 0x1000), Err(Error::OutOfRange));
+    assert!(p.translate(root(&kvm), 0x1_0000_0000).is_err());
+    // Aligned, the same range is one page, the last of the PA range.
+    kvm.phys_addr_ioremap(&mut p, Ipa(0x1_0000_0000), last_page, 0x1000).unwrap();
+    assert!(p.translate(root(&kvm), 0x1_0000_0000).is_ok());
+}
+
 fn with_memslot() -> (Kvm, TestPlatform) {
     let (mut kvm, p) = vm();
     kvm.add_memslot(Memslot { id: 1, base_gfn: 0x100, npages: 0x400, userspace_addr: Hva(0x7000_0000) })

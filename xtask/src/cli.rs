@@ -60,6 +60,9 @@ pub enum Cli {
     /// corpus on QEMU (and the board path), the out-of-tree example, fuzzing smokes for
     /// libFuzzer and AFL++, and the ClusterFuzzLite build.
     Test,
+    /// The fuzzing smokes of `cargo xtask test` alone: a 30 s libFuzzer campaign on the
+    /// corrected code that must find nothing, the ClusterFuzzLite build, and AFL++ for 15 s.
+    Smoke,
 }
 
 /// The options of a campaign.

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         }
         cli::Cli::Ttb(t) => ttb_cmd(t),
         cli::Cli::Test => test(),
+        cli::Cli::Smoke => smoke(),
         cli::Cli::Mutants(m) if m.smoke => mutants_smoke(),
         cli::Cli::Mutants(m) => mutants::mutants(&mutants::Options {
             name: format!("{}{}", m.target, if m.registry_crate { "-crate" } else { "" }),
@@ -180,6 +181,11 @@ fn test() -> Result {
     // A user's repository: the out-of-tree example, built and run as its user would.
     example::run(30)?;
     package()?;
+    smoke()
+}
+
+/// The fuzzing smokes (`cargo xtask smoke`).
+fn smoke() -> Result {
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
     fuzz::afl_smoke(15)

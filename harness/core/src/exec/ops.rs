@@ -350,7 +350,8 @@ impl<M: Machine, T: Target> Executor<M, T> {
         pages: u64,
         size_aligned: bool,
     ) -> OpResult {
-        let end = pages.checked_mul(PAGE_SIZE).and_then(|b| pa.checked_add(b));
+        // The frames the op maps start at the page of `pa`.
+        let end = pages.checked_mul(PAGE_SIZE).and_then(|b| (pa & !(PAGE_SIZE - 1)).checked_add(b));
         let beyond = end.is_none_or(|e| e > self.host.geometry().pa_limit());
         if !beyond || !self.host.machine.simulated() {
             return OpResult::Rejected(Reject::PaOutsideWindow);
