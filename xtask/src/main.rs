@@ -181,6 +181,7 @@ fn test() -> Result {
     // A user's repository: the out-of-tree example, built and run as its user would.
     example::run(30)?;
     package()?;
+    mutants_smoke()?;
     smoke()
 }
 
