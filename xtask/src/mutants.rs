@@ -310,7 +310,11 @@ fn diffs(o: &Options, dir: &Path) -> Result<Vec<(String, String)>> {
         .flatten()
         .filter_map(|m| {
             let name = m["name"].as_str()?.to_string();
-            Some((name, m["diff"].as_str()?.to_string()))
+            let (file, diff) = (m["file"].as_str()?, m["diff"].as_str()?);
+            // cargo-mutants names the new side after the mutation (`+++ replace / with * in
+            // ...`); git apply needs the file's path on both sides.
+            let body = diff.splitn(3, '\n').nth(2)?;
+            Some((name, format!("--- a/{file}\n+++ b/{file}\n{body}")))
         })
         .collect())
 }
@@ -427,14 +431,17 @@ fn report(
     let explained: Vec<(&Mutant, Option<&'static str>)> =
         rows.iter().map(|(m, _)| (m, classify(m, root))).collect();
     let excluded = explained.iter().filter(|(_, c)| c.is_some()).count();
-    let observable = out.caught.len() + out.missed.len() - excluded;
-    let score = if observable > 0 { 100.0 * out.caught.len() as f64 / observable as f64 } else { 100.0 };
+    // A mutant that makes the corpus hang is killed too: a CI run would never pass.
+    let killed = out.caught.len() + out.timeout.len();
+    let observable = killed + out.missed.len() - excluded;
+    let score = if observable > 0 { 100.0 * killed as f64 / observable as f64 } else { 100.0 };
     let mut md = format!("## {}\n\n", o.name);
     md += &format!(
-        "`cargo xtask mutants --target {}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
-         Score over the mutants a caller can observe (missed ones classified below as printing or defect-only left out): **{:.1}%** ({} of {}).\n\n",
+        "`cargo xtask mutants --target {}{}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
+         Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing or defect-only left out): **{:.1}%** ({} of {}).\n\n",
         o.target,
         if o.registry_crate { " --crate" } else { "" },
+        o.only.iter().map(|r| format!(" --re '{r}'")).collect::<String>(),
         mutation_secs,
         secs,
         out.caught.len(),
@@ -442,7 +449,7 @@ fn report(
         out.timeout.len(),
         out.unviable.len(),
         score,
-        out.caught.len(),
+        killed,
         observable
     );
     if rows.is_empty() {
@@ -458,7 +465,9 @@ fn report(
                 f.display()
             ),
             (None, Some(Search::NoDifference)) => "probably equivalent: no trace differed in the search".into(),
-            (None, Some(Search::Unbuildable(e))) => format!("the mutant did not build for the search: {e}"),
+            (None, Some(Search::Unbuildable(e))) => {
+                format!("the mutant did not build for the search: {}", e.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
             (None, None) if searched => "no diff found for the search".into(),
             (None, None) => "for a person (run with --search)".into(),
         };
