@@ -8,6 +8,10 @@ use crate::{patch, run, setup, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The cargo-mutants this command was written against (its flags and the baseline
+/// workaround below), installed when missing.
+const CARGO_MUTANTS: &str = "cargo-mutants@27.1.0";
+
 /// What to mutate.
 pub struct Options {
     /// The target whose corpus is the test.
@@ -365,7 +369,7 @@ pub const SMOKE: &[(&str, bool)] = &[
 
 /// cargo-mutants only, no report: the smoke.
 pub fn run_only(o: &Options) -> Result<Outcomes> {
-    setup::cargo_tool("cargo-mutants", "mutants")?;
+    setup::cargo_tool(CARGO_MUTANTS, "mutants")?;
     let out = PathBuf::from(format!("target/mutants/{}", o.name));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
@@ -374,7 +378,7 @@ pub fn run_only(o: &Options) -> Result<Outcomes> {
 
 /// Runs the whole thing for one target.
 pub fn mutants(o: &Options) -> Result {
-    setup::cargo_tool("cargo-mutants", "mutants")?;
+    setup::cargo_tool(CARGO_MUTANTS, "mutants")?;
     let stagehand = crate::fuzz::stagehand()?;
     let dir =
         if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
