@@ -54,6 +54,7 @@ fn walker(c: &mut Criterion) {
 }
 
 fn oracles(c: &mut Criterion) {
+    stagehand_cli::register();
     let config = Config::default();
     let mut exec = harness::run::executor(config, false);
     harness::run::run_ops(
@@ -74,6 +75,7 @@ fn oracles(c: &mut Criterion) {
 }
 
 fn decode(c: &mut Criterion) {
+    stagehand_cli::register();
     let data: Vec<u8> = (0..256u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let layout = Layout::default();
     let codec = harness::fuzz::codec();

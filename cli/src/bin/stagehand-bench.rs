@@ -191,6 +191,7 @@ fn corpus(dir: &Path) -> Vec<(Config, Vec<Op>)> {
 }
 
 fn main() {
+    stagehand_cli::register();
     let args: Vec<String> = std::env::args().collect();
     let runs: usize =
         args.iter().position(|a| a == "--runs").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(5);
