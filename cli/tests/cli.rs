@@ -238,19 +238,6 @@ fn seeds_are_named_after_their_files() {
     assert!(names.len() > 1, "{names:?}");
 }
 
-/// The benchmark program registers its targets and prints its JSON (`cargo xtask bench`
-/// reads it; nothing else runs it).
-#[test]
-fn the_benchmark_program_runs() {
-    let o = Command::new(env!("CARGO_BIN_EXE_stagehand-bench"))
-        .args(["--runs", "1", "--quick"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    assert!(v["throughput"].as_array().is_some_and(|t| !t.is_empty()), "{v}");
-}
-
 /// A 200-op sequence: the clear-nonpresent trigger buried in deterministic noise on other VMs.
 fn noisy_failing_sequence() -> String {
     let mut s = String::from(

@@ -13,7 +13,7 @@ mod ttb;
 
 use std::path::Path;
 
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -155,6 +155,11 @@ fn test() -> Result {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     cargo(&["test", "--workspace"])?;
+    // The benchmark program runs (release, as `cargo xtask bench` runs it: in a debug build
+    // aarch64-paging's `MemoryRegion::new(_, 0)` overflows in its `align_up`).
+    run(Command::new(fuzz::harness_bin("stagehand-bench")?)
+        .args(["--runs", "1", "--quick"])
+        .stdout(Stdio::null()))?;
     // One [patch] reaches every build: a scratch copy of aarch64-paging, patched in for the test.
     patch::reach_test()?;
     // The MMU code and the shared executor must build for the ARM image.
