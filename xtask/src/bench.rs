@@ -108,7 +108,7 @@ fn libfuzzer_rate(bin: &Path, seeds: &Path, seconds: u64, env: &[(&str, &str)]) 
 /// A rate measurement: its name, the binary, and its environment.
 type Variant<'a> = (&'static str, &'a Path, Vec<(&'static str, &'static str)>);
 
-/// Execs/s of the `ops` target on one core at `-max_len=128`, three runs each, interleaved
+/// Execs/s of the `ops` target on one core at the campaigns' `-max_len`, three runs each, interleaved
 /// so that every variant sees the same machine: the floor (a target that does nothing),
 /// `cargo fuzz`'s build (every crate instrumented, byte mutation), the default build
 /// (coverage on the code under test) with byte mutation (what campaigns run), and the same
@@ -410,6 +410,10 @@ fn markdown(d: &Value, runs: usize) -> String {
     let paging_overhead = f(&paging["oracle_overhead"]);
     let c = &d["campaign"];
     let campaign_ratio = f(&c["ops_per_sec"]) / f(&c["baseline_ops_per_sec"]);
+    let fuzz_label = format!(
+        "`ops` fuzz target pinned to `kvm-arm-2012`, libFuzzer, one core, `-max_len={}`, no sanitizer (floor: a target that does nothing)",
+        d["fuzz"]["max_len"].as_u64().unwrap_or(128)
+    );
     let rows = [
         (
             "harness with all oracles, random 64-op sequences",
@@ -450,7 +454,7 @@ fn markdown(d: &Value, runs: usize) -> String {
             ok(g100k / g100 <= 2.0),
         ),
         (
-            "`ops` fuzz target, libFuzzer, one core, `-max_len=128`, no sanitizer (floor: a target that does nothing)",
+            fuzz_label.as_str(),
             format!(
                 "{:.0} execs/s (floor {:.0}; every crate instrumented {:.0}; op-level mutator {:.0})",
                 f(&d["fuzz"]["covered_bytes"]["execs_per_sec"]),
