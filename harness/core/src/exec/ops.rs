@@ -187,7 +187,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
         if !self.config.layout.in_device_window(Pa(pa), pages.max(1)) {
-            return self.outside_windows(op, vm, first, pa, pages.max(1), true);
+            return self.outside_windows(op, vm, first, pa, pages, true);
         }
         let r = self.call(op);
         // Pages are mapped in order until one is already mapped (EFAULT).
@@ -293,7 +293,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             crate::arch::Mem::Device => self.config.layout.in_device_window(Pa(pa), pages),
         };
         if !window {
-            return self.outside_windows(op, vm, ipa, pa, pages.max(1), size.is_multiple_of(PAGE_SIZE));
+            return self.outside_windows(op, vm, ipa, pa, pages, size.is_multiple_of(PAGE_SIZE));
         }
         let r = self.call(op);
         let allowed = range_arg(ipa, size, limit, pa);
@@ -350,14 +350,18 @@ impl<M: Machine, T: Target> Executor<M, T> {
         pages: u64,
         size_aligned: bool,
     ) -> OpResult {
-        // The frames the op maps start at the page of `pa`.
-        let end = pages.checked_mul(PAGE_SIZE).and_then(|b| (pa & !(PAGE_SIZE - 1)).checked_add(b));
+        // The frames the op maps start at the page of `pa` (an op of no page is judged by
+        // its first frame, and may also succeed: it maps nothing).
+        let end = pages.max(1).checked_mul(PAGE_SIZE).and_then(|b| (pa & !(PAGE_SIZE - 1)).checked_add(b));
         let beyond = end.is_none_or(|e| e > self.host.geometry().pa_limit());
         if !beyond || !self.host.machine.simulated() {
             return OpResult::Rejected(Reject::PaOutsideWindow);
         }
         let r = self.call(op);
         let mut allowed = ResultSet::err(Errno::OutOfRange);
+        if pages == 0 {
+            allowed = ResultSet(allowed.0 | ResultSet::OK.0);
+        }
         if !pa.is_multiple_of(PAGE_SIZE) || !ipa.is_multiple_of(PAGE_SIZE) || !size_aligned {
             allowed = allowed.or_err(Errno::Misaligned);
         }
