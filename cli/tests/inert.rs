@@ -8,23 +8,13 @@ use std::path::Path;
 fn every_op_that_does_nothing_is_declared() {
     stagehand_cli::register();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-    let mut dirs = vec![corpus.clone()];
     let mut found = Vec::new();
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-                continue;
-            }
-            if p.extension().is_none_or(|x| x != "s2") {
-                continue;
-            }
-            let seq = text::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            let exec = run::run(seq.config, &seq.ops, true);
-            for (i, why) in inert::undeclared(&seq, exec.steps()) {
-                found.push(format!("{}: op #{i}: {why}", p.strip_prefix(&corpus).unwrap().display()));
-            }
+    // Every .s2 file under the corpus, as `stagehand run corpus` finds them.
+    for p in harness::files::collect(&corpus).unwrap() {
+        let seq = text::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let exec = run::run(seq.config, &seq.ops, true);
+        for (i, why) in inert::undeclared(&seq, exec.steps()) {
+            found.push(format!("{}: op #{i}: {why}", p.strip_prefix(&corpus).unwrap().display()));
         }
     }
     found.sort();

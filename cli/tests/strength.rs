@@ -11,27 +11,17 @@ fn the_corpus_meets_its_expectations() {
     stagehand_cli::register();
     let only = std::env::var("STAGEHAND_STRENGTH_TARGET").ok().filter(|t| !t.is_empty());
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-    let mut dirs = vec![corpus.clone()];
     let (mut failed, mut ran) = (Vec::new(), 0);
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-                continue;
-            }
-            if p.extension().is_none_or(|x| x != "s2") {
-                continue;
-            }
-            let seq = text::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            if only.as_deref().is_some_and(|t| targets::info(seq.config.target).name != t) {
-                continue;
-            }
-            ran += 1;
-            let exec = run::run(seq.config, &seq.ops, false);
-            if let Err(m) = seq.expect.check(exec.violations(), seq.ops.len()) {
-                failed.push(format!("{}: {m:?}", p.strip_prefix(&corpus).unwrap().display()));
-            }
+    // Every .s2 file under the corpus, as `stagehand run corpus` finds them.
+    for p in harness::files::collect(&corpus).unwrap() {
+        let seq = text::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        if only.as_deref().is_some_and(|t| targets::info(seq.config.target).name != t) {
+            continue;
+        }
+        ran += 1;
+        let exec = run::run(seq.config, &seq.ops, false);
+        if let Err(m) = seq.expect.check(exec.violations(), seq.ops.len()) {
+            failed.push(format!("{}: {m:?}", p.strip_prefix(&corpus).unwrap().display()));
         }
     }
     assert!(ran > 0, "no corpus file of target {only:?}");

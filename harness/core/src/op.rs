@@ -128,6 +128,22 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 impl Op {
+    /// The guest address the op acts on (a memslot's first GPA), if any.
+    pub fn ipa_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Op::AddMemslot { gpa: ipa, .. }
+            | Op::Map { ipa, .. }
+            | Op::Clear { ipa, .. }
+            | Op::Ioremap { ipa, .. }
+            | Op::Read { ipa, .. }
+            | Op::Write { ipa, .. }
+            | Op::MapRange { ipa, .. }
+            | Op::UnmapRange { ipa, .. }
+            | Op::ProtectRange { ipa, .. } => Some(ipa),
+            _ => None,
+        }
+    }
+
     /// The VM the op acts on, if any.
     pub const fn vm(&self) -> Option<u8> {
         match *self {

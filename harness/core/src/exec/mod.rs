@@ -163,18 +163,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             self.host.feedback.hit(Family::Outcome, k + 48 + bucket(pages, 7));
             self.host.feedback.hit(Family::Outcome, k + 56 + bucket(regions, 7));
         }
-        let ipa = match *op {
-            Op::Map { ipa, .. }
-            | Op::Clear { ipa, .. }
-            | Op::Ioremap { ipa, .. }
-            | Op::Read { ipa, .. }
-            | Op::Write { ipa, .. }
-            | Op::MapRange { ipa, .. }
-            | Op::UnmapRange { ipa, .. }
-            | Op::ProtectRange { ipa, .. } => Some(ipa),
-            Op::AddMemslot { gpa, .. } => Some(gpa),
-            _ => None,
-        };
+        let ipa = { *op }.ipa_mut().copied();
         if let (Some(ipa), Some(vm)) = (ipa, op.vm()) {
             self.host.feedback.pair(vm, ipa, kind);
         }
