@@ -201,6 +201,9 @@ fn smoke() -> Result {
 /// workspaces of their own, so their `stagehand-core` comes from the repository through a
 /// patch, standing in for the published crate.
 fn package() -> Result {
+    // A package of the same version left from an earlier run would be verified instead of the
+    // fresh one (cargo reuses target/package/NAME-VERSION).
+    let _ = std::fs::remove_dir_all("target/package");
     cargo(&["package", "-p", "stagehand-core", "-p", "stagehand-harness", "--allow-dirty"])?;
     for dir in ["qemu-runner/image", "qemu-runner/image-aarch64"] {
         run(Command::new("cargo").current_dir(dir).args([

@@ -54,6 +54,21 @@ impl Rng {
     }
 }
 
+fn ipa_mut(op: &mut Op) -> Option<&mut u64> {
+    match op {
+        Op::AddMemslot { gpa: ipa, .. }
+        | Op::Map { ipa, .. }
+        | Op::Clear { ipa, .. }
+        | Op::Ioremap { ipa, .. }
+        | Op::Read { ipa, .. }
+        | Op::Write { ipa, .. }
+        | Op::MapRange { ipa, .. }
+        | Op::UnmapRange { ipa, .. }
+        | Op::ProtectRange { ipa, .. } => Some(ipa),
+        _ => None,
+    }
+}
+
 fn hva_mut(op: &mut Op) -> Option<&mut u64> {
     match op {
         Op::AddMemslot { hva, .. } | Op::UnmapHva { hva, .. } | Op::SetSpteHva { hva, .. } => Some(hva),
@@ -241,7 +256,7 @@ pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
 fn relate(op: &mut Op, other: &Op) {
     let mut o = *other;
     let mut moved = false;
-    if let (Some(a), Some(b)) = (op.ipa_mut(), o.ipa_mut()) {
+    if let (Some(a), Some(b)) = (ipa_mut(op), ipa_mut(&mut o)) {
         *a = *b;
         moved = true;
     }
@@ -258,9 +273,9 @@ fn relate(op: &mut Op, other: &Op) {
 fn tweak(op: &mut Op, other: &Op, target: u8, rng: &mut Rng) {
     let limit = crate::targets::info(target).geometry.ipa_limit();
     let mut o = *other;
-    let from_other = o.ipa_mut().map(|v| *v);
+    let from_other = ipa_mut(&mut o).map(|v| *v);
     let hva_other = hva_mut(&mut o).map(|v| *v);
-    if let Some(ipa) = op.ipa_mut() {
+    if let Some(ipa) = ipa_mut(op) {
         let page = *ipa & !(PAGE_SIZE - 1);
         *ipa = match rng.below(7) {
             0 => from_other.unwrap_or(page),
