@@ -104,6 +104,53 @@ pub fn translate_from(
     }
 }
 
+/// The table holding `ipa`'s entry at `level`, and the end of the IPAs it translates: the
+/// root at the start level, else the table of `cursor` (left by a walk of `ipa`).
+pub fn table_of(g: &Geometry, root: Pa, cursor: &Cursor, ipa: Ipa, level: u8) -> Option<(Pa, u64)> {
+    match *cursor {
+        _ if level == g.start_level => Some((root, g.ipa_limit())),
+        Some((base, t, l)) if l == level && ipa.0 >= base && ipa.0 - base < level_size(l - 1) => {
+            Some((t, base + level_size(l - 1)))
+        }
+        _ => None,
+    }
+}
+
+/// The end of the run of entries after `ipa`'s entry at `level` in `table` ([`table_of`])
+/// that go on like it: with `like` `None`, invalid or reserved entries; with a leaf
+/// descriptor, leaves equal to it but for an output address that advances by the entry's
+/// size. Stops at the table's end, and at the first entry from `end` on. A range comparison
+/// judges such a run at once, not entry by entry.
+pub fn run_end(
+    g: &Geometry,
+    read: &mut impl FnMut(Pa) -> u64,
+    table: (Pa, u64),
+    ipa: Ipa,
+    level: u8,
+    like: Option<Desc>,
+    end: u64,
+) -> u64 {
+    let size = level_size(level);
+    let mut next = (ipa.0 & !(size - 1)) + size;
+    let oa = g.profile.oa_mask();
+    let mut want = like.map(|d| d.0);
+    while next < end.min(table.1) {
+        let d = read(table.0.add(g.index(level, Ipa(next)) as u64 * 8));
+        let same = match want.as_mut() {
+            None => matches!(g.profile.decode(level, Desc(d)), Entry::Invalid | Entry::Reserved),
+            Some(w) => {
+                *w = w.wrapping_add(size);
+                d == *w && (d ^ like.map_or(0, |l| l.0)) & !oa == 0
+            }
+        };
+        if !same {
+            break;
+        }
+        next += size;
+    }
+    next
+}
+
 /// Checks stage-2 permissions of a leaf for an access.
 pub fn permit(leaf: &Leaf, need: Need) -> Result<(), Fault> {
     let f = &leaf.fields;
