@@ -7,8 +7,16 @@ use harness::targets::Entry;
 pub static KVM_ARM_2012: Entry = Entry::of::<target_kvm_arm_2012::KvmArm2012>(&target_kvm_arm_2012::INFO);
 
 /// `aarch64-paging`: Google's crate from crates.io, its `Stage2` regime.
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
 pub static AARCH64_PAGING: Entry =
     Entry::of::<target_aarch64_paging::Aarch64Paging>(&target_aarch64_paging::INFO);
+
+/// `aarch64-paging` on AArch64 Linux (qemu-user): the crate executes its own `tlbi
+/// ipas2e1is`, which the harness traps and records.
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+pub static AARCH64_PAGING: Entry = Entry::of::<
+    harness::native::trap::Trapped<target_aarch64_paging::Aarch64Paging>,
+>(&target_aarch64_paging::INFO);
 
 /// The built-in targets, in the order of the byte format's target numbering.
 pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING];

@@ -28,6 +28,14 @@ pub enum Cli {
     /// off): libFuzzer against the naive generator, from an empty corpus and from the seeds,
     /// and the ablation modes; writes bench/ttb.{md,json,svg}.
     Ttb(Ttb),
+    /// The `stagehand` program built for AArch64 Linux under qemu-user, where aarch64-paging
+    /// executes its own TLBIs and the harness traps them: its corpus, regressions and random
+    /// sequences must give the native traces and violations.
+    QemuUser {
+        /// Random sequences compared, with the workarounds on and again off.
+        #[arg(long, default_value_t = 1000)]
+        naive: usize,
+    },
     /// Lines of the code under test (mmu, the adapters, aarch64-paging) that the corpus and a
     /// campaign reach: target/coverage/html/index.html and target/coverage/summary.txt.
     Coverage {

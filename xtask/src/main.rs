@@ -8,6 +8,7 @@ mod example;
 mod fuzz;
 mod mutants;
 mod patch;
+mod qemu_user;
 mod setup;
 mod ttb;
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         }),
         cli::Cli::Patch { patches, clear, check } => patch_cmd(&patches, clear, check),
         cli::Cli::Coverage { seconds } => coverage::coverage(seconds),
+        cli::Cli::QemuUser { naive } => qemu_user::check(naive),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -183,6 +185,8 @@ fn test() -> Result {
         }
     }
     cargo(&["test", "-p", "stagehand-cli", "--test", "qemu", "--", "--ignored"])?;
+    // Under qemu-user, aarch64-paging's own TLB instructions, trapped, give the native traces.
+    qemu_user::check(1000)?;
     // A user's repository: the out-of-tree example, built and run as its user would.
     example::run(30)?;
     package()?;

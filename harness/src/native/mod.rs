@@ -1,9 +1,11 @@
 //! Running sequences on the host: the simulated machine ([`sim`]), the registry of the
 //! program's targets ([`targets`]), native executors over them ([`run`]), a corpus file
-//! checked end to end ([`check`]), and the bare baseline without oracles ([`bare`]).
+//! checked end to end ([`check`]), the bare baseline without oracles ([`bare`]), and a
+//! target's own TLB instructions trapped under qemu-user ([`trap`]).
 
 pub mod bare;
 pub mod check;
 pub mod run;
 pub mod sim;
 pub mod targets;
+pub mod trap;

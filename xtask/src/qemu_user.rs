@@ -1,0 +1,102 @@
+//! `cargo xtask qemu-user`: the `stagehand` program built for AArch64 Linux and run under
+//! qemu-user, where a target's own TLB instructions raise SIGILL at EL0 and the harness
+//! records what it decodes from them (`harness::native::trap`). There `aarch64-paging`
+//! executes its own `Stage2::invalidate_va` (`tlbi ipas2e1is`); natively its regime hook
+//! reports each call. The two must agree exactly: every file of its corpus and regressions
+//! passes its exact expectation under qemu-user, and the trace hash and the violations of
+//! each file and of random sequences (workarounds on and off) are the native ones.
+
+use crate::{fuzz, run, setup, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The Rust target of the qemu-user build.
+const TRIPLE: &str = "aarch64-unknown-linux-gnu";
+
+/// Installs the cross linker, qemu-user and the Rust target.
+pub fn setup() -> Result {
+    setup::apt(&[
+        ("qemu-user", "qemu-aarch64"),
+        ("gcc-aarch64-linux-gnu", "aarch64-linux-gnu-gcc"),
+        ("libc6-dev-arm64-cross", "/usr/aarch64-linux-gnu/include/stdio.h"),
+    ])?;
+    setup::rust_target("stable", TRIPLE)
+}
+
+/// Builds `stagehand` for AArch64 Linux and returns its path.
+pub fn build() -> Result<PathBuf> {
+    setup()?;
+    run(Command::new("cargo")
+        .args(["+stable", "build", "--release", "--quiet", "--target", TRIPLE, "-p", "stagehand-cli"])
+        .args(["--bin", "stagehand"])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc"))?;
+    Ok(Path::new("target").join(TRIPLE).join("release/stagehand"))
+}
+
+/// `stagehand ARGS` under qemu-aarch64.
+fn emulated(bin: &Path) -> Command {
+    let mut c = Command::new("qemu-aarch64");
+    c.args(["-L", "/usr/aarch64-linux-gnu"]).arg(bin);
+    c
+}
+
+/// Runs `cmd` and returns its standard output; a failure is an error with its stderr.
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The files of `aarch64-paging`: its corpus and its regression files.
+fn files() -> Result<Vec<PathBuf>> {
+    let mut files = vec![PathBuf::from("corpus/aarch64-paging")];
+    for e in std::fs::read_dir("corpus/regressions")? {
+        let p = e?.path();
+        if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("aarch64-paging")) {
+            files.push(p);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The check described in the module documentation, with `naive` random sequences per
+/// workaround setting.
+pub fn check(naive: usize) -> Result {
+    let native = fuzz::stagehand()?;
+    let emu = build()?;
+    let files = files()?;
+    run(emulated(&emu).arg("run").args(&files))?;
+    let mut compared = 0;
+    let mut digests: Vec<Vec<String>> = vec![vec!["digest".into()]];
+    digests[0].extend(files.iter().map(|f| f.display().to_string()));
+    for w in ["all", "none"] {
+        let n = naive.to_string();
+        digests.push(
+            ["--target", "aarch64-paging", "--workarounds", w, "digest", "--naive", &n]
+                .map(String::from)
+                .to_vec(),
+        );
+    }
+    for args in &digests {
+        let here = output(Command::new(&native).args(args))?;
+        let there = output(emulated(&emu).args(args))?;
+        if let Some((a, b)) = here.lines().zip(there.lines()).find(|(a, b)| a != b) {
+            return Err(format!("native and qemu-user differ:\n  native:    {a}\n  qemu-user: {b}").into());
+        }
+        if here.lines().count() != there.lines().count() {
+            return Err("native and qemu-user digested different numbers of sequences".into());
+        }
+        compared += here.lines().count();
+    }
+    let findings =
+        output(emulated(&emu).args(&digests[2]))?.lines().filter(|l| !l.ends_with("clean")).count();
+    println!(
+        "qemu-user: aarch64-paging executing its own TLBIs agrees with the native hook on {compared} sequences \
+         ({} files, {naive} random with the workarounds on and {naive} off; {findings} of those off show violations)",
+        compared - 2 * naive
+    );
+    Ok(())
+}
