@@ -18,8 +18,21 @@ pub static AARCH64_PAGING: Entry = Entry::of::<
     harness::native::trap::Trapped<target_aarch64_paging::Aarch64Paging>,
 >(&target_aarch64_paging::INFO);
 
+/// `page-table-generic`: axvisor's stage 2 (page-table-generic 0.9.1 with ax-cpu 0.10.3's
+/// `Stage2Pte`), which builds for AArch64 only; its flush executes `tlbi alle1is`, trapped.
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+pub static PAGE_TABLE_GENERIC: Entry = Entry::of::<
+    harness::native::trap::Trapped<target_page_table_generic::PageTableGeneric>,
+>(&target_page_table_generic::INFO);
+
 /// The built-in targets, in the order of the byte format's target numbering.
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
 pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING];
+
+/// The built-in targets, in the order of the byte format's target numbering; the
+/// AArch64-only ones last, so the others keep their numbers.
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING, &PAGE_TABLE_GENERIC];
 
 /// Registers the built-in targets (for tests and tools that run sequences in-process).
 pub fn register() {

@@ -5,7 +5,7 @@
 //! oracles see every effect; it never sees the oracles.
 
 use crate::arch::tlb::Tlbi;
-use crate::arch::{Desc, Geometry, Pa, Vttbr};
+use crate::arch::{Desc, Geometry, MemAttrs, Pa, Vttbr};
 use crate::event::Warning;
 use crate::layout::Layout;
 use crate::op::{Config, Op, OpSet};
@@ -62,6 +62,8 @@ pub struct TargetInfo {
     pub frees_empty_tables: bool,
     /// Block descriptors may be written.
     pub blocks: bool,
+    /// The memory attributes its leaves carry (Linux's: [`MemAttrs::LINUX`]).
+    pub attrs: MemAttrs,
     /// The smallest and largest VMID width it supports.
     pub vmid_bits: (u8, u8),
     /// DSBs reach the harness as [`Services::dsb`] (false where the target issues its own

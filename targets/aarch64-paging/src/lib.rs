@@ -84,6 +84,7 @@ pub static INFO: TargetInfo = TargetInfo {
     refcounted: false,
     frees_empty_tables: false,
     blocks: true,
+    attrs: harness_core::arch::MemAttrs::LINUX,
     vmid_bits: (8, 16),
     barriers_observed: false,
     tlbi_completes: false,

@@ -63,6 +63,7 @@ pub static INFO: TargetInfo = TargetInfo {
     refcounted: true,
     frees_empty_tables: true,
     blocks: false,
+    attrs: harness_core::arch::MemAttrs::LINUX,
     vmid_bits: (1, 8),
     barriers_observed: true,
     tlbi_completes: true,

@@ -49,6 +49,7 @@ pub static INFO: TargetInfo = TargetInfo {
     refcounted: false,
     frees_empty_tables: false,
     blocks: true,
+    attrs: harness_core::arch::MemAttrs::LINUX,
     vmid_bits: (8, 16),
     barriers_observed: true,
     // tiny-s2 issues its own DSB after its TLBIs.

@@ -16,7 +16,7 @@ pub mod walk;
 
 pub use addr::{Ipa, Pa, Vmid, Vttbr, PAGE_SIZE};
 pub use desc::Desc;
-pub use prot::{Mem, Prot};
+pub use prot::{Mem, MemAttrs, Prot};
 
 use core::fmt;
 use serde::{Deserialize, Serialize};

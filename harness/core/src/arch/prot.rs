@@ -31,6 +31,22 @@ pub enum Mem {
     Device,
 }
 
+/// The memory attributes a target gives its leaves, where the architecture leaves a choice
+/// (Arm ARM D8.5.5, stage-2 MemAttr[3:0] and SH[1:0]): normal memory is always write-back
+/// (MemAttr 0b1111); its shareability, and the kind of device memory, are the target's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemAttrs {
+    /// SH of normal memory: 0b11 Inner Shareable, 0b10 Outer Shareable.
+    pub normal_sh: u8,
+    /// MemAttr of device memory: 0b0001 Device-nGnRE, 0b0000 Device-nGnRnE.
+    pub device_memattr: u8,
+}
+
+impl MemAttrs {
+    /// Linux's stage 2: normal memory Inner Shareable, devices Device-nGnRE.
+    pub const LINUX: MemAttrs = MemAttrs { normal_sh: 0b11, device_memattr: 0b0001 };
+}
+
 /// What the guest may do through a mapping, and to what kind of memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Prot {
@@ -52,16 +68,22 @@ impl Prot {
     /// A device, read-write, never executable.
     pub const DEVICE_RW: Prot = Prot { mem: Mem::Device, read: true, write: true, exec: false };
 
-    /// The exact bits a leaf at `level` mapping `oa` with this protection must have.
+    /// The exact bits a leaf at `level` mapping `oa` with this protection must have, with
+    /// Linux's memory attributes ([`MemAttrs::LINUX`]).
     pub const fn pattern(self, profile: Profile, level: u8, oa: Pa) -> Pattern {
+        self.pattern_with(MemAttrs::LINUX, profile, level, oa)
+    }
+
+    /// [`Prot::pattern`] with a target's own memory attributes.
+    pub const fn pattern_with(self, attrs: MemAttrs, profile: Profile, level: u8, oa: Pa) -> Pattern {
         let kind = if level == 3 { 0b11 } else { 0b01 };
         let memattr: u64 = match self.mem {
             Mem::Normal => 0b1111,
-            Mem::Device => 0b0001,
+            Mem::Device => attrs.device_memattr as u64,
         };
         let s2ap = self.read as u64 | (self.write as u64) << 1;
         let sh = match self.mem {
-            Mem::Normal => 0b11u64,
+            Mem::Normal => attrs.normal_sh as u64,
             Mem::Device => 0,
         };
         let xn = if self.exec { 0 } else { XN };

@@ -141,6 +141,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             geometry: *self.host.geometry(),
             exact_fault_levels: info.frees_empty_tables,
             blocks: info.blocks,
+            attrs: info.attrs,
         }
     }
 

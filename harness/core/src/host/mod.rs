@@ -83,6 +83,9 @@ pub struct Host<M: Machine> {
     kept: Vec<bool>,
     /// State feedback for the fuzzers (off unless a fuzz target turns families on).
     pub feedback: Feedback,
+    /// The target allocates VMIDs in generations (it offers `update_vmid`): a TLBI of every
+    /// VMID starts a new one. A target with fixed VMIDs keeps them across it.
+    generations: bool,
 }
 
 impl<M: Machine> Host<M> {
@@ -125,6 +128,7 @@ impl<M: Machine> Host<M> {
             found: Vec::new(),
             kept: Vec::new(),
             feedback: Feedback::default(),
+            generations: false,
         };
         h.reset(config, info);
         h
@@ -144,6 +148,7 @@ impl<M: Machine> Host<M> {
             Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted };
         self.observe = info.observe;
         self.prepares_tables = info.prepares_tables;
+        self.generations = info.offers(&crate::op::Op::UpdateVmid { vm: 0 });
         self.machine.reset(config, &info.geometry, self.pool.high);
         self.pool.reset();
         self.layout = config.layout;

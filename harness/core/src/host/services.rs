@@ -166,7 +166,7 @@ impl<M: Machine> Services for Host<M> {
         }
         self.bbm.tlbi(op, &self.vm_vmid);
         match op {
-            Tlbi::All => self.vmids.rollover(),
+            Tlbi::All if self.generations => self.vmids.rollover(),
             Tlbi::Vmid(v) | Tlbi::Vmalls12e1(v) => {
                 let mut live = self.roots.map(|r| r.is_some());
                 if let Some(d) = self.destroying {

@@ -7,7 +7,7 @@
 
 use super::model::{Run, VmModel};
 use crate::arch::walk::{self, Fault, FaultKind, Leaf};
-use crate::arch::{level_size, Geometry, Ipa, Pa, PAGE_SIZE};
+use crate::arch::{level_size, Geometry, Ipa, MemAttrs, Pa, PAGE_SIZE};
 use crate::violation::Mapping;
 use crate::violation::{Detail, Found};
 
@@ -21,6 +21,8 @@ pub struct Judge {
     pub exact_fault_levels: bool,
     /// The target may use blocks.
     pub blocks: bool,
+    /// The memory attributes its leaves carry.
+    pub attrs: MemAttrs,
 }
 
 /// Compares `[start, end)` of `model` with the tables under `root` (read with `read`).
@@ -114,7 +116,7 @@ fn leaf_disagrees(
     while page < base + size {
         let Some(m) = mapping(model, page, run) else { return Some(page) };
         let oa = Pa(m.pa.0 - (page - base));
-        let pattern = m.prot.pattern(j.geometry.profile, leaf.level, oa);
+        let pattern = m.prot.pattern_with(j.attrs, j.geometry.profile, leaf.level, oa);
         if leaf.fields.oa != oa || !pattern.matches(leaf.desc) {
             return Some(page);
         }
@@ -172,7 +174,7 @@ mod tests {
     fn judge() -> Judge {
         let geometry = crate::arch::Geometry::aarch64(25, 1).unwrap(); // 39-bit IPA, level 1 root
         assert_eq!(geometry.profile, Profile::Aarch64);
-        Judge { geometry, exact_fault_levels: false, blocks: true }
+        Judge { geometry, exact_fault_levels: false, blocks: true, attrs: MemAttrs::LINUX }
     }
 
     fn compare(m: &BTreeMap<u64, u64>, model: &VmModel, end: u64) -> Option<u64> {
