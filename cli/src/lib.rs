@@ -25,12 +25,17 @@ pub static PAGE_TABLE_GENERIC: Entry = Entry::of::<
     harness::native::trap::Trapped<target_page_table_generic::PageTableGeneric>,
 >(&target_page_table_generic::INFO);
 
-/// The built-in targets, in the order of the byte format's target numbering.
+/// `page-table-generic` elsewhere: known by its description, run under qemu-user by the
+/// program built for AArch64 Linux (harness::elsewhere).
 #[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
-pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING];
+pub static PAGE_TABLE_GENERIC: Entry = Entry::elsewhere(&target_page_table_generic::INFO, "aarch64");
 
-/// The built-in targets, in the order of the byte format's target numbering; the
-/// AArch64-only ones last, so the others keep their numbers.
+/// The built-in targets, in the order of the byte format's target numbering; those that
+/// build for AArch64 only come last, so the others keep their numbers everywhere.
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
+pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING, &PAGE_TABLE_GENERIC];
+
+/// The built-in targets (on AArch64 Linux, where every one runs).
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 pub static TARGETS: &[&Entry] = &[&KVM_ARM_2012, &AARCH64_PAGING, &PAGE_TABLE_GENERIC];
 

@@ -27,7 +27,7 @@ pub use format::{expect, files, inert, known, text};
 pub use fuzz::{minimize, mutate, triage};
 pub use harness_core as core;
 pub use hw::{disasm, hwdiff, qemu};
-pub use native::{bare, check, run, sim, targets};
+pub use native::{bare, check, elsewhere, run, sim, targets};
 pub use report::render;
 
 #[cfg(test)]

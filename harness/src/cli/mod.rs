@@ -358,6 +358,9 @@ pub fn main(targets: &[&'static crate::targets::Entry]) -> ExitCode {
         eprintln!("stagehand: {e}");
         return ExitCode::from(2);
     }
+    if let Some(code) = crate::elsewhere::reexec() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

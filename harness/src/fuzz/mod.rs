@@ -149,7 +149,8 @@ fn export(counters: &[u8; FEATURES]) {
 /// The byte codec over every registered target.
 pub fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
-    CODEC.get_or_init(|| Codec::new(&targets::infos()))
+    // Inputs choose among the targets this build runs.
+    CODEC.get_or_init(|| Codec::new(&targets::infos()[..targets::runnable()]))
 }
 
 /// Known findings a fuzz target carries (`libfuzzer_ops_target!(targets, known = TEXT)`), for

@@ -312,7 +312,7 @@ fn mutate_header(h: &mut Header, rng: &mut Rng) {
             let (lo, hi) = crate::targets::info(h.target).vmid_bits;
             h.vmid_bits = lo + (rng.below(usize::from(hi - lo) + 1) as u8);
         }
-        _ => h.target = rng.below(crate::targets::all().len()) as u8,
+        _ => h.target = rng.below(crate::targets::runnable()) as u8,
     }
 }
 

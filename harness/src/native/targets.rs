@@ -24,14 +24,36 @@ pub struct Entry {
     pub info: &'static TargetInfo,
     /// A native executor of it, for a configuration, recording or not.
     pub native: fn(Config, bool) -> Box<dyn NativeRun>,
+    /// The architecture this build cannot run it on, and that runs it (under qemu-user):
+    /// `Some("aarch64")` for a crate that builds for AArch64 only.
+    pub elsewhere: Option<&'static str>,
 }
 
 impl Entry {
     /// The entry of adapter `T`, described by `info` (its `Target::info`):
     /// `pub static MY_TARGET: Entry = Entry::of::<MyStage2>(&MY_INFO);`
     pub const fn of<T: Target + Default + 'static>(info: &'static TargetInfo) -> Entry {
-        Entry { info, native: run::native::<T> }
+        Entry { info, native: run::native::<T>, elsewhere: None }
     }
+
+    /// A target this build knows by its description only, because its crate builds for
+    /// `arch` alone (`"aarch64"`): its files parse, and `harness::cli::main` runs a command
+    /// that needs it under qemu-user, with the program built for `arch`-unknown-linux-gnu
+    /// ([`crate::native::elsewhere`]). Registered after the targets that run here, so that
+    /// the byte format numbers those the same on every host.
+    pub const fn elsewhere(info: &'static TargetInfo, arch: &'static str) -> Entry {
+        Entry { info, native: not_here, elsewhere: Some(arch) }
+    }
+}
+
+fn not_here(config: Config, _: bool) -> Box<dyn NativeRun> {
+    let name = all().get(usize::from(config.target)).map_or("?", |e| e.info.name);
+    panic!("target `{name}` does not run in this build (see harness::native::elsewhere)")
+}
+
+/// The targets this build runs natively: the first ones of the registry.
+pub fn runnable() -> usize {
+    all().iter().take_while(|e| e.elsewhere.is_none()).count()
 }
 
 static REGISTRY: OnceLock<Vec<&'static Entry>> = OnceLock::new();
@@ -53,6 +75,9 @@ pub fn register(entries: &[&'static Entry]) -> Result<(), String> {
     }
     if entries.len() > 8 {
         return Err("at most 8 targets: the byte format gives them 3 bits".into());
+    }
+    if entries.iter().skip_while(|e| e.elsewhere.is_none()).any(|e| e.elsewhere.is_none()) {
+        return Err("targets that run elsewhere (Entry::elsewhere) come after the others".into());
     }
     let set = REGISTRY.get_or_init(|| entries.to_vec());
     let same = set.len() == entries.len() && set.iter().zip(entries).all(|(a, b)| a.info.name == b.info.name);

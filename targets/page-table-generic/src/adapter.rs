@@ -3,20 +3,29 @@
 //! harness's services through a thread-local slot set around every call.
 
 use crate::INFO;
+use crate::{
+    CHECK_OUTPUT_ADDRESS, CHECK_PROTECT_RANGE, DEFER_TABLE_FREES, MEMORY_TYPE_WITH_BBM, REMAP_WITH_BBM,
+    SPLIT_UNMAPS,
+};
+use alloc::vec::Vec;
 use ax_cpu::paging::{MappingFlags, Stage2Pte};
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
 use harness_core::arch::tlb::Tlbi;
 use harness_core::arch::{Mem, Pa, Prot, Vmid, Vttbr, PAGE_SIZE};
 use harness_core::layout::STUB_IPA;
-use harness_core::op::{Config, Op, MAX_VMS};
+use harness_core::op::{Config, Defects, Op, MAX_VMS};
 use harness_core::result::Errno;
 use harness_core::target::{Services, Target, TargetInfo};
+use page_table_generic::PageTableEntry;
 use page_table_generic::{FrameAllocator, PageTable, PagingError, PhysAddr, TableMeta, VirtAddr};
 
 std::thread_local! {
     /// The services of the call running on this thread.
     static SLOT: Cell<Option<NonNull<dyn Services>>> = const { Cell::new(None) };
+    /// With `defer-table-frees`: the frames the crate released in this call (`None`: free
+    /// at once).
+    static DEFERRED: RefCell<Option<Vec<Pa>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` on the current services, if a call is in progress and not unwinding.
@@ -66,7 +75,11 @@ impl FrameAllocator for Frames {
     }
 
     fn dealloc_frame(&self, frame: PhysAddr) {
-        services(|s| s.free_pages(Pa(frame.as_usize() as u64), 0));
+        let frame = Pa(frame.as_usize() as u64);
+        let deferred = DEFERRED.with(|d| d.borrow_mut().as_mut().map(|v| v.push(frame)).is_some());
+        if !deferred {
+            services(|s| s.free_pages(frame, 0));
+        }
     }
 
     fn phys_to_virt(&self, paddr: PhysAddr) -> *mut u8 {
@@ -85,6 +98,8 @@ type Table = PageTable<S2, Frames>;
 #[derive(Default)]
 pub struct PageTableGeneric {
     vms: [Option<Table>; MAX_VMS],
+    /// The workarounds in force (bit j is workaround j of [`INFO`]).
+    workarounds: Defects,
 }
 
 /// The crate's flags for a harness protection.
@@ -127,7 +142,8 @@ impl Target for PageTableGeneric {
         &INFO
     }
 
-    fn reset(&mut self, _: &Config) {
+    fn reset(&mut self, config: &Config) {
+        self.workarounds = config.defects.workarounds();
         for mut t in self.vms.iter_mut().filter_map(Option::take) {
             // Outside a call the frames go with the harness's pool: the table is leaked,
             // not walked and freed.
@@ -150,7 +166,18 @@ impl Target for PageTableGeneric {
         let _clear = Clear;
         let v = op.vm().map_or(0, usize::from);
         let stub = s.layout().stub_frame();
-        self.dispatch(v, op, stub)
+        let defer = self.workarounds.has(DEFER_TABLE_FREES);
+        DEFERRED.with(|d| *d.borrow_mut() = defer.then(Vec::new));
+        let r = self.dispatch(v, op, stub);
+        let frames = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+        if !frames.is_empty() {
+            // The unlinking of every released table is invalidated before it is reused.
+            S2::flush(None);
+            for f in frames {
+                s.free_pages(f, 0);
+            }
+        }
+        r
     }
 
     fn root(&self, vm: u8) -> Option<Pa> {
@@ -168,6 +195,88 @@ impl Drop for PageTableGeneric {
         // The tables go with the harness's pool, outside any call.
         self.reset(&Config::default());
     }
+}
+
+/// An op of no page: refused for a misaligned address or one past the IPA space, as the
+/// crate refuses a misaligned or overflowing range of pages.
+fn empty(ipa: u64, frame: u64) -> Result<(), Errno> {
+    if !ipa.is_multiple_of(PAGE_SIZE) || !frame.is_multiple_of(PAGE_SIZE) {
+        Err(Errno::Misaligned)
+    } else if ipa > INFO.geometry.ipa_limit() {
+        Err(Errno::OutOfRange)
+    } else {
+        Ok(())
+    }
+}
+
+/// `split-unmaps`: the blocks cut by the range's ends split, then the range unmapped in
+/// pieces that start at its start, its next 2 MiB boundary and each 1 GiB boundary, so that
+/// no piece starts unaligned where the crate may skip an invalid entry.
+fn split_unmap(t: &mut Table, ipa: u64, size: u64) -> Result<(), Errno> {
+    let end = ipa.checked_add(size).ok_or(Errno::OutOfRange)?;
+    if end > INFO.geometry.ipa_limit() || !ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
+        return t.unmap(va(ipa), size as usize).map_err(errno);
+    }
+    split_ends(t, ipa, end)?;
+    let (mib, gib) = (2u64 << 20, 1u64 << 30);
+    let mut cuts = alloc::vec![ipa, (ipa | (mib - 1)) + 1];
+    let mut g = (ipa | (gib - 1)) + 1;
+    while g < end {
+        cuts.push(g);
+        g += gib;
+    }
+    cuts.push(end);
+    cuts.retain(|&c| c <= end);
+    cuts.sort_unstable();
+    cuts.dedup();
+    for w in cuts.windows(2) {
+        t.unmap(va(w[0]), (w[1] - w[0]) as usize).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// `change-memory-type-with-bbm`: the leaves of `[ipa, ipa + size)` whose memory type
+/// `prot` changes are broken (unmapped, with the crate's flush), invalidated once more, and
+/// made again with `prot`; the blocks the range's ends cut are split first.
+fn change_memory_type(t: &mut Table, ipa: u64, size: u64, prot: Prot) -> Result<(), Errno> {
+    let end = ipa.checked_add(size).ok_or(Errno::OutOfRange)?;
+    if size == 0
+        || end > INFO.geometry.ipa_limit()
+        || !ipa.is_multiple_of(PAGE_SIZE)
+        || !size.is_multiple_of(PAGE_SIZE)
+    {
+        return Ok(());
+    }
+    split_ends(t, ipa, end)?;
+    let device = prot.mem == Mem::Device;
+    let changed: Vec<(u64, u64, u64)> = t
+        .walk(va(ipa), va(end))
+        .filter(|p| p.is_final_mapping && p.pte.present())
+        .filter(|p| p.pte.config(p.level > 1).contains(MappingFlags::DEVICE) != device)
+        .map(|p| {
+            (
+                p.vaddr.as_usize() as u64,
+                PAGE_SIZE << (9 * (p.level - 1)),
+                p.pte.paddr(p.level > 1).as_usize() as u64,
+            )
+        })
+        .collect();
+    for (at, len, frame) in changed {
+        t.unmap(va(at), len as usize).map_err(errno)?;
+        S2::flush(None);
+        t.map_linear_pages(va(at), pa(frame), len as usize, flags(prot), true).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// Splits the blocks that the boundaries `ipa` and `end` cut.
+fn split_ends(t: &mut Table, ipa: u64, end: u64) -> Result<(), Errno> {
+    for (at, edge) in [(ipa, ipa), (end - PAGE_SIZE, end)] {
+        if t.query(va(at)).is_ok_and(|(_, _, leaf)| leaf > PAGE_SIZE as usize && edge % leaf as u64 != 0) {
+            t.split_huge_page(va(at)).map_err(errno)?;
+        }
+    }
+    Ok(())
 }
 
 fn live(t: &mut Option<Table>) -> &mut Table {
@@ -206,22 +315,62 @@ impl PageTableGeneric {
                 }
                 Ok(())
             }
+            // The crate refuses an empty map or unmap (`InvalidSize`) and accepts an empty
+            // protect at any address: an op of no page is judged by its arguments alone.
+            Op::MapRange { ipa, pa: frame, size: 0, .. } => empty(ipa, frame),
+            Op::UnmapRange { ipa, size: 0, .. } | Op::ProtectRange { ipa, size: 0, .. } => empty(ipa, 0),
+            Op::MapRange { pa: frame, size, .. }
+                if self.workarounds.has(CHECK_OUTPUT_ADDRESS)
+                    && frame.checked_add(size).is_none_or(|e| e > 1 << 48) =>
+            {
+                Err(Errno::OutOfRange)
+            }
             Op::MapRange { ipa, pa: frame, size, prot, .. } => {
+                let bbm = self.workarounds.has(REMAP_WITH_BBM);
                 let t = live(&mut self.vms[v]);
                 let r = t.map_linear_pages(va(ipa), pa(frame), size as usize, flags(prot), true);
                 match r {
-                    // A mapped page changed with the crate's own call for it.
+                    // A mapped page changed as axvm does, or with the crate's own call for it.
+                    Err(PagingError::MappingConflict { .. }) if size == PAGE_SIZE && bbm => {
+                        if t.query(va(ipa)).is_ok_and(|(_, _, leaf)| leaf > PAGE_SIZE as usize) {
+                            t.split_huge_page(va(ipa)).map_err(errno)?;
+                        }
+                        t.unmap_page(va(ipa)).map_err(errno)?;
+                        // The crate clears the emptied tables' parents without a flush: one
+                        // more before the new tables take their place.
+                        S2::flush(None);
+                        t.map_page(va(ipa), pa(frame), PAGE_SIZE as usize, flags(prot)).map_err(errno)
+                    }
                     Err(PagingError::MappingConflict { .. }) if size == PAGE_SIZE => {
                         t.remap_page(va(ipa), pa(frame), flags(prot)).map(|_| ()).map_err(errno)
                     }
                     r => r.map_err(errno),
                 }
             }
+            Op::UnmapRange { ipa, size, .. } if self.workarounds.has(SPLIT_UNMAPS) => {
+                split_unmap(live(&mut self.vms[v]), ipa, size)
+            }
             Op::UnmapRange { ipa, size, .. } => {
                 live(&mut self.vms[v]).unmap(va(ipa), size as usize).map_err(errno)
             }
+            Op::ProtectRange { ipa, size, .. }
+                if self.workarounds.has(CHECK_PROTECT_RANGE)
+                    && (!ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE)) =>
+            {
+                Err(Errno::Misaligned)
+            }
+            Op::ProtectRange { ipa, size, .. }
+                if self.workarounds.has(CHECK_PROTECT_RANGE)
+                    && ipa.checked_add(size).is_none_or(|e| e > INFO.geometry.ipa_limit()) =>
+            {
+                Err(Errno::OutOfRange)
+            }
             Op::ProtectRange { ipa, size, prot, .. } => {
-                live(&mut self.vms[v]).protect_region(va(ipa), size as usize, flags(prot)).map_err(errno)
+                let t = live(&mut self.vms[v]);
+                if self.workarounds.has(MEMORY_TYPE_WITH_BBM) {
+                    change_memory_type(t, ipa, size, prot)?;
+                }
+                t.protect_region(va(ipa), size as usize, flags(prot)).map_err(errno)
             }
             // Guest accesses and fault injection are the harness's; the rest is not offered.
             _ => Ok(()),

@@ -23,6 +23,11 @@
 //!   `protect_region`, which splits blocks at the range's ends and skips holes.
 //! - **Memory attributes** are `Stage2Pte`'s: normal memory write-back, Outer Shareable;
 //!   device memory Device-nGnRnE ([`INFO`]`.attrs`).
+//! - **An op of no page** is not passed to the crate, which refuses an empty map or unmap
+//!   (`InvalidSize`) and accepts an empty protect anywhere: it is refused for a misaligned
+//!   address or one past the IPA space, and otherwise succeeds, as for the other targets.
+//! - **Workarounds** of the crates' findings ([`INFO`]`.workarounds`), each what a careful
+//!   caller would do; campaigns turn them on, regression files leave them off.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -34,6 +39,19 @@ extern crate std;
 mod adapter;
 #[cfg(all(target_arch = "aarch64", feature = "std"))]
 pub use adapter::PageTableGeneric;
+
+/// Index of the `defer-table-frees` workaround.
+pub const DEFER_TABLE_FREES: usize = 0;
+/// Index of the `remap-with-bbm` workaround.
+pub const REMAP_WITH_BBM: usize = 1;
+/// Index of the `split-unmaps` workaround.
+pub const SPLIT_UNMAPS: usize = 2;
+/// Index of the `check-output-address` workaround.
+pub const CHECK_OUTPUT_ADDRESS: usize = 3;
+/// Index of the `change-memory-type-with-bbm` workaround.
+pub const MEMORY_TYPE_WITH_BBM: usize = 4;
+/// Index of the `check-protect-range` workaround.
+pub const CHECK_PROTECT_RANGE: usize = 5;
 
 use harness_core::arch::Geometry;
 use harness_core::op::OpSet;
@@ -58,7 +76,32 @@ pub static INFO: TargetInfo = TargetInfo {
         "fail_alloc",
     ]),
     defects: &[],
-    workarounds: &[],
+    workarounds: &[
+        (
+            "defer-table-frees",
+            "free the table frames the crate releases only after the call, behind one more flush (tlbi alle1is), as Linux frees stage-2 tables after their TLB invalidation: the crate frees a table right after clearing its parent, with no invalidation between (regressions/page-table-generic-table-freed-before-tlbi.s2)",
+        ),
+        (
+            "remap-with-bbm",
+            "change a mapped page as axvm's remap does (unmap_page, with its flush, then map_page; a block holding it is split first), with one more flush between the two, instead of remap_page, which overwrites the live leaf (regressions/page-table-generic-remap-without-bbm.s2)",
+        ),
+        (
+            "split-unmaps",
+            "before an unmap, split the blocks its ends cut (split_huge_page), and unmap in pieces that start at the range's start, its next 2 MiB boundary and each 1 GiB boundary: the crate clears a whole block for part of it, and from an unaligned start skips the head of the next region (regressions/page-table-generic-unmap-of-part-of-a-block.s2, -unmap-from-an-unaligned-start.s2)",
+        ),
+        (
+            "check-output-address",
+            "refuse a map_range whose frames reach past the 48-bit physical address space before calling the crate: Stage2Pte keeps only the low 48 bits of an output address and maps another frame (regressions/page-table-generic-output-address-truncated.s2)",
+        ),
+        (
+            "change-memory-type-with-bbm",
+            "before a protect_range, unmap (with its flush) and map again the leaves whose memory type it changes, with one more flush between: protect_page rewrites a live leaf's memory type in place, which needs break-before-make (regressions/page-table-generic-memory-type-changed-without-bbm.s2)",
+        ),
+        (
+            "check-protect-range",
+            "refuse a protect_range that is misaligned or reaches past the 39-bit IPA space before calling the crate, whose protect_region checks neither: it protects from a misaligned address, and steps a page at a time through the whole range (a range reaching 2^62 never returns) (regressions/page-table-generic-protect-range-unchecked.s2)",
+        ),
+    ],
     coherent_walker_only: true,
     observe: Observe::MemoryOwning,
     prepares_tables: true,

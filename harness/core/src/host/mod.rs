@@ -95,7 +95,12 @@ impl<M: Machine> Host<M> {
             machine,
             layout: config.layout,
             geometry: info.geometry,
-            rules: Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted },
+            rules: Rules {
+                profile: info.geometry.profile,
+                blocks: info.blocks,
+                refcounted: info.refcounted,
+                device_memattr: info.attrs.device_memattr,
+            },
             observe: info.observe,
             prepares_tables: info.prepares_tables,
             non_coherent: false,
@@ -144,8 +149,12 @@ impl<M: Machine> Host<M> {
             }
         }
         self.geometry = info.geometry;
-        self.rules =
-            Rules { profile: info.geometry.profile, blocks: info.blocks, refcounted: info.refcounted };
+        self.rules = Rules {
+            profile: info.geometry.profile,
+            blocks: info.blocks,
+            refcounted: info.refcounted,
+            device_memattr: info.attrs.device_memattr,
+        };
         self.observe = info.observe;
         self.prepares_tables = info.prepares_tables;
         self.generations = info.offers(&crate::op::Op::UpdateVmid { vm: 0 });

@@ -282,8 +282,33 @@ impl<M: Machine> Host<M> {
         self.emit(changed);
     }
 
-    /// Write events for changed words, parents before children.
+    /// Write events for changed words: first the entries a table lost, deepest tables first
+    /// (a target empties a table before it unlinks it, so an entry cleared in a table
+    /// unlinked in the same window was cleared while the table was linked), then the rest,
+    /// parents before children (a table is linked before its entries are seen).
     pub(super) fn emit(&mut self, mut changed: Vec<(usize, Diffs)>) {
+        let mut removals: Vec<(u8, usize, usize, u64, u64)> = Vec::new();
+        for (i, diffs) in &mut changed {
+            let page = self.pool.pages[*i];
+            if page.table {
+                diffs.retain(|&(w, old, new)| {
+                    let removal = Desc(old).is_valid() && !Desc(new).is_valid();
+                    if removal {
+                        removals.push((page.level, *i, w, old, new));
+                    }
+                    !removal
+                });
+            }
+        }
+        removals.sort_by_key(|r| core::cmp::Reverse(r.0));
+        for (_, i, w, old, new) in removals {
+            if let Some(s) = self.shadow[i].as_deref_mut() {
+                s[w] = new;
+            }
+            let pa = self.layout.pool_page(i).add(w as u64 * 8);
+            self.observed(i, pa, Desc(old), Desc(new), true);
+        }
+        changed.retain(|(_, d)| !d.is_empty());
         while !changed.is_empty() {
             let pages = &self.pool.pages;
             let next = changed

@@ -25,6 +25,9 @@ pub struct Rules {
     pub blocks: bool,
     /// Table pages carry 1 + valid entries references, and tables are linked empty.
     pub refcounted: bool,
+    /// The MemAttr of the target's device mappings (normal memory is 0b1111): any other
+    /// value is malformed.
+    pub device_memattr: u8,
 }
 
 /// Checks a descriptor newly written at `at` (a table at `level`, translating from `ipa`, of
@@ -55,7 +58,7 @@ pub fn check_new(
                 Some(Malformation::Reserved)
             } else if l.upper != 0 {
                 Some(Malformation::UpperBits)
-            } else if !matches!(l.memattr, 0b1111 | 0b0001) {
+            } else if l.memattr != 0b1111 && l.memattr != rules.device_memattr {
                 Some(Malformation::MemAttr)
             } else if !l.af {
                 Some(Malformation::NoAccessFlag)
