@@ -32,6 +32,9 @@ fn each_known_entry_matches_its_own_files_and_nothing_else() {
     }
     let mut seen = vec![0; known.len()];
     for path in &files {
+        if harness::elsewhere::of_file(path).is_some() {
+            continue; // run under qemu-user (cargo xtask qemu-user)
+        }
         let rel = path.strip_prefix(&corpus).unwrap().to_str().unwrap().to_string();
         let seq = text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
         let exec = run::run(seq.config, &seq.ops, false);

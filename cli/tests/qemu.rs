@@ -27,7 +27,16 @@ fn s2_files(dir: &Path) -> usize {
         .unwrap()
         .map(|e| e.unwrap().path())
         .map(
-            |p| if p.is_dir() { s2_files(&p) } else { usize::from(p.extension().is_some_and(|e| e == "s2")) },
+            // Files of a target this build does not run are not sent to its images.
+            |p| {
+                if p.is_dir() {
+                    s2_files(&p)
+                } else {
+                    usize::from(
+                        p.extension().is_some_and(|e| e == "s2") && harness::elsewhere::of_file(&p).is_none(),
+                    )
+                }
+            },
         )
         .sum()
 }

@@ -177,7 +177,10 @@ pub fn seeds(
                 continue;
             }
             let Input::Text(seq) = files::load(&f, &files::own_config)? else { continue };
-            if target.is_some_and(|t| t != seq.config.target) {
+            // Seeds are for this build's fuzz targets: not of a target it does not run.
+            if target.is_some_and(|t| t != seq.config.target)
+                || usize::from(seq.config.target) >= crate::targets::runnable()
+            {
                 continue;
             }
             // Relative to the directory given; a file given by itself keeps its own name.

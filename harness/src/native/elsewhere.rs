@@ -8,7 +8,8 @@
 //! /usr/ARCH-linux-gnu PROGRAM ARGS`.
 //!
 //! Files inside a directory do not require it: without the program, `stagehand run DIR`
-//! skips them and says so ([`crate::cli`]).
+//! skips them and says so, as `stagehand qemu` and `stagehand seeds` always do (this host's
+//! QEMU images and fuzz targets do not hold those targets).
 
 use crate::targets::{self, Entry};
 use std::ffi::OsString;
@@ -101,6 +102,26 @@ pub fn program(arch: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// The commands that run sequences natively, which another architecture's build can run
+/// for this one (not `qemu`, `board` or `disasm`, which need this host's QEMU and images).
+const NATIVE: &[&str] =
+    &["run", "record", "replay", "show", "expect", "digest", "minimize", "triage", "naive", "convert"];
+
+/// The subcommand of `args` (its first word that is not a global option or its value).
+fn subcommand(args: &[OsString]) -> Option<String> {
+    const VALUED: &[&str] =
+        &["--defects", "--workarounds", "--vmid-bits", "--walker", "--target", "--guest", "--ram"];
+    let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        if VALUED.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// Runs the command under qemu-user when it needs a target of another architecture;
 /// `None` when it runs here.
 pub fn reexec() -> Option<ExitCode> {
@@ -108,6 +129,9 @@ pub fn reexec() -> Option<ExitCode> {
         return None;
     }
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if !subcommand(&args).is_some_and(|c| NATIVE.contains(&c.as_str())) {
+        return None;
+    }
     let (arch, named) = needs(&args)?;
     let Some(program) = program(arch) else {
         if !named {
