@@ -94,7 +94,8 @@ pub fn check(naive: usize) -> Result {
         }
         compared += here.lines().count();
     }
-    let findings = output(emulated(&emu).args(&digests[2]))?.lines().filter(|l| !l.ends_with("clean")).count();
+    let findings =
+        output(emulated(&emu).args(&digests[2]))?.lines().filter(|l| !l.ends_with("clean")).count();
     println!(
         "qemu-user: aarch64-paging executing its own TLBIs agrees with the native hook on {compared} sequences \
          ({} files, {naive} random with the workarounds on and {naive} off; {findings} of those off show violations)",
@@ -103,11 +104,19 @@ pub fn check(naive: usize) -> Result {
     // The corpus tests, built for AArch64 Linux and run under qemu-user.
     run(Command::new("timeout")
         .args(["1800", "cargo", "+stable", "test", "--release", "--target", TRIPLE, "-p", "stagehand-cli"])
-        .args(["--test", "snapshots", "--test", "inert", "--test", "known", "--test", "trace_dict", "--test", "strength"])
+        .args(["snapshots", "inert", "known", "trace_dict", "strength"].iter().flat_map(|t| ["--test", t]))
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc")
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu"))?;
     let n = naive.to_string();
-    let random = output(emulated(&emu).args(["--target", "page-table-generic", "--workarounds", "all", "digest", "--naive", &n]))?;
+    let random = output(emulated(&emu).args([
+        "--target",
+        "page-table-generic",
+        "--workarounds",
+        "all",
+        "digest",
+        "--naive",
+        &n,
+    ]))?;
     let dirty: Vec<&str> = random.lines().filter(|l| !l.ends_with("clean")).collect();
     if !dirty.is_empty() {
         return Err(format!(
