@@ -454,5 +454,15 @@ pub(crate) fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
     for p in paths {
         files.extend(files::collect(p)?);
     }
+    // Files of a target that builds for another architecture only reach here from a
+    // directory, when the program built for it is missing (harness::elsewhere): said, not run.
+    let all = files.len();
+    files.retain(|f| crate::elsewhere::of_file(f).is_none());
+    if files.len() < all {
+        eprintln!(
+            "skipped {} file(s) of targets that build for another architecture only (`cargo xtask qemu-user` builds the program that runs them)",
+            all - files.len()
+        );
+    }
     Ok(files)
 }

@@ -98,9 +98,8 @@ fn judge(seq: &Sequence, native: &Trace, outcome: Ran) -> QemuVerdict {
 /// `stagehand qemu`: every file on QEMU, on its profile's image, compared with its native
 /// trace.
 pub fn qemu(g: &Global, paths: &[PathBuf], given: &[PathBuf], timeout: f64) -> Result<(), Failure> {
-    let mut files = collect(paths)?;
-    // This host's images hold its own targets only.
-    files.retain(|f| crate::elsewhere::of_file(f).is_none());
+    // This host's images hold its own targets only (collect leaves the others out).
+    let files = collect(paths)?;
     let (mut seqs, mut arch) = (Vec::new(), Vec::new());
     for f in &files {
         let s = load_sequence(g, f)?;

@@ -15,17 +15,7 @@ use std::time::Instant;
 /// expectation.
 pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Failure> {
     let any_dir = paths.iter().any(|p| p.is_dir());
-    let mut files = collect(paths)?;
-    // Files of a target that builds for another architecture, found in a directory when
-    // the program built for it is missing (harness::elsewhere): said, not run.
-    let away = files.len();
-    files.retain(|f| crate::elsewhere::of_file(f).is_none());
-    if files.len() < away {
-        eprintln!(
-            "skipped {} file(s) of targets that build for another architecture only (`cargo xtask qemu-user` builds the program that runs them)",
-            away - files.len()
-        );
-    }
+    let files = collect(paths)?;
     // Parse everything first: bad input is reported before any run, with exit 2.
     let mut seqs = Vec::new();
     for f in &files {
