@@ -61,7 +61,7 @@ pub enum Cli {
     /// snapshots, its corpus with and without its deliberate bug, QEMU, and two campaigns
     /// that must find the bug with it and nothing without it.
     Example {
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 120)]
         seconds: u64,
     },
     /// Every test: fmt, clippy, unit, integration and snapshot tests, the ARM builds, the

@@ -85,7 +85,8 @@ fn campaign(bug: bool, seconds: u64, work: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// `cargo xtask example [--seconds 30]`.
+/// `cargo xtask example [--seconds 120]`: the campaign with the bug may run `seconds` (it
+/// stops at its first finding), the one without it runs `seconds` but at most 30.
 pub fn run(seconds: u64) -> Result {
     setup::cargo_tool("cargo-fuzz", "fuzz")?;
     ok(&mut cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -140,17 +141,18 @@ pub fn run(seconds: u64) -> Result {
         .into());
     }
     println!(
-        "example: a {seconds} s campaign found the deliberate bug ({} finding(s), clean without the bug)",
+        "example: a campaign of at most {seconds} s found the deliberate bug ({} finding(s), clean without the bug)",
         files.len()
     );
-    let found = campaign(false, seconds, &work)?;
+    let clean_seconds = seconds.min(30);
+    let found = campaign(false, clean_seconds, &work)?;
     if !found.is_empty() {
         return Err(format!(
-            "example: a {seconds} s campaign found {} artifact(s) in tiny-s2 without its bug",
+            "example: a {clean_seconds} s campaign found {} artifact(s) in tiny-s2 without its bug",
             found.len()
         )
         .into());
     }
-    println!("example: a {seconds} s campaign without the bug found nothing");
+    println!("example: a {clean_seconds} s campaign without the bug found nothing");
     Ok(())
 }
