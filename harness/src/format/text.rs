@@ -34,6 +34,21 @@ pub const VERSION: u32 = 1;
 /// The first word of every `.s2` file.
 pub const MAGIC: &str = "stagehand-s2";
 
+/// The words a header line may start with (the magic line's included).
+pub const HEADER_WORDS: &[&str] = &[
+    MAGIC,
+    "target",
+    "vmid-bits",
+    "defects",
+    "workarounds",
+    "walker",
+    "bbm",
+    "expect",
+    "inert",
+    "guest",
+    "ram",
+];
+
 /// A parsed `.s2` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sequence {

@@ -18,25 +18,12 @@ use std::process::{Command, ExitCode};
 
 /// The target named in `.s2` text's header, if any.
 fn header_target(text: &str) -> Option<&str> {
-    const HEADER: &[&str] = &[
-        "stagehand-s2",
-        "target",
-        "vmid-bits",
-        "defects",
-        "workarounds",
-        "walker",
-        "bbm",
-        "expect",
-        "inert",
-        "guest",
-        "ram",
-    ];
     for l in text.lines().map(str::trim) {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
         let word = l.split_whitespace().next()?;
-        if !HEADER.contains(&word) {
+        if !crate::text::HEADER_WORDS.contains(&word) {
             return None;
         }
         if word == "target" {
