@@ -175,6 +175,7 @@ fn test() -> Result {
         "qemu-runner/image-aarch64",
         "qemu-runner/kvm-arm-2012-image",
         "qemu-runner/aarch64-paging-image",
+        "qemu-runner/page-table-generic-image",
     ] {
         let image = |args: &[&str]| run(Command::new("cargo").current_dir(dir).args(args));
         image(&["fmt", "--", "--check"])?;

@@ -25,6 +25,7 @@ pub const BUILD_DIRS: &[(&str, &str)] = &[
     ("fuzz/afl", "the AFL++ targets"),
     ("qemu-runner/kvm-arm-2012-image", "the armv7 Hyp-mode image"),
     ("qemu-runner/aarch64-paging-image", "the AArch64 EL2 image"),
+    ("qemu-runner/page-table-generic-image", "the AArch64 EL2 image over page-table-generic"),
 ];
 
 /// The patches the configuration holds: (crate, path).

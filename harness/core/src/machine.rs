@@ -94,6 +94,12 @@ pub trait Machine {
     /// Performs a TLB invalidation with its architectural scope (for AArch64, with VTTBR
     /// set to the VMID it names while it executes).
     fn tlbi(&mut self, op: Tlbi);
+    /// A TLB invalidation the target's own code has already executed on this machine
+    /// ([`crate::target::Services::tlbi_executed`]). A model performs it, as
+    /// [`Machine::tlbi`]; real hardware has nothing left to do.
+    fn tlbi_executed(&mut self, op: Tlbi) {
+        self.tlbi(op);
+    }
     /// A data synchronization barrier.
     fn dsb(&mut self);
     /// Runs the guest stub once under `vttbr` to perform `kind` at `ipa` (word aligned).

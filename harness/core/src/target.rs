@@ -121,6 +121,13 @@ pub trait Services {
     fn clean_dcache(&mut self, pa: Pa, len: u64);
     /// Issues a TLB invalidation.
     fn tlbi(&mut self, op: Tlbi);
+    /// Records a TLB invalidation the target has just executed itself, as an instruction
+    /// the harness could not intercept (its own code at EL2 on a hardware image): judged
+    /// like [`Services::tlbi`], and not executed again. Under qemu-user the harness traps
+    /// such instructions and calls [`Services::tlbi`] instead.
+    fn tlbi_executed(&mut self, op: Tlbi) {
+        self.tlbi(op);
+    }
     /// A data synchronization barrier.
     fn dsb(&mut self);
     /// Reports a `WARN_ON`.

@@ -51,25 +51,11 @@ impl Arch {
         }
     }
 
-    /// The target this repository's image of the profile is built with.
+    /// The target of this repository's default image of the profile (the board image's).
     pub const fn target(self) -> &'static str {
         match self {
             Arch::Armv7 => "kvm-arm-2012",
             Arch::Aarch64 => "aarch64-paging",
-        }
-    }
-
-    const fn crate_dir(self) -> &'static str {
-        match self {
-            Arch::Armv7 => IMAGE_CRATE,
-            Arch::Aarch64 => "qemu-runner/aarch64-paging-image",
-        }
-    }
-
-    const fn bin(self) -> &'static str {
-        match self {
-            Arch::Armv7 => "kvm-arm-2012-image",
-            Arch::Aarch64 => "aarch64-paging-image",
         }
     }
 
@@ -102,6 +88,14 @@ impl Arch {
     }
 }
 
+/// This repository's images, one per target: (target, profile, crate directory relative to
+/// the repository, binary name).
+pub const OWN_IMAGES: &[(&str, Arch, &str, &str)] = &[
+    ("kvm-arm-2012", Arch::Armv7, IMAGE_CRATE, "kvm-arm-2012-image"),
+    ("aarch64-paging", Arch::Aarch64, "qemu-runner/aarch64-paging-image", "aarch64-paging-image"),
+    ("page-table-generic", Arch::Aarch64, "qemu-runner/page-table-generic-image", "page-table-generic-image"),
+];
+
 /// A built image.
 #[derive(Clone, Debug)]
 pub struct Image {
@@ -130,16 +124,29 @@ pub fn build_image(board: Option<&Board>) -> Result<PathBuf, String> {
     build(Arch::Armv7, board).map(|i| i.elf)
 }
 
-/// Builds the image for `arch` (release, stable) for QEMU.
+/// Builds the image for `arch` (release, stable) for QEMU, over its default target.
 pub fn build_arch(arch: Arch) -> Result<Image, String> {
     build(arch, None)
 }
 
+/// Builds this repository's image over `target` for QEMU, if it has one.
+pub fn build_own(target: &str) -> Option<Result<Image, String>> {
+    let &(_, arch, dir, bin) = OWN_IMAGES.iter().find(|i| i.0 == target)?;
+    Some(build_in(arch, dir, bin, None))
+}
+
 fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
-    let dir = repo().join(arch.crate_dir());
+    let Some(&(_, _, dir, bin)) = OWN_IMAGES.iter().find(|i| i.0 == arch.target()) else {
+        unreachable!("every profile's default target has an image")
+    };
+    build_in(arch, dir, bin, board)
+}
+
+fn build_in(arch: Arch, crate_dir: &str, bin: &str, board: Option<&Board>) -> Result<Image, String> {
+    let dir = repo().join(crate_dir);
     let target_dir = dir.join(if board.is_some() { "target-board" } else { "target" });
     let mut cmd = Command::new("cargo");
-    cmd.args(["build", "--release", "--quiet", "--bin", arch.bin(), "--target", arch.triple()])
+    cmd.args(["build", "--release", "--quiet", "--bin", bin, "--target", arch.triple()])
         .current_dir(&dir)
         .arg("--target-dir")
         .arg(&target_dir);
@@ -171,7 +178,7 @@ fn build(arch: Arch, board: Option<&Board>) -> Result<Image, String> {
             arch.triple()
         ));
     }
-    Ok(Image { arch, elf: target_dir.join(arch.triple()).join("release").join(arch.bin()) })
+    Ok(Image { arch, elf: target_dir.join(arch.triple()).join("release").join(bin) })
 }
 
 /// Builds the image crate in `dir` (your own: a binary of one `image_main!` line, whose

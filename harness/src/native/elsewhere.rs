@@ -7,9 +7,11 @@
 //! `target/aarch64-unknown-linux-gnu/release/stagehand`), run as `qemu-ARCH -L
 //! /usr/ARCH-linux-gnu PROGRAM ARGS`.
 //!
-//! Files inside a directory do not require it: without the program, `stagehand run DIR`
-//! skips them and says so, as `stagehand qemu` and `stagehand seeds` always do (this host's
-//! QEMU images and fuzz targets do not hold those targets).
+//! `stagehand qemu` and `qemu-random` run that way too when a file or `--target` names such
+//! a target: the native side under qemu-user, the image on QEMU as usual.
+//!
+//! Files among others inside a directory do not require it: without the program, `stagehand run DIR`
+//! skips them and says so, as `stagehand qemu DIR` and `stagehand seeds` always do.
 
 use crate::targets::{self, Entry};
 use std::ffi::OsString;
@@ -41,7 +43,8 @@ pub fn of_file(path: &Path) -> Option<&'static Entry> {
 }
 
 /// What the arguments need: the architecture, and whether it was named outright (a
-/// `--target`, or a file given by name) rather than found inside a directory.
+/// `--target`, a file given by name, or a directory of such files only) rather than found
+/// among other files inside a directory.
 fn needs(args: &[OsString]) -> Option<(&'static str, bool)> {
     let mut found: Option<(&'static str, bool)> = None;
     let mut note = |arch: &'static str, named: bool| {
@@ -67,10 +70,12 @@ fn needs(args: &[OsString]) -> Option<(&'static str, bool)> {
                 note(e.elsewhere.unwrap_or_default(), true);
             }
         } else if p.is_dir() {
-            for f in crate::files::collect(p).unwrap_or_default() {
-                if let Some(e) = of_file(&f) {
-                    note(e.elsewhere.unwrap_or_default(), false);
-                }
+            // A directory of such files only (as `corpus/page-table-generic/`) names them.
+            let files = crate::files::collect(p).unwrap_or_default();
+            let found: Vec<_> = files.iter().filter_map(|f| of_file(f)).collect();
+            let all = !found.is_empty() && found.len() == files.len();
+            for e in found {
+                note(e.elsewhere.unwrap_or_default(), all);
             }
         }
     }
@@ -90,9 +95,14 @@ pub fn program(arch: &str) -> Option<PathBuf> {
 }
 
 /// The commands that run sequences natively, which another architecture's build can run
-/// for this one (not `qemu`, `board` or `disasm`, which need this host's QEMU and images).
+/// for this one.
 const NATIVE: &[&str] =
     &["run", "record", "replay", "show", "expect", "digest", "minimize", "triage", "naive", "convert"];
+
+/// The commands that compare native runs with QEMU's: run under qemu-user too (whose
+/// `execve` runs this host's cargo and QEMU natively), but only for a target named outright,
+/// never for files found inside a directory, which this host's images run.
+const ON_QEMU: &[&str] = &["qemu", "qemu-random"];
 
 /// The subcommand of `args` (its first word that is not a global option or its value).
 fn subcommand(args: &[OsString]) -> Option<String> {
@@ -116,10 +126,14 @@ pub fn reexec() -> Option<ExitCode> {
         return None;
     }
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if !subcommand(&args).is_some_and(|c| NATIVE.contains(&c.as_str())) {
+    let command = subcommand(&args)?;
+    if !NATIVE.contains(&command.as_str()) && !ON_QEMU.contains(&command.as_str()) {
         return None;
     }
     let (arch, named) = needs(&args)?;
+    if !named && ON_QEMU.contains(&command.as_str()) {
+        return None;
+    }
     let Some(program) = program(arch) else {
         if !named {
             return None;

@@ -161,6 +161,10 @@ impl Machine for El2Machine {
         }
     }
 
+    fn tlbi_executed(&mut self, _: Tlbi) {
+        // The target's own instruction ran at EL2 and has invalidated already.
+    }
+
     fn dsb(&mut self) {
         tlb::stagehand_dsb_ish();
     }

@@ -1,6 +1,7 @@
 //! The adapter: one `PageTable<S2, Frames>` per VM. The crate's hooks (`TableMeta::flush`
 //! and `FrameAllocator`) are static or cloned values without context, so they reach the
-//! harness's services through a thread-local slot set around every call.
+//! harness's services through a slot set around every call (thread-local on hosts, a plain
+//! static on the single-CPU bare-metal image).
 
 use crate::INFO;
 use crate::{
@@ -20,20 +21,60 @@ use harness_core::target::{Services, Target, TargetInfo};
 use page_table_generic::PageTableEntry;
 use page_table_generic::{FrameAllocator, PageTable, PagingError, PhysAddr, TableMeta, VirtAddr};
 
+/// The services of the call running (`None` outside a call).
+type Slot = Cell<Option<NonNull<dyn Services>>>;
+/// With `defer-table-frees`: the frames the crate released in this call (`None`: free at
+/// once).
+type Deferred = RefCell<Option<Vec<Pa>>>;
+
+#[cfg(feature = "std")]
 std::thread_local! {
-    /// The services of the call running on this thread.
-    static SLOT: Cell<Option<NonNull<dyn Services>>> = const { Cell::new(None) };
-    /// With `defer-table-frees`: the frames the crate released in this call (`None`: free
-    /// at once).
-    static DEFERRED: RefCell<Option<Vec<Pa>>> = const { RefCell::new(None) };
+    static SLOT: Slot = const { Cell::new(None) };
+    static DEFERRED: Deferred = const { RefCell::new(None) };
+}
+
+#[cfg(not(feature = "std"))]
+struct Racy<T>(T);
+// Safe because the image runs on one CPU with interrupts that never touch the slots.
+#[cfg(not(feature = "std"))]
+unsafe impl<T> Sync for Racy<T> {}
+#[cfg(not(feature = "std"))]
+static SLOT: Racy<Slot> = Racy(Cell::new(None));
+#[cfg(not(feature = "std"))]
+static DEFERRED: Racy<Deferred> = Racy(RefCell::new(None));
+
+fn slot<R>(f: impl FnOnce(&Slot) -> R) -> R {
+    #[cfg(feature = "std")]
+    return SLOT.with(f);
+    #[cfg(not(feature = "std"))]
+    return f(&SLOT.0);
+}
+
+fn deferred<R>(f: impl FnOnce(&Deferred) -> R) -> R {
+    #[cfg(feature = "std")]
+    return DEFERRED.with(f);
+    #[cfg(not(feature = "std"))]
+    return f(&DEFERRED.0);
+}
+
+/// A call is in progress and not unwinding from a panic. The bare-metal image stops a
+/// panicking call where it stands (its frames are abandoned, no destructor runs); on hosts
+/// the crate's destructors would run during the unwind and free tables, so they are kept
+/// from the harness to give the same trace.
+fn in_call() -> bool {
+    #[cfg(feature = "std")]
+    if std::thread::panicking() {
+        return false;
+    }
+    slot(Cell::get).is_some()
 }
 
 /// Runs `f` on the current services, if a call is in progress and not unwinding.
 fn services<R>(f: impl FnOnce(&mut dyn Services) -> R) -> Option<R> {
-    if std::thread::panicking() {
+    if !in_call() {
         return None;
     }
-    let s = SLOT.with(Cell::get)?;
+    let s = slot(Cell::get)?;
     // Safe because the pointer came from a live `&mut` in `Target::call`, which is still
     // running (the slot is cleared when it returns), and the crate calls back one hook at a
     // time.
@@ -54,13 +95,17 @@ impl TableMeta for S2 {
 
     fn flush(_: Option<VirtAddr>) {
         // What axvm's flush executes whatever the address (`dsb ishst; tlbi alle1is; dsb ish;
-        // isb`); the harness traps the TLBI under qemu-user and records it. Outside a call
-        // (a table being forgotten) there is nothing to invalidate for.
-        if SLOT.with(Cell::get).is_some() && !std::thread::panicking() {
-            // Safe because this runs at EL0 under qemu-user, where the harness's SIGILL
-            // handler steps over the TLBI; barriers execute normally.
-            unsafe { ax_cpu::virtualization::invalidate_guest_translations_inner_shareable() };
+        // isb`). Outside a call (a table being forgotten) there is nothing to invalidate for.
+        if !in_call() {
+            return;
         }
+        // Safe because this runs either at EL0 under qemu-user, where the harness's SIGILL
+        // handler records the TLBI and steps over it (barriers execute normally), or at EL2
+        // on the image, where it invalidates.
+        unsafe { ax_cpu::virtualization::invalidate_guest_translations_inner_shareable() };
+        // At EL2 nothing traps the instruction, which has invalidated: it is recorded here.
+        #[cfg(target_os = "none")]
+        services(|s| s.tlbi_executed(Tlbi::All));
     }
 }
 
@@ -76,7 +121,7 @@ impl FrameAllocator for Frames {
 
     fn dealloc_frame(&self, frame: PhysAddr) {
         let frame = Pa(frame.as_usize() as u64);
-        let deferred = DEFERRED.with(|d| d.borrow_mut().as_mut().map(|v| v.push(frame)).is_some());
+        let deferred = deferred(|d| d.borrow_mut().as_mut().map(|v| v.push(frame)).is_some());
         if !deferred {
             services(|s| s.free_pages(frame, 0));
         }
@@ -155,21 +200,21 @@ impl Target for PageTableGeneric {
         struct Clear;
         impl Drop for Clear {
             fn drop(&mut self) {
-                SLOT.with(|c| c.set(None));
+                slot(|c| c.set(None));
             }
         }
         let ptr: NonNull<dyn Services + '_> = NonNull::from(s as &mut dyn Services);
         // Safe because the slot is cleared before `s`'s borrow ends (the guard runs on return
         // and on unwind), so the erased lifetime is never outlived.
         let ptr: NonNull<dyn Services> = unsafe { core::mem::transmute(ptr) };
-        SLOT.with(|c| c.set(Some(ptr)));
+        slot(|c| c.set(Some(ptr)));
         let _clear = Clear;
         let v = op.vm().map_or(0, usize::from);
         let stub = s.layout().stub_frame();
         let defer = self.workarounds.has(DEFER_TABLE_FREES);
-        DEFERRED.with(|d| *d.borrow_mut() = defer.then(Vec::new));
+        deferred(|d| *d.borrow_mut() = defer.then(Vec::new));
         let r = self.dispatch(v, op, stub);
-        let frames = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+        let frames = deferred(|d| d.borrow_mut().take()).unwrap_or_default();
         if !frames.is_empty() {
             // The unlinking of every released table is invalidated before it is reused.
             S2::flush(None);

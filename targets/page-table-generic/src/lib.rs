@@ -35,9 +35,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-#[cfg(all(target_arch = "aarch64", feature = "std"))]
+#[cfg(target_arch = "aarch64")]
 mod adapter;
-#[cfg(all(target_arch = "aarch64", feature = "std"))]
+#[cfg(target_arch = "aarch64")]
 pub use adapter::PageTableGeneric;
 
 /// Index of the `defer-table-frees` workaround.

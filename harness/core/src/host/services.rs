@@ -143,12 +143,51 @@ impl<M: Machine> Services for Host<M> {
     }
 
     fn tlbi(&mut self, op: Tlbi) {
+        self.invalidated(op, false);
+    }
+
+    fn tlbi_executed(&mut self, op: Tlbi) {
+        self.invalidated(op, true);
+    }
+
+    fn dsb(&mut self) {
+        self.machine.dsb();
+        self.event(Event::Dsb);
+        self.tlb.dsb();
+        self.bbm.dsb();
+    }
+
+    fn warn(&mut self, warning: Warning) {
+        self.event(Event::Warn { warning });
+        self.violation(Detail::Warn { warning });
+    }
+
+    fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>> {
+        let i = self.layout.pool_index(pa)?;
+        if let Some(e) = self.exposed_at.get_mut(i) {
+            if *e != self.window {
+                *e = self.window;
+                self.exposed.push(i as u32);
+            }
+        }
+        self.machine.page_ptr(i)
+    }
+}
+
+impl<M: Machine> Host<M> {
+    /// A TLB invalidation: performed on the machine unless the target's code `executed` it
+    /// already, recorded, and judged.
+    fn invalidated(&mut self, op: Tlbi, executed: bool) {
         match op {
             Tlbi::Ipas2 { vmid, ipa } => self.sync_path(vmid, ipa),
             Tlbi::Vmalle1(vmid) | Tlbi::Vmalls12e1(vmid) | Tlbi::Vmid(vmid) => self.sync_vmid(vmid),
             Tlbi::All => self.sync(),
         }
-        self.machine.tlbi(op);
+        if executed {
+            self.machine.tlbi_executed(op);
+        } else {
+            self.machine.tlbi(op);
+        }
         self.event(Event::Tlbi(op));
         let before = self.feedback.on(Family::Pending).then(|| self.tlb.total());
         self.tlb.tlbi(op, &self.vm_vmid, &mut self.found);
@@ -177,28 +216,5 @@ impl<M: Machine> Services for Host<M> {
             _ => {}
         }
         self.flush_found();
-    }
-
-    fn dsb(&mut self) {
-        self.machine.dsb();
-        self.event(Event::Dsb);
-        self.tlb.dsb();
-        self.bbm.dsb();
-    }
-
-    fn warn(&mut self, warning: Warning) {
-        self.event(Event::Warn { warning });
-        self.violation(Detail::Warn { warning });
-    }
-
-    fn table_memory(&mut self, pa: Pa) -> Option<NonNull<u64>> {
-        let i = self.layout.pool_index(pa)?;
-        if let Some(e) = self.exposed_at.get_mut(i) {
-            if *e != self.window {
-                *e = self.window;
-                self.exposed.push(i as u32);
-            }
-        }
-        self.machine.page_ptr(i)
     }
 }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The images for `seqs`, whose profiles are `arches`: those given (ELF files or image
-/// crates, built), then this repository's own image of a profile whose sequences are all of
-/// the target it runs. Which target an image runs shows in its traces, checked per file.
+/// crates, built), then, for a profile whose sequences are all of one target, this
+/// repository's own image over that target. Which target an image runs shows in its
+/// traces, checked per file.
 fn images(given: &[PathBuf], seqs: &[Sequence], arches: &[Arch]) -> Result<Vec<Image>, Failure> {
     let mut out = Vec::new();
     for path in given {
@@ -34,12 +35,19 @@ fn images(given: &[PathBuf], seqs: &[Sequence], arches: &[Arch]) -> Result<Vec<I
         if out.iter().any(|i| i.arch == a) {
             continue;
         }
-        match std::iter::once(first).chain(names).find(|&n| n != a.target()) {
-            None => out.push(qemu::build_arch(a).map_err(Failure::Input)?),
-            Some(name) => {
+        if let Some(other) = names.find(|&n| n != first) {
+            return Err(Failure::Input(format!(
+                "the {} files name targets {first} and {other}, and one run boots one image per \
+                 profile: run them apart, or pass `--image CRATE_DIR_OR_ELF`",
+                a.name()
+            )));
+        }
+        match qemu::build_own(first) {
+            Some(image) => out.push(image.map_err(Failure::Input)?),
+            None => {
                 return Err(Failure::Input(format!(
-                    "no {} image runs target {name}: build one over it (a binary of one \
-                     `image_main!({name} adapter)` line) and pass `--image CRATE_DIR_OR_ELF`",
+                    "no {} image of this repository runs target {first}: build one over it (a binary \
+                     of one `image_main!({first} adapter)` line) and pass `--image CRATE_DIR_OR_ELF`",
                     a.name()
                 )))
             }
