@@ -43,14 +43,21 @@ pub fn of_file(path: &Path) -> Option<&'static Entry> {
 }
 
 /// What the arguments need: the architecture, and whether it was named outright (a
-/// `--target`, a file given by name, or a directory of such files only) rather than found
-/// among other files inside a directory.
+/// `--target` or STAGEHAND_TARGET, a file given by name, or a directory of such files only)
+/// rather than found among other files inside a directory.
 fn needs(args: &[OsString]) -> Option<(&'static str, bool)> {
     let mut found: Option<(&'static str, bool)> = None;
     let mut note = |arch: &'static str, named: bool| {
         let named = named || found.is_some_and(|f| f.1);
         found = Some((arch, named));
     };
+    // A campaign pins its target in the environment (STAGEHAND_TARGET), as the fuzz
+    // targets read it.
+    if let Some(t) = std::env::var_os("STAGEHAND_TARGET") {
+        if let Some(e) = targets::all().iter().find(|e| t == e.info.name && e.elsewhere.is_some()) {
+            note(e.elsewhere.unwrap_or_default(), true);
+        }
+    }
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned()).peekable();
     while let Some(a) = it.next() {
         let target = match a.strip_prefix("--target=") {
@@ -96,8 +103,10 @@ pub fn program(arch: &str) -> Option<PathBuf> {
 
 /// The commands that run sequences natively, which another architecture's build can run
 /// for this one.
-const NATIVE: &[&str] =
-    &["run", "record", "replay", "show", "expect", "digest", "minimize", "triage", "naive", "convert"];
+const NATIVE: &[&str] = &[
+    "run", "record", "replay", "show", "expect", "digest", "minimize", "triage", "naive", "convert", "seeds",
+    "configs",
+];
 
 /// The commands that compare native runs with QEMU's: run under qemu-user too (whose
 /// `execve` runs this host's cargo and QEMU natively), but only for a target named outright,

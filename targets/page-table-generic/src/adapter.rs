@@ -26,11 +26,14 @@ type Slot = Cell<Option<NonNull<dyn Services>>>;
 /// With `defer-table-frees`: the frames the crate released in this call (`None`: free at
 /// once).
 type Deferred = RefCell<Option<Vec<Pa>>>;
+/// Frames set aside in this call for the crate's next allocations ([`top_up`]).
+type Reserve = RefCell<Vec<Pa>>;
 
 #[cfg(feature = "std")]
 std::thread_local! {
     static SLOT: Slot = const { Cell::new(None) };
     static DEFERRED: Deferred = const { RefCell::new(None) };
+    static RESERVE: Reserve = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(not(feature = "std"))]
@@ -42,6 +45,8 @@ unsafe impl<T> Sync for Racy<T> {}
 static SLOT: Racy<Slot> = Racy(Cell::new(None));
 #[cfg(not(feature = "std"))]
 static DEFERRED: Racy<Deferred> = Racy(RefCell::new(None));
+#[cfg(not(feature = "std"))]
+static RESERVE: Racy<Reserve> = Racy(RefCell::new(Vec::new()));
 
 fn slot<R>(f: impl FnOnce(&Slot) -> R) -> R {
     #[cfg(feature = "std")]
@@ -55,6 +60,29 @@ fn deferred<R>(f: impl FnOnce(&Deferred) -> R) -> R {
     return DEFERRED.with(f);
     #[cfg(not(feature = "std"))]
     return f(&DEFERRED.0);
+}
+
+fn reserve<R>(f: impl FnOnce(&Reserve) -> R) -> R {
+    #[cfg(feature = "std")]
+    return RESERVE.with(f);
+    #[cfg(not(feature = "std"))]
+    return f(&RESERVE.0);
+}
+
+/// Tables a make after a break may need: a 4 KiB page below a level-1 root that an unmap
+/// left without its level-2 and level-3 tables.
+const MAKE_TABLES: usize = 2;
+
+/// Before a break-before-make, sets aside the frames the make may need, as Linux tops up
+/// its memory cache before it changes a stage-2 table: the make cannot then fail for want
+/// of a table after the break has removed the old mapping, and an allocation failure
+/// leaves the mapping as it was. The frames left over go back at the end of the call.
+fn top_up() -> Result<(), Errno> {
+    while reserve(|r| r.borrow().len()) < MAKE_TABLES {
+        let pa = services(|s| s.alloc_pages(0)).flatten().ok_or(Errno::NoMemory)?;
+        reserve(|r| r.borrow_mut().push(pa));
+    }
+    Ok(())
 }
 
 /// A call is in progress and not unwinding from a panic. The bare-metal image stops a
@@ -115,7 +143,15 @@ pub struct Frames;
 
 impl FrameAllocator for Frames {
     fn alloc_frame(&self) -> Option<PhysAddr> {
-        let pa = services(|s| s.alloc_pages(0))??;
+        // The frames set aside are taken in the order they were allocated.
+        let set_aside = reserve(|r| {
+            let mut r = r.borrow_mut();
+            (in_call() && !r.is_empty()).then(|| r.remove(0))
+        });
+        let pa = match set_aside {
+            Some(pa) => pa,
+            None => services(|s| s.alloc_pages(0))??,
+        };
         Some(PhysAddr::from_usize(pa.0 as usize))
     }
 
@@ -213,7 +249,13 @@ impl Target for PageTableGeneric {
         let stub = s.layout().stub_frame();
         let defer = self.workarounds.has(DEFER_TABLE_FREES);
         deferred(|d| *d.borrow_mut() = defer.then(Vec::new));
+        // A frame set aside by a call that panicked went with the pool.
+        reserve(|r| r.borrow_mut().clear());
         let r = self.dispatch(v, op, stub);
+        let left = reserve(|r| core::mem::take(&mut *r.borrow_mut()));
+        for f in left {
+            s.free_pages(f, 0);
+        }
         let frames = deferred(|d| d.borrow_mut().take()).unwrap_or_default();
         if !frames.is_empty() {
             // The unlinking of every released table is invalidated before it is reused.
@@ -307,6 +349,7 @@ fn change_memory_type(t: &mut Table, ipa: u64, size: u64, prot: Prot) -> Result<
         })
         .collect();
     for (at, len, frame) in changed {
+        top_up()?;
         t.unmap(va(at), len as usize).map_err(errno)?;
         S2::flush(None);
         t.map_linear_pages(va(at), pa(frame), len as usize, flags(prot), true).map_err(errno)?;
@@ -380,6 +423,7 @@ impl PageTableGeneric {
                         if t.query(va(ipa)).is_ok_and(|(_, _, leaf)| leaf > PAGE_SIZE as usize) {
                             t.split_huge_page(va(ipa)).map_err(errno)?;
                         }
+                        top_up()?;
                         t.unmap_page(va(ipa)).map_err(errno)?;
                         // The crate clears the emptied tables' parents without a flush: one
                         // more before the new tables take their place.
