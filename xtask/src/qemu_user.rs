@@ -6,8 +6,9 @@
 //! passes its exact expectation under qemu-user, and the trace hash and the violations of
 //! each file and of random sequences (workarounds on and off) are the native ones.
 //!
-//! Then the AArch64-only `page-table-generic`: its corpus tests under qemu-user, and its
-//! files and random sequences on QEMU at EL2 against those native runs.
+//! Then the AArch64-only `page-table-generic`: its corpus tests under qemu-user, its files
+//! and random sequences on QEMU at EL2 against those native runs, and a libFuzzer campaign
+//! of it under qemu-aarch64.
 
 use crate::{fuzz, run, setup, Result};
 use std::path::{Path, PathBuf};
@@ -131,7 +132,9 @@ pub fn check(naive: usize) -> Result {
         .into());
     }
     println!("qemu-user: page-table-generic's corpus meets its snapshots; {naive} random sequences with its workarounds are clean");
-    on_qemu(&native, naive)
+    on_qemu(&native, naive)?;
+    // libFuzzer under qemu-aarch64.
+    fuzz::smoke_aarch64_only(15)
 }
 
 /// `page-table-generic` on QEMU at EL2 (its own image, where the crate's flush executes
