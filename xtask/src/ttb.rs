@@ -101,6 +101,9 @@ fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
             .filter(|f| f.starts_with(&format!("{name}-")))
             .map(|f| PathBuf::from("regressions").join(f))
             .collect();
+        // A target that builds for AArch64 only runs pinned, under qemu-aarch64: this host's
+        // decoder cannot choose it.
+        let pinned = fuzz::AARCH64_ONLY.contains(&name).then(|| name.to_string());
         for w in &all {
             let others: Vec<&str> = all.iter().copied().filter(|x| x != w).collect();
             out.push(Target {
@@ -108,7 +111,7 @@ fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
                 settings: Settings {
                     defects: "none".into(),
                     workarounds: Some(if others.is_empty() { "none".into() } else { others.join(",") }),
-                    target: None,
+                    target: pinned.clone(),
                     expect: Some(format!("{name}:")),
                     known: Some(fuzz::KNOWN_FINDINGS.into()),
                     ..Settings::default()
@@ -166,9 +169,11 @@ fn fuzz_trial(
         }
     }
     let start = Instant::now();
-    let out = Command::new(bin)
+    let out = fuzz::fuzzer(bin)
         .arg(&corpus)
         .arg(format!("-max_total_time={cap}"))
+        // An input that never returns ends the trial as a timeout, not found.
+        .arg(format!("-timeout={cap}"))
         .arg(format!("-seed={}", trial + 1))
         .arg(format!("-max_len={}", mode.max_len.unwrap_or(o.max_len)))
         .args(LIBFUZZER_OPTIONS)
@@ -202,13 +207,16 @@ fn fuzz_trial(
 fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<Trial> {
     // Timed from spawn to exit, like the libFuzzer trials.
     let start = Instant::now();
-    let out = Command::new(stagehand)
+    // Killed 30 s after its cap: a sequence that never returns is a miss.
+    let out = Command::new("timeout")
+        .arg((cap + 30).to_string())
+        .arg(stagehand)
         .args(["naive", "--seconds", &cap.to_string(), "--seed", &(trial + 1).to_string()])
         .envs(t.settings.env())
         .stderr(Stdio::null())
         .output()?;
     let seconds = start.elapsed().as_secs_f64();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     Ok(Trial {
         bug: t.name.clone(),
         mode: "naive".into(),
@@ -279,6 +287,14 @@ pub fn ttb(o: &Options) -> Result {
     let bin = fuzz::build_target("ops", Build::Plain)?;
     let stagehand = fuzz::stagehand()?;
     let targets = targets(&stagehand, o.bugs.as_deref())?;
+    let pinned = |t: &Target| t.settings.aarch64_only();
+    // The AArch64 builds, for a target that builds there only.
+    let bin_aarch64 = if targets.iter().any(pinned) {
+        crate::qemu_user::build()?;
+        Some(fuzz::build_aarch64("ops")?)
+    } else {
+        None
+    };
     let rerun: Vec<&str> = o.rerun.as_deref().map(|r| r.split(',').collect()).unwrap_or_default();
     let earlier = match &o.keep {
         Some(path) => kept(path, &rerun)?,
@@ -290,7 +306,7 @@ pub fn ttb(o: &Options) -> Result {
             continue;
         }
         let seeds = PathBuf::from(format!("target/fuzz/ttb-seeds/{}", t.name.replace('/', "_")));
-        fuzz::seeds(&stagehand, &seeds, &t.exclude, None)?;
+        fuzz::seeds(&stagehand, &seeds, &t.exclude, t.settings.target.as_deref())?;
         for trial in 0..o.trials {
             for m in &o.modes {
                 // The naive generator has no corpus.
@@ -315,7 +331,8 @@ pub fn ttb(o: &Options) -> Result {
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..o.parallel.max(1) {
-            let (queue, results, targets, bin, stagehand) = (&queue, &results, &targets, &bin, &stagehand);
+            let (queue, results, targets, stagehand) = (&queue, &results, &targets, &stagehand);
+            let (bin, bin_aarch64) = (&bin, &bin_aarch64);
             // The guard is dropped inside the closure, not held for the loop body.
             let next = move || queue.lock().ok().and_then(|mut q| q.next());
             scope.spawn(move || {
@@ -324,6 +341,7 @@ pub fn ttb(o: &Options) -> Result {
                     let r = if mode.naive {
                         naive_trial(stagehand, t, trial, o.cap)
                     } else {
+                        let bin = bin_aarch64.as_ref().filter(|_| pinned(t)).unwrap_or(bin);
                         fuzz_trial(bin, t, &mode, trial, o, seeds.as_deref())
                     };
                     let mut done = results.lock().expect("not poisoned");
@@ -426,9 +444,19 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
     );
     if let (Some(keep), Some(rerun)) = (&o.keep, &o.rerun) {
         md += &format!(
-            "The trials of {} were run again (`--rerun`) after a harness fix; the others are those of the earlier \
-             run of the same settings (`--keep {keep}`).\n\n",
+            "The trials of {} come from a later run (`--rerun`: bugs new or changed since); the others are \
+             those of an earlier run of the same settings (`--keep {keep}`).\n\n",
             rerun.split(',').map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let pinned: Vec<String> =
+        targets.iter().filter(|t| t.settings.aarch64_only()).map(|t| format!("`{}`", t.name)).collect();
+    if !pinned.is_empty() {
+        md += &format!(
+            "{} belong to a target that builds for AArch64 only: their trials pin that target (this host's \
+             decoder cannot choose it) and run libFuzzer and the naive generator built for AArch64 Linux under \
+             qemu-aarch64, which runs them about 20x slower than native (README, \"Under qemu-user\").\n\n",
+            pinned.join(", ")
         );
     }
     let has = |m: &str| modes.contains(&m);
