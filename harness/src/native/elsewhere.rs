@@ -10,8 +10,9 @@
 //! `stagehand qemu` and `qemu-random` run that way too when a file or `--target` names such
 //! a target: the native side under qemu-user, the image on QEMU as usual.
 //!
-//! Files among others inside a directory do not require it: without the program, `stagehand run DIR`
-//! skips them and says so, as `stagehand qemu DIR` and `stagehand seeds` always do.
+//! Files among others inside a directory do not require it: without the program,
+//! `stagehand run DIR` skips them and says so, as `stagehand qemu DIR` and `stagehand seeds`
+//! always do.
 
 use crate::targets::{self, Entry};
 use std::ffi::OsString;
