@@ -213,4 +213,8 @@ pub struct Mutants {
     /// The CI smoke: three chosen mutants through the whole command.
     #[arg(long)]
     pub smoke: bool,
+    /// Reuse the last cargo-mutants run of this target (target/mutants/NAME): only the
+    /// search and the report run again.
+    #[arg(long)]
+    pub reuse: bool,
 }

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             naive: m.naive,
             jobs: m.jobs,
             only: m.re,
+            reuse: m.reuse,
         }),
         cli::Cli::Patch { patches, clear, check } => patch_cmd(&patches, clear, check),
         cli::Cli::Coverage { seconds } => coverage::coverage(seconds),
@@ -262,6 +263,7 @@ fn mutants_smoke() -> Result {
         jobs: 2,
         only: mutants::SMOKE.iter().map(|(re, _)| (*re).to_string()).collect(),
         name: "smoke".into(),
+        reuse: false,
     };
     let outcomes = mutants::run_only(&o)?;
     for (re, caught) in mutants::SMOKE {

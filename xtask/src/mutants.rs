@@ -28,6 +28,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Where cargo-mutants writes (`target/mutants/<name>`).
     pub name: String,
+    /// Read the outcomes of the last cargo-mutants run of `name` instead of running it again
+    /// (to redo the search and the report).
+    pub reuse: bool,
 }
 
 /// One mutant as cargo-mutants names it: `file:line:col: description`.
@@ -128,7 +131,9 @@ fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
         .env("STAGEHAND_STRENGTH_TARGET", &o.target))?;
     let mut cmd = Command::new("cargo");
     cmd.current_dir(dir).arg("mutants").arg("--no-shuffle").args(["--jobs", &o.jobs.max(1).to_string()]);
-    cmd.args(["--baseline=skip", "--timeout", "300", "--test-package", "stagehand-cli", "--output"])
+    // The strength test runs one target's corpus in seconds: a minute is a hang (a mutant that
+    // loops), and five minutes per hang made a run of the aarch64-paging adapter take hours.
+    cmd.args(["--baseline=skip", "--timeout", "60", "--test-package", "stagehand-cli", "--output"])
         .arg(std::path::absolute(out)?);
     for (p, files) in packages(o)? {
         cmd.args(["--package", p]);
@@ -143,9 +148,14 @@ fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
     eprintln!("+ {}", crate::render(&cmd));
     // cargo-mutants exits non-zero when mutants survive: the lists say what happened.
     let status = cmd.status()?;
+    read_outcomes(out).map_err(|e| format!("{e} ({status})").into())
+}
+
+/// The outcomes cargo-mutants wrote under `out`.
+fn read_outcomes(out: &Path) -> std::result::Result<Outcomes, String> {
     let lists = out.join("mutants.out");
     if !lists.join("caught.txt").exists() && !lists.join("missed.txt").exists() {
-        return Err(format!("cargo mutants found nothing to report ({status})").into());
+        return Err(format!("cargo mutants found nothing to report in {}", lists.display()));
     }
     Ok(Outcomes {
         caught: read_list(&lists, "caught.txt"),
@@ -334,12 +344,13 @@ fn search_one(ws: &Path, orig: &Path, diff: &str, naive: usize, out: &Path, slug
     let corpus = vec![ws.join("corpus")];
     let a = digest(orig, &corpus, naive)?;
     let b = digest(&mutant, &corpus, naive)?;
+    // The same sequences of both, by id (a file one of them skips is not compared).
+    let pairs: Vec<_> = a.iter().filter_map(|x| b.iter().find(|y| y.0 == x.0).map(|y| (x, y))).collect();
     // Prefer a sequence the mutant fails, then any whose trace differs.
-    let pick = a
+    let pick = pairs
         .iter()
-        .zip(&b)
         .find(|(x, y)| x.2 != y.2)
-        .or_else(|| a.iter().zip(&b).find(|(x, y)| x.1 != y.1))
+        .or_else(|| pairs.iter().find(|(x, y)| x.1 != y.1))
         .map(|(x, y)| (x.0.clone(), x.2 != y.2));
     let Some((id, violations)) = pick else { return Ok(Search::NoDifference) };
     std::fs::create_dir_all(out)?;
@@ -383,10 +394,14 @@ pub fn mutants(o: &Options) -> Result {
     let dir =
         if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
     let out = PathBuf::from(format!("target/mutants/{}", o.name));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out)?;
     let started = std::time::Instant::now();
-    let outcomes = cargo_mutants(o, &dir, &out)?;
+    let outcomes = if o.reuse {
+        read_outcomes(&out)?
+    } else {
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        cargo_mutants(o, &dir, &out)?
+    };
     let mutation_secs = started.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let searched = if o.search && !outcomes.missed.is_empty() {

@@ -10,9 +10,10 @@
 //! `stagehand qemu` and `qemu-random` run that way too when a file or `--target` names such
 //! a target: the native side under qemu-user, the image on QEMU as usual.
 //!
-//! Files among others inside a directory do not require it: without the program,
-//! `stagehand run DIR` skips them and says so, as `stagehand qemu DIR` and `stagehand seeds`
-//! always do.
+//! Files among others inside a directory never move the run there: `stagehand run DIR`
+//! skips them and says so, as `stagehand qemu DIR` and `stagehand seeds` do. (The other
+//! build's decoder chooses among more targets: this host's seeds, naive sequences and
+//! digests must not depend on whether that build exists.)
 
 use crate::targets::{self, Entry};
 use std::ffi::OsString;
@@ -110,8 +111,7 @@ const NATIVE: &[&str] = &[
 ];
 
 /// The commands that compare native runs with QEMU's: run under qemu-user too (whose
-/// `execve` runs this host's cargo and QEMU natively), but only for a target named outright,
-/// never for files found inside a directory, which this host's images run.
+/// `execve` runs this host's cargo and QEMU natively).
 const ON_QEMU: &[&str] = &["qemu", "qemu-random"];
 
 /// The subcommand of `args` (its first word that is not a global option or its value).
@@ -140,14 +140,14 @@ pub fn reexec() -> Option<ExitCode> {
     if !NATIVE.contains(&command.as_str()) && !ON_QEMU.contains(&command.as_str()) {
         return None;
     }
+    // Files found among others inside a directory never move the run: the other build's
+    // decoder chooses among more targets, so what this host's seeds, naive sequences and
+    // digests are would depend on whether that build exists.
     let (arch, named) = needs(&args)?;
-    if !named && ON_QEMU.contains(&command.as_str()) {
+    if !named {
         return None;
     }
     let Some(program) = program(arch) else {
-        if !named {
-            return None;
-        }
         eprintln!(
             "stagehand: this command needs a target that builds for {arch} only; build this program for \
              {arch}-unknown-linux-gnu (`cargo xtask qemu-user` does) or set STAGEHAND_QEMU_USER_PROGRAM"
