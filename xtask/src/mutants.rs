@@ -247,7 +247,12 @@ fn minimize(orig: &Path, mutant: &Path, file: &Path, violations: bool) -> Result
             })
             .unwrap_or(lines.len());
         (
-            lines[..first_op].iter().filter(|l| !l.starts_with("expect")).copied().collect(),
+            // What names op indices goes: the ops are about to change.
+            lines[..first_op]
+                .iter()
+                .filter(|l| !l.starts_with("expect") && !l.starts_with("inert"))
+                .copied()
+                .collect(),
             lines[first_op..].to_vec(),
         )
     };
