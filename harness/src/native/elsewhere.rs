@@ -154,18 +154,19 @@ pub fn reexec() -> Option<ExitCode> {
         );
         return Some(ExitCode::from(2));
     };
-    let status = Command::new(format!("qemu-{arch}"))
-        .args(["-L", &format!("/usr/{arch}-linux-gnu")])
-        .arg(&program)
-        .args(&args)
-        .status();
-    Some(match status {
-        Ok(s) => ExitCode::from(s.code().map_or(2, |c| c.clamp(0, 255) as u8)),
-        Err(e) => {
-            eprintln!("stagehand: cannot run qemu-{arch} (apt-get install qemu-user): {e}");
-            ExitCode::from(2)
-        }
-    })
+    let mut cmd = Command::new(format!("qemu-{arch}"));
+    cmd.args(["-L", &format!("/usr/{arch}-linux-gnu")]).arg(&program).args(&args);
+    // This process becomes qemu-user, so a signal that stops it (a `timeout`, a CI runner)
+    // stops the emulated run too, and its exit status is the command's.
+    #[cfg(unix)]
+    let e = std::os::unix::process::CommandExt::exec(&mut cmd);
+    #[cfg(not(unix))]
+    let e = match cmd.status() {
+        Ok(s) => return Some(ExitCode::from(s.code().map_or(2, |c| c.clamp(0, 255) as u8))),
+        Err(e) => e,
+    };
+    eprintln!("stagehand: cannot run qemu-{arch} (apt-get install qemu-user): {e}");
+    Some(ExitCode::from(2))
 }
 
 #[cfg(test)]
