@@ -104,15 +104,24 @@ pub fn program(arch: &str) -> Option<PathBuf> {
 }
 
 /// The commands that run sequences natively, which another architecture's build can run
-/// for this one.
+/// for this one; `qemu` and `qemu-random` among them (qemu-user's `execve` runs this host's
+/// cargo and QEMU natively).
 const NATIVE: &[&str] = &[
-    "run", "record", "replay", "show", "expect", "digest", "minimize", "triage", "naive", "convert", "seeds",
+    "run",
+    "record",
+    "replay",
+    "show",
+    "expect",
+    "digest",
+    "minimize",
+    "triage",
+    "naive",
+    "convert",
+    "seeds",
     "configs",
+    "qemu",
+    "qemu-random",
 ];
-
-/// The commands that compare native runs with QEMU's: run under qemu-user too (whose
-/// `execve` runs this host's cargo and QEMU natively).
-const ON_QEMU: &[&str] = &["qemu", "qemu-random"];
 
 /// The subcommand of `args` (its first word that is not a global option or its value).
 fn subcommand(args: &[OsString]) -> Option<String> {
@@ -137,7 +146,7 @@ pub fn reexec() -> Option<ExitCode> {
     }
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let command = subcommand(&args)?;
-    if !NATIVE.contains(&command.as_str()) && !ON_QEMU.contains(&command.as_str()) {
+    if !NATIVE.contains(&command.as_str()) {
         return None;
     }
     // Files found among others inside a directory never move the run: the other build's
