@@ -166,7 +166,7 @@ fn read_outcomes(out: &Path) -> std::result::Result<Outcomes, String> {
 }
 
 /// Why a survivor survives, when that can be told mechanically from its place in the code.
-pub fn classify(m: &Mutant, source_root: &Path) -> Option<&'static str> {
+pub fn classify(m: &Mutant, source_root: &Path, callers: &[(PathBuf, Vec<PathBuf>)]) -> Option<&'static str> {
     if m.name.contains(" in <impl Debug") || m.name.contains(" in <impl Display") || m.name.contains("::fmt")
     {
         return Some("Display/Debug: printing, no behaviour");
@@ -181,7 +181,100 @@ pub fn classify(m: &Mutant, source_root: &Path) -> Option<&'static str> {
     if lines.get(from..m.line.min(lines.len())).is_some_and(|l| l.iter().any(|l| l.contains("Defects::"))) {
         return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
     }
+    let file = source_root.join(&m.file);
+    let file = file.canonicalize().unwrap_or(file);
+    let dirs = callers.iter().find(|(dir, _)| file.starts_with(dir)).map(|(_, d)| d);
+    if let (Some(f), Some(dirs)) = (inherent_fn(&m.name), dirs) {
+        if !called(f, dirs) {
+            return Some("unused: no caller outside tests");
+        }
+    }
     None
+}
+
+/// The name of the inherent method or free function a mutant changes (`Ipa::index` gives
+/// `index`), or None for trait methods, which the language calls implicitly (`Drop`, `==`, `[]`).
+fn inherent_fn(name: &str) -> Option<&str> {
+    let path = match name.rsplit_once(" in ") {
+        Some((_, path)) => path,
+        None => name.split_once("replace ")?.1.split([' ', '<']).next()?,
+    };
+    if path.starts_with('<') || path.contains("<impl") {
+        return None;
+    }
+    path.rsplit("::")
+        .next()
+        .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+}
+
+/// For each workspace package under `root`: its directory, and the directories where its
+/// items can be called from (its own and those of the packages that depend on it directly;
+/// no package re-exports another). Empty when `cargo metadata` fails: nothing is then unused.
+pub fn callers(root: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
+    let Ok(o) = Command::new("cargo")
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let Ok(meta) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else { return Vec::new() };
+    let packages: Vec<(String, PathBuf, Vec<String>)> = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let dir = Path::new(p["manifest_path"].as_str()?).parent()?.to_path_buf();
+            let deps =
+                p["dependencies"].as_array()?.iter().filter_map(|d| Some(d["name"].as_str()?.to_string()));
+            Some((p["name"].as_str()?.to_string(), dir, deps.collect()))
+        })
+        .collect();
+    let mut out: Vec<(PathBuf, Vec<PathBuf>)> = packages
+        .iter()
+        .map(|(name, dir, _)| {
+            let users = packages.iter().filter(|(_, _, deps)| deps.contains(name)).map(|(_, d, _)| d.clone());
+            (dir.clone(), std::iter::once(dir.clone()).chain(users).collect())
+        })
+        .collect();
+    // The longest directory first: a package inside another's directory is found first.
+    out.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.as_os_str().len()));
+    out
+}
+
+/// True when `f` is named anywhere outside its definitions in the non-test Rust source under
+/// `dirs` (tests/, benches/ and the code after a file's `#[cfg(test)]` left out): called, or
+/// passed as a function. A name that also belongs to another function counts as called, so
+/// an item is only ever called unused when nothing could reach it.
+fn called(f: &str, dirs: &[PathBuf]) -> bool {
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let skip = ["target", "tests", "benches", "examples", "fuzz", ".git", "vendor"];
+            if p.is_dir() && !skip.contains(&&*e.file_name().to_string_lossy()) {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for d in dirs {
+        sources(d, &mut files);
+    }
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    files.iter().any(|p| {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+        code.match_indices(f).any(|(at, _)| {
+            let before = &code[..at];
+            let after = code[at + f.len()..].chars().next();
+            !before.ends_with(is_ident)
+                && !after.is_some_and(is_ident)
+                && !before.trim_end().ends_with("fn")
+                && (before.ends_with('.') || before.ends_with("::") || after == Some('('))
+        })
+    })
 }
 
 /// The result of a differential search for one survivor.
@@ -452,8 +545,9 @@ fn report(
     secs: f64,
     searched: bool,
 ) -> String {
+    let callers = callers(root);
     let explained: Vec<(&Mutant, Option<&'static str>)> =
-        rows.iter().map(|(m, _)| (m, classify(m, root))).collect();
+        rows.iter().map(|(m, _)| (m, classify(m, root, &callers))).collect();
     let excluded = explained.iter().filter(|(_, c)| c.is_some()).count();
     // A mutant that makes the corpus hang is killed too: a CI run would never pass.
     let killed = out.caught.len() + out.timeout.len();
@@ -462,7 +556,7 @@ fn report(
     let mut md = format!("## {}\n\n", o.name);
     md += &format!(
         "`cargo xtask mutants --target {}{}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
-         Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing or defect-only left out): **{:.1}%** ({} of {}).\n\n",
+         Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing, defect-only or unused left out): **{:.1}%** ({} of {}).\n\n",
         o.target,
         if o.registry_crate { " --crate" } else { "" },
         o.only.iter().map(|r| format!(" --re '{r}'")).collect::<String>(),
@@ -519,4 +613,54 @@ fn write_section(name: &str, section: &str) -> Result {
     std::fs::create_dir_all("bench")?;
     std::fs::write(path, new)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutant(name: &str) -> Mutant {
+        Mutant::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_changed_function_is_read_from_the_name() {
+        assert_eq!(inherent_fn("mmu/src/addr.rs:102:9: replace Ipa::index -> usize with 0"), Some("index"));
+        assert_eq!(inherent_fn("mmu/src/addr.rs:102:51: replace & with | in Ipa::index"), Some("index"));
+        assert_eq!(inherent_fn("a.rs:24:9: replace Pool::forget with ()"), Some("forget"));
+        assert_eq!(inherent_fn("a.rs:89:13: replace <impl Drop for Clear>::drop with ()"), None);
+        assert_eq!(inherent_fn("a.rs:9:13: replace == with != in <impl PartialEq for X>::eq"), None);
+        assert_eq!(inherent_fn("mmu/src/addr.rs:136:54: replace & with |"), None);
+    }
+
+    #[test]
+    fn an_item_without_a_caller_outside_tests_is_unused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let callers = callers(&root);
+        let class = |name: &str| classify(&mutant(name), &root, &callers);
+        // Called by the adapter.
+        assert_eq!(class("mmu/src/memslot.rs:95:18: replace -= with += in Memslots::remove"), None);
+        // Only mmu's own unit tests call it: the walker computes its indices itself.
+        assert_eq!(
+            class("mmu/src/addr.rs:102:9: replace Ipa::index -> usize with 0"),
+            Some("unused: no caller outside tests")
+        );
+        // The same, in a tree of its own: a caller in a user's directory counts.
+        let dir = std::env::temp_dir().join(format!("xtask-unused-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        let user = dir.join("user");
+        std::fs::create_dir_all(&user).unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "pub fn dead() -> u8 { 1 }\npub fn live() -> u8 { dead_not() }\n#[cfg(test)]\nfn t() { dead(); }\n").unwrap();
+        std::fs::write(user.join("lib.rs"), "fn f() -> u8 { x::live() }\n").unwrap();
+        let callers = vec![(dir.clone(), vec![dir.clone(), user])];
+        let class = |name: &str| classify(&mutant(name), &dir, &callers);
+        let got = (
+            class("src/lib.rs:1:1: replace dead -> u8 with 0"),
+            class("src/lib.rs:2:1: replace live -> u8 with 0"),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got.1, None);
+        let got = got.0;
+        assert_eq!(got, Some("unused: no caller outside tests"));
+    }
 }
