@@ -166,7 +166,7 @@ fn read_outcomes(out: &Path) -> std::result::Result<Outcomes, String> {
 }
 
 /// Why a survivor survives, when that can be told mechanically from its place in the code.
-pub fn classify(m: &Mutant, source_root: &Path, callers: &[(PathBuf, Vec<PathBuf>)]) -> Option<&'static str> {
+pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'static str> {
     if m.name.contains(" in <impl Debug") || m.name.contains(" in <impl Display") || m.name.contains("::fmt")
     {
         return Some("Display/Debug: printing, no behaviour");
@@ -181,13 +181,8 @@ pub fn classify(m: &Mutant, source_root: &Path, callers: &[(PathBuf, Vec<PathBuf
     if lines.get(from..m.line.min(lines.len())).is_some_and(|l| l.iter().any(|l| l.contains("Defects::"))) {
         return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
     }
-    let file = source_root.join(&m.file);
-    let file = file.canonicalize().unwrap_or(file);
-    let dirs = callers.iter().find(|(dir, _)| file.starts_with(dir)).map(|(_, d)| d);
-    if let (Some(f), Some(dirs)) = (inherent_fn(&m.name), dirs) {
-        if !called(f, dirs) {
-            return Some("unused: no caller outside tests");
-        }
+    if unused.contains(m) {
+        return Some("unused: no caller outside tests (the workspace builds with the function renamed)");
     }
     None
 }
@@ -207,45 +202,38 @@ fn inherent_fn(name: &str) -> Option<&str> {
         .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
-/// For each workspace package under `root`: its directory, and the directories where its
-/// items can be called from (its own and those of the packages that depend on it directly;
-/// no package re-exports another). Empty when `cargo metadata` fails: nothing is then unused.
-pub fn callers(root: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
-    let Ok(o) = Command::new("cargo")
-        .current_dir(root)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
+/// True when nothing outside tests calls the inherent function `m` changes: the workspace's
+/// libraries and binaries still build (`cargo check`) with its definition renamed, in `ws`, a
+/// scratch copy of the mutated tree. The crates outside the workspace (`fuzz/`,
+/// `qemu-runner/`) are searched by name instead.
+fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
+    let Some(f) = inherent_fn(&m.name) else { return Ok(false) };
+    if called(f, &[ws.join("fuzz"), ws.join("qemu-runner")]) {
+        return Ok(false);
+    }
+    let path = ws.join(&m.file);
+    let text = std::fs::read_to_string(&path)?;
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let def = [format!("fn {f}("), format!("fn {f}<")];
+    let Some(at) =
+        (0..m.line.min(lines.len())).rev().find(|&i| def.iter().any(|d| lines[i].contains(d.as_str())))
     else {
-        return Vec::new();
+        return Ok(false);
     };
-    let Ok(meta) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else { return Vec::new() };
-    let packages: Vec<(String, PathBuf, Vec<String>)> = meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let dir = Path::new(p["manifest_path"].as_str()?).parent()?.to_path_buf();
-            let deps =
-                p["dependencies"].as_array()?.iter().filter_map(|d| Some(d["name"].as_str()?.to_string()));
-            Some((p["name"].as_str()?.to_string(), dir, deps.collect()))
-        })
-        .collect();
-    let mut out: Vec<(PathBuf, Vec<PathBuf>)> = packages
-        .iter()
-        .map(|(name, dir, _)| {
-            let users = packages.iter().filter(|(_, _, deps)| deps.contains(name)).map(|(_, d, _)| d.clone());
-            (dir.clone(), std::iter::once(dir.clone()).chain(users).collect())
-        })
-        .collect();
-    // The longest directory first: a package inside another's directory is found first.
-    out.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.as_os_str().len()));
-    out
+    lines[at] = lines[at].replacen(&format!("fn {f}"), &format!("fn {f}_renamed_by_the_unused_probe"), 1);
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let status = Command::new("cargo")
+        .current_dir(ws)
+        .args(["check", "-q", "--workspace", "--lib", "--bins"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    std::fs::write(&path, text)?;
+    Ok(status?.success())
 }
 
 /// True when `f` is named anywhere outside its definitions in the non-test Rust source under
 /// `dirs` (tests/, benches/ and the code after a file's `#[cfg(test)]` left out): called, or
-/// passed as a function. A name that also belongs to another function counts as called, so
-/// an item is only ever called unused when nothing could reach it.
+/// passed as a function. A name that also belongs to another function counts as called.
 fn called(f: &str, dirs: &[PathBuf]) -> bool {
     fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -501,18 +489,42 @@ pub fn mutants(o: &Options) -> Result {
         cargo_mutants(o, &dir, &out)?
     };
     let mutation_secs = started.elapsed().as_secs_f64();
+    let worktree = |name: &str| -> Result<PathBuf> {
+        if o.registry_crate {
+            return Ok(dir.clone());
+        }
+        let ws = PathBuf::from(format!("target/mutants/{name}"));
+        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
+        let _ = std::fs::remove_dir_all(&ws);
+        run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
+        Ok(ws)
+    };
+    // Unused code first: the classes told mechanically need no search.
+    let mut unused = Vec::new();
+    let probe_ws = worktree("probe-ws")?;
+    let mut probed: Vec<(String, String, bool)> = Vec::new();
+    for m in &outcomes.missed {
+        let Some(f) = inherent_fn(&m.name) else { continue };
+        if classify(m, &dir, &[]).is_some() {
+            continue;
+        }
+        let verdict = match probed.iter().find(|(file, g, _)| file == &m.file && g == f) {
+            Some((_, _, v)) => *v,
+            None => {
+                eprintln!("is {f} in {} called outside tests?", m.file);
+                let v = uncalled(&probe_ws, m)?;
+                probed.push((m.file.clone(), f.to_string(), v));
+                v
+            }
+        };
+        if verdict {
+            unused.push(m.clone());
+        }
+    }
     let mut rows = Vec::new();
     let searched = if o.search && !outcomes.missed.is_empty() {
         let all = diffs(o, &dir)?;
-        let ws = if o.registry_crate {
-            dir.clone()
-        } else {
-            let ws = PathBuf::from("target/mutants/search-ws");
-            let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
-            let _ = std::fs::remove_dir_all(&ws);
-            run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
-            ws
-        };
+        let ws = worktree("search-ws")?;
         let found = PathBuf::from(format!("target/mutants/{}-found", o.name));
         for (k, m) in outcomes.missed.iter().enumerate() {
             let Some((_, diff)) = all.iter().find(|(n, _)| m.name.starts_with(n.as_str()) || n == &m.name)
@@ -520,6 +532,10 @@ pub fn mutants(o: &Options) -> Result {
                 rows.push((m.clone(), None));
                 continue;
             };
+            if classify(m, &dir, &unused).is_some() {
+                rows.push((m.clone(), None));
+                continue;
+            }
             let slug = format!("{}-{}-{k}", o.name, m.file.replace(['/', '.'], "_"));
             eprintln!("searching a sequence for {}", m.name);
             rows.push((m.clone(), Some(search_one(&ws, &stagehand, diff, o.naive, &found, &slug)?)));
@@ -530,7 +546,7 @@ pub fn mutants(o: &Options) -> Result {
         false
     };
     let secs = started.elapsed().as_secs_f64();
-    let md = report(o, &outcomes, &rows, &dir, mutation_secs, secs, searched);
+    let md = report(o, &outcomes, &rows, &dir, &unused, (mutation_secs, secs), searched);
     print!("{md}");
     write_section(&o.name, &md)?;
     Ok(())
@@ -541,13 +557,12 @@ fn report(
     out: &Outcomes,
     rows: &[(Mutant, Option<Search>)],
     root: &Path,
-    mutation_secs: f64,
-    secs: f64,
+    unused: &[Mutant],
+    (mutation_secs, secs): (f64, f64),
     searched: bool,
 ) -> String {
-    let callers = callers(root);
     let explained: Vec<(&Mutant, Option<&'static str>)> =
-        rows.iter().map(|(m, _)| (m, classify(m, root, &callers))).collect();
+        rows.iter().map(|(m, _)| (m, classify(m, root, unused))).collect();
     let excluded = explained.iter().filter(|(_, c)| c.is_some()).count();
     // A mutant that makes the corpus hang is killed too: a CI run would never pass.
     let killed = out.caught.len() + out.timeout.len();
@@ -634,33 +649,28 @@ mod tests {
     }
 
     #[test]
-    fn an_item_without_a_caller_outside_tests_is_unused() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let callers = callers(&root);
-        let class = |name: &str| classify(&mutant(name), &root, &callers);
-        // Called by the adapter.
-        assert_eq!(class("mmu/src/memslot.rs:95:18: replace -= with += in Memslots::remove"), None);
-        // Only mmu's own unit tests call it: the walker computes its indices itself.
-        assert_eq!(
-            class("mmu/src/addr.rs:102:9: replace Ipa::index -> usize with 0"),
-            Some("unused: no caller outside tests")
+    fn a_function_only_tests_call_is_unused() {
+        // A scratch workspace: a library whose `dead` only its unit tests call, and `live`,
+        // which a binary of the workspace calls.
+        let ws = std::env::temp_dir().join(format!("xtask-unused-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("lib/src")).unwrap();
+        std::fs::create_dir_all(ws.join("user/src")).unwrap();
+        let write = |p: &str, t: &str| std::fs::write(ws.join(p), t).unwrap();
+        write("Cargo.toml", "[workspace]\nmembers = [\"lib\", \"user\"]\nresolver = \"2\"\n");
+        write("lib/Cargo.toml", "[package]\nname = \"lib\"\nedition = \"2021\"\n");
+        write("lib/src/lib.rs", "pub struct X;\nimpl X {\n    pub fn dead(&self) -> u8 {\n        1\n    }\n    pub fn live(&self) -> u8 {\n        2\n    }\n}\n#[cfg(test)]\n#[test]\nfn t() {\n    X.dead();\n}\n");
+        write(
+            "user/Cargo.toml",
+            "[package]\nname = \"user\"\nedition = \"2021\"\n[dependencies]\nlib = { path = \"../lib\" }\n",
         );
-        // The same, in a tree of its own: a caller in a user's directory counts.
-        let dir = std::env::temp_dir().join(format!("xtask-unused-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("src")).unwrap();
-        let user = dir.join("user");
-        std::fs::create_dir_all(&user).unwrap();
-        std::fs::write(dir.join("src/lib.rs"), "pub fn dead() -> u8 { 1 }\npub fn live() -> u8 { dead_not() }\n#[cfg(test)]\nfn t() { dead(); }\n").unwrap();
-        std::fs::write(user.join("lib.rs"), "fn f() -> u8 { x::live() }\n").unwrap();
-        let callers = vec![(dir.clone(), vec![dir.clone(), user])];
-        let class = |name: &str| classify(&mutant(name), &dir, &callers);
-        let got = (
-            class("src/lib.rs:1:1: replace dead -> u8 with 0"),
-            class("src/lib.rs:2:1: replace live -> u8 with 0"),
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(got.1, None);
-        let got = got.0;
-        assert_eq!(got, Some("unused: no caller outside tests"));
+        write("user/src/main.rs", "fn main() {\n    let _ = lib::X.live();\n}\n");
+        let m = |name: &str| mutant(name);
+        let dead = uncalled(&ws, &m("lib/src/lib.rs:4:9: replace X::dead -> u8 with 0")).unwrap();
+        let live = uncalled(&ws, &m("lib/src/lib.rs:7:9: replace X::live -> u8 with 0")).unwrap();
+        let text = std::fs::read_to_string(ws.join("lib/src/lib.rs")).unwrap();
+        std::fs::remove_dir_all(&ws).unwrap();
+        assert!(dead && !live, "dead {dead}, live {live}");
+        assert!(text.contains("pub fn dead(") && !text.contains("renamed"), "the probe restores the file");
     }
 }
