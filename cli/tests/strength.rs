@@ -1,7 +1,8 @@
 //! The corpus as the test of a target's code, for mutation testing (`cargo xtask mutants`,
 //! which runs `cargo test -p stagehand-cli --test strength` on every mutant): each file of the
 //! target `STAGEHAND_STRENGTH_TARGET` names (every file when unset) must meet its exact
-//! expectation. A mutant that changes nothing any file expects survives.
+//! expectation and its `inert` line, as the corpus tests want. A mutant that changes
+//! nothing any file expects survives.
 
 use harness::{run, targets, text};
 use std::path::Path;
@@ -22,9 +23,14 @@ fn the_corpus_meets_its_expectations() {
             continue;
         }
         ran += 1;
-        let exec = run::run(seq.config, &seq.ops, false);
+        let exec = run::run(seq.config, &seq.ops, true);
+        let name = p.strip_prefix(&corpus).unwrap().display().to_string();
         if let Err(m) = seq.expect.check(exec.violations(), seq.ops.len()) {
-            failed.push(format!("{}: {m:?}", p.strip_prefix(&corpus).unwrap().display()));
+            failed.push(format!("{name}: {m:?}"));
+        }
+        // The corpus test's `inert` check, both ways (cli/tests/inert.rs).
+        for (i, why) in harness::inert::mismatches(&seq, exec.steps()) {
+            failed.push(format!("{name}: op #{i}: {why}"));
         }
     }
     assert!(ran > 0, "no corpus file of target {only:?}");

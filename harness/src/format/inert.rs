@@ -2,7 +2,8 @@
 //! corpus file with such an op tests less than it seems to (its expectation holds whatever
 //! the code does there), unless doing nothing is what it tests; its header then says so
 //! (`inert 3,5`: op indices from 0). `stagehand run` warns about the others, and the corpus
-//! test fails on them.
+//! test fails on them. A declaration is exact too: an op declared inert that changes a table
+//! entry fails the same way (the file says nothing happens there, and something did).
 
 use crate::text::Sequence;
 use harness_core::op::Op;
@@ -48,4 +49,33 @@ pub fn undeclared(seq: &Sequence, steps: &[Step]) -> Vec<(usize, String)> {
         .filter(|(i, _)| !seq.inert.contains(&(*i as u32)))
         .filter_map(|(i, s)| why(s).map(|w| (i, w)))
         .collect()
+}
+
+/// The ops `seq`'s header declares inert that were accepted and changed a table entry.
+pub fn active(seq: &Sequence, steps: &[Step]) -> Vec<usize> {
+    let mut ops: Vec<usize> = seq
+        .inert
+        .iter()
+        .map(|&i| i as usize)
+        .filter(|&i| {
+            steps.get(i).is_some_and(|s| {
+                s.result == OpResult::Ok
+                    && changes_tables(&s.op)
+                    && s.events.iter().any(|e| matches!(e, Event::Write { .. }))
+            })
+        })
+        .collect();
+    ops.sort_unstable();
+    ops.dedup();
+    ops
+}
+
+/// Every way the run of `seq` disagrees with its `inert` declaration: (op, what happened).
+pub fn mismatches(seq: &Sequence, steps: &[Step]) -> Vec<(usize, String)> {
+    let mut all = undeclared(seq, steps);
+    all.extend(
+        active(seq, steps).into_iter().map(|i| (i, "declared inert, but it changed a table entry".into())),
+    );
+    all.sort();
+    all
 }

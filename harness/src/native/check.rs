@@ -44,6 +44,11 @@ pub fn file(path: &Path) -> Result<String, String> {
             inert.join("; ")
         ));
     }
+    let active = inert::active(&seq, exec.steps());
+    if !active.is_empty() {
+        let ops: Vec<String> = active.iter().map(|i| format!("op #{i}")).collect();
+        return Err(format!("{name}: {} declared inert, but changed a table entry", ops.join(", ")));
+    }
     let trace = exec.trace();
     let again = run::run(seq.config, &seq.ops, true).trace();
     if trace.to_bytes() != again.to_bytes() {

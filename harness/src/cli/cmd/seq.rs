@@ -58,6 +58,18 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
                 None => eprintln!("{w}"),
             }
         }
+        for i in crate::inert::active(seq, exec.steps()) {
+            inert += 1;
+            let op = seq.ops.get(i).map(text::format_op).unwrap_or_default();
+            let w = format!(
+                "warning: {}: op #{i} `{op}` is declared inert, but it changed a table entry",
+                path.display()
+            );
+            match &bar {
+                Some(bar) => bar.println(w),
+                None => eprintln!("{w}"),
+            }
+        }
         let expect = if ignore_expect { Expect::CLEAN } else { seq.expect.clone() };
         let ok = expect.meets(exec.violations(), seq.ops.len());
         total_ops += seq.ops.len();
@@ -88,7 +100,7 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
     } else {
         out!("{}", report::summary(&results, total_ops, start.elapsed().as_secs_f64()));
         if inert > 0 {
-            outln!("{inert} op(s) did nothing without their file saying so (warnings above)");
+            outln!("{inert} op(s) did nothing without their file saying so, or did something where it says nothing happens (warnings above)");
         }
     }
     if results.iter().all(|r| r.ok) {
