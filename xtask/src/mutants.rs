@@ -38,6 +38,7 @@ pub struct Options {
 pub struct Mutant {
     pub file: String,
     pub line: usize,
+    pub col: usize,
     pub name: String,
 }
 
@@ -46,8 +47,8 @@ impl Mutant {
         let mut parts = line.splitn(4, ':');
         let file = parts.next()?.to_string();
         let line_no = parts.next()?.parse().ok()?;
-        let _col = parts.next()?;
-        Some(Mutant { file, line: line_no, name: line.trim().to_string() })
+        let col = parts.next()?.parse().ok()?;
+        Some(Mutant { file, line: line_no, col, name: line.trim().to_string() })
     }
 }
 
@@ -184,6 +185,14 @@ pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'s
     let lines: Vec<&str> = text.lines().collect();
     if m.file.ends_with("defects.rs") {
         return Some("defect switches: only reachable with a switch on");
+    }
+    // `1 << 0` against `1 >> 0`: the same value.
+    let at = lines.get(m.line.wrapping_sub(1)).and_then(|l| l.get(m.col.saturating_sub(1)..)).unwrap_or("");
+    if (m.name.contains("replace << with >>") || m.name.contains("replace >> with <<"))
+        && (at.starts_with("<< 0") || at.starts_with(">> 0"))
+        && !at[4..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Some("equivalent: a shift by zero either way");
     }
     // The mutated line or the condition guarding it names a defect switch.
     let from = m.line.saturating_sub(4);
@@ -584,7 +593,7 @@ fn report(
     let mut md = format!("## {}\n\n", o.name);
     md += &format!(
         "`cargo xtask mutants --target {}{}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
-         Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing, defect-only or unused left out): **{:.1}%** ({} of {}).\n\n",
+         Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing, defect-only, unused or equivalent left out): **{:.1}%** ({} of {}).\n\n",
         o.target,
         if o.registry_crate { " --crate" } else { "" },
         o.only.iter().map(|r| format!(" --re '{r}'")).collect::<String>(),
@@ -659,6 +668,20 @@ mod tests {
         assert_eq!(inherent_fn("a.rs:89:13: replace <impl Drop for Clear>::drop with ()"), None);
         assert_eq!(inherent_fn("a.rs:9:13: replace == with != in <impl PartialEq for X>::eq"), None);
         assert_eq!(inherent_fn("mmu/src/addr.rs:136:54: replace & with |"), None);
+    }
+
+    #[test]
+    fn a_shift_by_zero_is_equivalent_either_way() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let line = std::fs::read_to_string(root.join("mmu/src/desc.rs"))
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("const VALID: u64 = 1 << 0;"))
+            .unwrap();
+        let m = mutant(&format!("mmu/src/desc.rs:{}:26: replace << with >>", line + 1));
+        assert_eq!(classify(&m, &root, &[]), Some("equivalent: a shift by zero either way"));
+        let m = mutant(&format!("mmu/src/desc.rs:{}:26: replace << with >>", line + 2));
+        assert_eq!(classify(&m, &root, &[]), None, "1 << 1 is no shift by zero");
     }
 
     #[test]
