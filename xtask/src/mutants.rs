@@ -76,7 +76,15 @@ fn scope(o: &Options) -> Result<Scope> {
         // The crate's stage-2 paths the adapter reaches: the walker, descriptors, Mapping;
         // not the stage-1 regimes' attributes (El1, El2/3), nor printing.
         ("aarch64-paging", true) => (
-            vec![("aarch64-paging", vec!["src/paging.rs", "src/descriptor.rs", "src/lib.rs"])],
+            vec![(
+                "aarch64-paging",
+                // As cargo-mutants names them: from the scratch workspace's root.
+                vec![
+                    "vendor/aarch64-paging/src/paging.rs",
+                    "vendor/aarch64-paging/src/descriptor.rs",
+                    "vendor/aarch64-paging/src/lib.rs",
+                ],
+            )],
             &["El1Attributes", "El23Attributes", "fmt", "Display", "Debug"],
         ),
         (t, c) => {
