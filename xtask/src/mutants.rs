@@ -12,6 +12,9 @@ use std::process::Command;
 /// workaround below), installed when missing.
 const CARGO_MUTANTS: &str = "cargo-mutants@27.1.0";
 
+/// The registry crate `--crate` mutates, and its version.
+const REGISTRY_CRATE: (&str, &str) = ("aarch64-paging", "0.12.3");
+
 /// What to mutate.
 pub struct Options {
     /// The target whose corpus is the test.
@@ -98,8 +101,8 @@ fn scope(o: &Options) -> Result<Scope> {
 /// A scratch workspace: the committed tree, with the registry crate copied in as a member
 /// and patched in through the one `[patch]` place, so every build of it uses the copy. Never
 /// committed (it lives under `target/`).
-fn scratch_workspace(krate: &str, version: &str) -> Result<PathBuf> {
-    let ws = PathBuf::from("target/mutants/ws");
+fn scratch_workspace(name: &str, krate: &str, version: &str) -> Result<PathBuf> {
+    let ws = PathBuf::from(format!("target/mutants/{name}"));
     let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
     let _ = std::fs::remove_dir_all(&ws);
     run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
@@ -211,7 +214,9 @@ pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'s
         return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
     }
     if unused.contains(m) {
-        return Some("unused: no caller outside tests (the workspace builds with the function renamed)");
+        return Some(
+            "unused outside tests and printing: the workspace builds with it renamed and every `fmt` emptied",
+        );
     }
     None
 }
@@ -231,25 +236,40 @@ fn inherent_fn(name: &str) -> Option<&str> {
         .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
 }
 
-/// True when nothing outside tests calls the inherent function `m` changes: the workspace's
-/// libraries and binaries still build (`cargo check`) with its definition renamed, in `ws`, a
-/// scratch copy of the mutated tree. The crates outside the workspace (`fuzz/`,
-/// `qemu-runner/`) are searched by name instead.
-fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
-    let Some(f) = inherent_fn(&m.name) else { return Ok(false) };
-    if called(f, &[ws.join("fuzz"), ws.join("qemu-runner")]) {
-        return Ok(false);
+/// The item a mutant changes, as its definition names it: `fn index` for a mutant `in
+/// Ipa::index`, `const LEAF_RES0` for one in that constant's value. None for trait methods,
+/// which the language calls implicitly (`Drop`, `==`, `[]`).
+fn item(m: &Mutant, lines: &[String]) -> Option<(usize, String)> {
+    if let Some(f) = inherent_fn(&m.name) {
+        let def = [format!("fn {f}("), format!("fn {f}<")];
+        let at = (0..m.line.min(lines.len()))
+            .rev()
+            .find(|&i| def.iter().any(|d| lines[i].contains(d.as_str())))?;
+        return Some((at, format!("fn {f}")));
     }
+    if m.name.contains(" in ") {
+        return None;
+    }
+    let line = lines.get(m.line.checked_sub(1)?)?;
+    let name = line.split("const ").nth(1)?.split(':').next()?.trim();
+    name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then(|| (m.line - 1, format!("const {name}")))
+}
+
+/// True when nothing outside tests and printing uses the function or constant `m` changes:
+/// the workspace's libraries and binaries still build (`cargo check`) with it renamed, in
+/// `ws`, a scratch copy of the mutated tree whose `fmt` functions print nothing
+/// ([`quiet_printing`]). The crates outside the workspace (`fuzz/`, `qemu-runner/`) are
+/// searched by name instead.
+fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
     let path = ws.join(&m.file);
     let text = std::fs::read_to_string(&path)?;
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let def = [format!("fn {f}("), format!("fn {f}<")];
-    let Some(at) =
-        (0..m.line.min(lines.len())).rev().find(|&i| def.iter().any(|d| lines[i].contains(d.as_str())))
-    else {
+    let Some((at, def)) = item(m, &lines) else { return Ok(false) };
+    let name = def.rsplit(' ').next().unwrap_or_default();
+    if called(name, &[ws.join("fuzz"), ws.join("qemu-runner")]) {
         return Ok(false);
-    };
-    lines[at] = lines[at].replacen(&format!("fn {f}"), &format!("fn {f}_renamed_by_the_unused_probe"), 1);
+    }
+    lines[at] = lines[at].replacen(&def, &format!("{def}_renamed_by_the_unused_probe"), 1);
     std::fs::write(&path, lines.join("\n") + "\n")?;
     let status = Command::new("cargo")
         .current_dir(ws)
@@ -258,6 +278,83 @@ fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
         .status();
     std::fs::write(&path, text)?;
     Ok(status?.success())
+}
+
+/// Empties the body of every `fn fmt` (Display, Debug, ...) in the Rust source under `ws`,
+/// so that code only printing uses no longer counts as used.
+fn quiet_printing(ws: &Path) -> Result {
+    fn visit(dir: &Path) -> Result {
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let p = e.path();
+            if p.is_dir() && !["target", ".git"].contains(&&*e.file_name().to_string_lossy()) {
+                visit(&p)?;
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p)?;
+                let quiet = without_fmt_bodies(&text);
+                if quiet != text {
+                    std::fs::write(&p, quiet)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    visit(ws)
+}
+
+/// `text` with the body of each `fn fmt(` replaced by `{ Ok(()) }`. Braces inside string and
+/// character literals and `//` comments do not count; a body it cannot delimit stays.
+fn without_fmt_bodies(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut from = 0;
+    while let Some(rel) = text[from..].find("fn fmt(") {
+        let start = from + rel;
+        let Some(open) = text[start..].find('{').map(|o| start + o) else { break };
+        let Some(close) = matching_brace(b, open) else { break };
+        out.push_str(&text[from..open]);
+        out.push_str("{ Ok(()) }");
+        from = close + 1;
+    }
+    out.push_str(&text[from..]);
+    out
+}
+
+/// The index of the `}` closing the `{` at `open`.
+fn matching_brace(b: &[u8], open: usize) -> Option<usize> {
+    let (mut depth, mut i) = (0usize, open);
+    while i < b.len() {
+        match b[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            // A character literal ('{', '\''), not a lifetime ('_).
+            b'\'' if b.get(i + 1) == Some(&b'\\') => {
+                i += 2;
+                while i < b.len() && b[i] != b'\'' {
+                    i += 1;
+                }
+            }
+            b'\'' if b.get(i + 2) == Some(&b'\'') => i += 2,
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// True when `f` is named anywhere outside its definitions in the non-test Rust source under
@@ -510,8 +607,11 @@ pub fn run_only(o: &Options) -> Result<Outcomes> {
 pub fn mutants(o: &Options) -> Result {
     setup::cargo_tool(CARGO_MUTANTS, "mutants")?;
     let stagehand = crate::fuzz::stagehand()?;
-    let dir =
-        if o.registry_crate { scratch_workspace("aarch64-paging", "0.12.3")? } else { PathBuf::from(".") };
+    let dir = if o.registry_crate {
+        scratch_workspace("ws", REGISTRY_CRATE.0, REGISTRY_CRATE.1)?
+    } else {
+        PathBuf::from(".")
+    };
     let out = PathBuf::from(format!("target/mutants/{}", o.name));
     let started = std::time::Instant::now();
     let outcomes = if o.reuse {
@@ -534,19 +634,31 @@ pub fn mutants(o: &Options) -> Result {
     };
     // Unused code first: the classes told mechanically need no search.
     let mut unused = Vec::new();
-    let probe_ws = worktree("probe-ws")?;
-    let mut probed: Vec<(String, String, bool)> = Vec::new();
+    // A copy of its own: it prints nothing, and the search builds from the other.
+    let probe_ws = if o.registry_crate {
+        scratch_workspace("probe-ws", REGISTRY_CRATE.0, REGISTRY_CRATE.1)?
+    } else {
+        let ws = PathBuf::from("target/mutants/probe-ws");
+        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
+        let _ = std::fs::remove_dir_all(&ws);
+        run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
+        ws
+    };
+    quiet_printing(&probe_ws)?;
+    let mut probed: Vec<(String, (usize, String), bool)> = Vec::new();
     for m in &outcomes.missed {
-        let Some(f) = inherent_fn(&m.name) else { continue };
+        let lines: Vec<String> =
+            std::fs::read_to_string(probe_ws.join(&m.file))?.lines().map(str::to_string).collect();
+        let Some(it) = item(m, &lines) else { continue };
         if classify(m, &dir, &[]).is_some() {
             continue;
         }
-        let verdict = match probed.iter().find(|(file, g, _)| file == &m.file && g == f) {
+        let verdict = match probed.iter().find(|(file, i, _)| file == &m.file && i == &it) {
             Some((_, _, v)) => *v,
             None => {
-                eprintln!("is {f} in {} called outside tests?", m.file);
+                eprintln!("is `{}` ({}:{}) used outside tests and printing?", it.1, m.file, it.0 + 1);
                 let v = uncalled(&probe_ws, m)?;
-                probed.push((m.file.clone(), f.to_string(), v));
+                probed.push((m.file.clone(), it, v));
                 v
             }
         };
@@ -679,6 +791,26 @@ mod tests {
         assert_eq!(inherent_fn("a.rs:89:13: replace <impl Drop for Clear>::drop with ()"), None);
         assert_eq!(inherent_fn("a.rs:9:13: replace == with != in <impl PartialEq for X>::eq"), None);
         assert_eq!(inherent_fn("mmu/src/addr.rs:136:54: replace & with |"), None);
+    }
+
+    #[test]
+    fn printing_bodies_are_emptied() {
+        let text = "impl fmt::Display for X {\n    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {\n        if self.0 == '}' { return write!(f, \"{{}} \\\"}\"); } // }\n        write!(f, \"{}\", self.hap())\n    }\n}\nfn other() { x() }\n";
+        assert_eq!(
+            without_fmt_bodies(text),
+            "impl fmt::Display for X {\n    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { Ok(()) }\n}\nfn other() { x() }\n"
+        );
+    }
+
+    #[test]
+    fn a_constant_is_an_item_too() {
+        let lines: Vec<String> = ["impl D {", "    pub const LEAF_RES0: u64 = (1 << 11) | (1 << 53);", "}"]
+            .map(String::from)
+            .to_vec();
+        let m = mutant("mmu/src/desc.rs:2:47: replace | with &");
+        assert_eq!(item(&m, &lines), Some((1, "const LEAF_RES0".to_string())));
+        let m = mutant("mmu/src/desc.rs:2:47: replace | with & in <impl PartialEq for D>::eq");
+        assert_eq!(item(&m, &lines), None);
     }
 
     #[test]
