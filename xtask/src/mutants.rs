@@ -175,6 +175,34 @@ fn cargo_mutants(o: &Options, dir: &Path, out: &Path) -> Result<Outcomes> {
     read_outcomes(out).map_err(|e| format!("{e} ({status})").into())
 }
 
+/// How long cargo-mutants ran, from the start and end times of its `outcomes.json`.
+fn mutation_secs(out: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(out.join("mutants.out/outcomes.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(epoch_secs(json["end_time"].as_str()?)? - epoch_secs(json["start_time"].as_str()?)?)
+}
+
+/// Seconds since 1970 of an RFC 3339 UTC time (`2026-12-07T06:42:10.827216559Z`).
+fn epoch_secs(t: &str) -> Option<f64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut hms = time.split(':');
+    let (h, min, sec) = (
+        hms.next()?.parse::<f64>().ok()?,
+        hms.next()?.parse::<f64>().ok()?,
+        hms.next()?.parse::<f64>().ok()?,
+    );
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
+}
+
 /// The outcomes cargo-mutants wrote under `out`.
 fn read_outcomes(out: &Path) -> std::result::Result<Outcomes, String> {
     let lists = out.join("mutants.out");
@@ -613,7 +641,6 @@ pub fn mutants(o: &Options) -> Result {
         PathBuf::from(".")
     };
     let out = PathBuf::from(format!("target/mutants/{}", o.name));
-    let started = std::time::Instant::now();
     let outcomes = if o.reuse {
         read_outcomes(&out)?
     } else {
@@ -621,7 +648,9 @@ pub fn mutants(o: &Options) -> Result {
         std::fs::create_dir_all(&out)?;
         cargo_mutants(o, &dir, &out)?
     };
-    let mutation_secs = started.elapsed().as_secs_f64();
+    // cargo-mutants' own account (so a `--reuse` reports the run it reuses).
+    let mutation_secs = mutation_secs(&out).unwrap_or(f64::NAN);
+    let started = std::time::Instant::now();
     let worktree = |name: &str| -> Result<PathBuf> {
         if o.registry_crate {
             return Ok(dir.clone());
@@ -715,13 +744,14 @@ fn report(
     let score = if observable > 0 { 100.0 * killed as f64 / observable as f64 } else { 100.0 };
     let mut md = format!("## {}\n\n", o.name);
     md += &format!(
-        "`cargo xtask mutants --target {}{}{}` ({:.0} s of mutation testing, {:.0} s in all on this machine): {} caught, {} missed, {} timeout, {} unviable. \
+        "`cargo xtask mutants --target {}{}{}` ({:.0} s of mutation testing by cargo-mutants, then {:.0} s of classification, search and report{} on this machine): {} caught, {} missed, {} timeout, {} unviable. \
          Score over the mutants a caller can observe (killed: caught or timeout; missed ones classified below as printing, defect-only, unused or equivalent left out): **{:.1}%** ({} of {}).\n\n",
         o.target,
         if o.registry_crate { " --crate" } else { "" },
         o.only.iter().map(|r| format!(" --re '{r}'")).collect::<String>(),
         mutation_secs,
         secs,
+        if o.reuse { " (a later `--reuse` run)" } else { "" },
         out.caught.len(),
         out.missed.len(),
         out.timeout.len(),
@@ -800,6 +830,15 @@ mod tests {
             without_fmt_bodies(text),
             "impl fmt::Display for X {\n    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { Ok(()) }\n}\nfn other() { x() }\n"
         );
+    }
+
+    #[test]
+    fn times_are_read_from_rfc3339() {
+        assert_eq!(epoch_secs("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(epoch_secs("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+        let (a, b) =
+            (epoch_secs("2026-12-07T06:42:10.5Z").unwrap(), epoch_secs("2026-12-07T06:56:59.5Z").unwrap());
+        assert_eq!(b - a, 889.0);
     }
 
     #[test]
