@@ -241,6 +241,20 @@ pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'s
     if lines.get(from..m.line.min(lines.len())).is_some_and(|l| l.iter().any(|l| l.contains("Defects::"))) {
         return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
     }
+    // A constant only code guarded by a defect switch uses (in its own file).
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    if let Some((at, def)) = item(m, &owned).filter(|(_, d)| d.starts_with("const ")) {
+        let name = &def["const ".len()..];
+        let uses: Vec<&&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| *i != at && l.contains(name) && !l.trim_start().starts_with("//"))
+            .map(|(_, l)| l)
+            .collect();
+        if !uses.is_empty() && uses.iter().all(|l| l.contains("Defects::")) {
+            return Some("defect-only: guarded by a defect switch, which the clean corpus leaves off");
+        }
+    }
     if unused.contains(m) {
         return Some(
             "unused outside tests and printing: the workspace builds with it renamed and every `fmt` emptied",
@@ -839,6 +853,21 @@ mod tests {
         let (a, b) =
             (epoch_secs("2026-12-07T06:42:10.5Z").unwrap(), epoch_secs("2026-12-07T06:56:59.5Z").unwrap());
         assert_eq!(b - a, 889.0);
+    }
+
+    #[test]
+    fn a_constant_only_a_defect_uses_is_defect_only() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("mmu/src/stage2.rs")).unwrap();
+        let line = text.lines().position(|l| l.starts_with("const ROOT_PAGE_SPAN")).unwrap() + 1;
+        let m = mutant(&format!("mmu/src/stage2.rs:{line}:45: replace * with +"));
+        assert_eq!(
+            classify(&m, &root, &[]),
+            Some("defect-only: guarded by a defect switch, which the clean corpus leaves off")
+        );
+        let line = text.lines().position(|l| l.starts_with("const ROOT_BYTES")).unwrap() + 1;
+        let m = mutant(&format!("mmu/src/stage2.rs:{line}:30: replace << with >>"));
+        assert_eq!(classify(&m, &root, &[]), None, "ROOT_BYTES is used without a switch");
     }
 
     #[test]
