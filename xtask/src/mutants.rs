@@ -298,24 +298,135 @@ fn item(m: &Mutant, lines: &[String]) -> Option<(usize, String)> {
 }
 
 /// True when nothing outside tests and printing uses the function or constant `m` changes:
-/// the workspace's libraries and binaries still build (`cargo check`) with it renamed, in
-/// `ws`, a scratch copy of the mutated tree whose `fmt` functions print nothing
-/// ([`quiet_printing`]). The crates outside the workspace (`fuzz/`, `qemu-runner/`) are
-/// searched by name instead.
+/// the workspace's libraries and binaries still build (`cargo check`) without it, in `ws`, a
+/// scratch copy of the mutated tree whose `fmt` functions print nothing ([`quiet_printing`]).
+/// Where the build fails, the functions whose bodies use it go too, and so on (a helper only a
+/// dead function calls is dead); a use in a trait method, which the language may call
+/// implicitly, or outside any item makes it used. The crates outside the workspace (`fuzz/`,
+/// `qemu-runner/`) are searched by name instead.
 fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
-    let path = ws.join(&m.file);
-    let text = std::fs::read_to_string(&path)?;
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let Some((at, def)) = item(m, &lines) else { return Ok(false) };
-    let name = def.rsplit(' ').next().unwrap_or_default();
-    if called(name, &[ws.join("fuzz"), ws.join("qemu-runner")]) {
-        return Ok(false);
+    let lines = |file: &str| -> Result<Vec<String>> {
+        Ok(std::fs::read_to_string(ws.join(file))?.lines().map(str::to_string).collect())
+    };
+    let Some((at, def)) = item(m, &lines(&m.file)?) else { return Ok(false) };
+    let mut gone: Vec<(String, usize, String)> = vec![(m.file.clone(), at, def)];
+    for _ in 0..8 {
+        for (_, _, def) in &gone {
+            if called(def.rsplit(' ').next().unwrap_or_default(), &[ws.join("fuzz"), ws.join("qemu-runner")])
+            {
+                return Ok(false);
+            }
+        }
+        let errors = without(ws, &gone)?;
+        if errors.is_empty() {
+            return Ok(true);
+        }
+        let mut grew = false;
+        for (file, line) in errors {
+            let Ok(text) = lines(&file) else { return Ok(false) };
+            let Some(user) = enclosing(&text, line) else { return Ok(false) };
+            if !gone.iter().any(|(f, l, _)| f == &file && *l == user.0) {
+                gone.push((file, user.0, user.1));
+                grew = true;
+            }
+        }
+        if !grew {
+            return Ok(false);
+        }
     }
-    lines[at] = lines[at].replacen(&def, &format!("{def}_renamed_by_the_unused_probe"), 1);
-    std::fs::write(&path, lines.join("\n") + "\n")?;
-    let builds = probe_check(ws);
-    std::fs::write(&path, text)?;
-    builds
+    Ok(false)
+}
+
+/// Checks `ws` with the items `gone` (file, line of the definition, `fn name`) compiled out
+/// (`#[cfg(any())]`); the files are restored after. The (file, line) of each error; empty
+/// when it builds. A build that fails without errors to place is one error at line 0.
+fn without(ws: &Path, gone: &[(String, usize, String)]) -> Result<Vec<(String, usize)>> {
+    let mut files: Vec<&str> = gone.iter().map(|(f, _, _)| f.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let originals: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|f| Ok((ws.join(f), std::fs::read_to_string(ws.join(f))?)))
+        .collect::<Result<_>>()?;
+    for (path, text) in &originals {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let mut at: Vec<usize> =
+            gone.iter().filter(|(f, _, _)| ws.join(f) == *path).map(|(_, l, _)| *l).collect();
+        at.sort_unstable_by(|a, b| b.cmp(a));
+        for l in at {
+            lines.insert(l, "#[cfg(any())]".into());
+        }
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    let out = Command::new("cargo")
+        .current_dir(ws)
+        .args([
+            "check",
+            "-q",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--lib",
+            "--bins",
+            "--message-format=short",
+        ])
+        .output();
+    for (path, text) in &originals {
+        std::fs::write(path, text)?;
+    }
+    let out = out?;
+    if out.status.success() {
+        return Ok(Vec::new());
+    }
+    let mut errors: Vec<(String, usize)> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(": error"))
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (file, line) = (parts.next()?, parts.next()?.parse::<usize>().ok()?);
+            // The line numbers count the inserted attributes: take them out again.
+            let shift = gone.iter().filter(|(f, at, _)| f == file && *at < line).count();
+            Some((file.to_string(), line - shift))
+        })
+        .collect();
+    if errors.is_empty() {
+        errors.push((String::new(), 0));
+    }
+    errors.sort();
+    errors.dedup();
+    Ok(errors)
+}
+
+/// The function or constant whose definition encloses line `line` (from 1): (index of its
+/// definition line, `fn name`). None at the top level, and for a trait method.
+fn enclosing(lines: &[String], line: usize) -> Option<(usize, String)> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    for i in (0..line.min(lines.len())).rev() {
+        let l = lines[i].trim_start();
+        let def = l.split("fn ").nth(1).filter(|_| l.contains("fn ") && !l.starts_with("//"));
+        let name = |rest: &str| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().map(str::to_string)
+        };
+        if let Some(f) = def.and_then(name).filter(|f| !f.is_empty()) {
+            // A method of `impl Trait for Type` may be called implicitly.
+            let own = indent(&lines[i]);
+            let block = (0..i)
+                .rev()
+                .map(|j| &lines[j])
+                .find(|l| indent(l) < own && l.trim_start().starts_with("impl"));
+            if own > 0 && block.is_none_or(|b| b.contains(" for ")) {
+                return None;
+            }
+            return Some((i, format!("fn {f}")));
+        }
+        if let Some(c) =
+            l.split("const ").nth(1).filter(|_| l.contains("const ") && l.contains(':') && l.contains('='))
+        {
+            let c = name(c)?;
+            return Some((i, format!("const {c}")));
+        }
+    }
+    None
 }
 
 /// `cargo check` of the workspace's libraries and binaries (not xtask, whose tests hold
@@ -920,7 +1031,7 @@ mod tests {
         let write = |p: &str, t: &str| std::fs::write(ws.join(p), t).unwrap();
         write("Cargo.toml", "[workspace]\nmembers = [\"lib\", \"user\"]\nresolver = \"2\"\n");
         write("lib/Cargo.toml", "[package]\nname = \"lib\"\nedition = \"2021\"\n");
-        write("lib/src/lib.rs", "pub struct X;\nimpl X {\n    pub fn dead(&self) -> u8 {\n        1\n    }\n    pub fn live(&self) -> u8 {\n        2\n    }\n}\n#[cfg(test)]\n#[test]\nfn t() {\n    X.dead();\n}\n");
+        write("lib/src/lib.rs", "pub struct X;\nimpl X {\n    pub fn dead(&self) -> u8 {\n        helper()\n    }\n    pub fn live(&self) -> u8 {\n        2\n    }\n}\nfn helper() -> u8 {\n    1\n}\npub fn printed() -> u8 {\n    3\n}\nimpl Clone for X {\n    fn clone(&self) -> X {\n        let _ = shown();\n        X\n    }\n}\nfn shown() -> u8 {\n    4\n}\nimpl std::fmt::Display for X {\n    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\n        write!(f, \"{}\", printed())\n    }\n}\n#[cfg(test)]\n#[test]\nfn t() {\n    X.dead();\n}\n");
         write(
             "user/Cargo.toml",
             "[package]\nname = \"user\"\nedition = \"2021\"\n[dependencies]\nlib = { path = \"../lib\" }\n",
@@ -929,9 +1040,19 @@ mod tests {
         let m = |name: &str| mutant(name);
         let dead = uncalled(&ws, &m("lib/src/lib.rs:4:9: replace X::dead -> u8 with 0")).unwrap();
         let live = uncalled(&ws, &m("lib/src/lib.rs:7:9: replace X::live -> u8 with 0")).unwrap();
+        // Only `dead` calls it.
+        let helper = uncalled(&ws, &m("lib/src/lib.rs:11:5: replace helper -> u8 with 0")).unwrap();
+        // A trait method calls it.
+        let shown = uncalled(&ws, &m("lib/src/lib.rs:22:5: replace shown -> u8 with 0")).unwrap();
+        // Only printing calls it: used, until printing prints nothing.
+        let printed = uncalled(&ws, &m("lib/src/lib.rs:14:5: replace printed -> u8 with 0")).unwrap();
+        quiet_printing(&ws).unwrap();
+        let quiet = uncalled(&ws, &m("lib/src/lib.rs:14:5: replace printed -> u8 with 0")).unwrap();
         let text = std::fs::read_to_string(ws.join("lib/src/lib.rs")).unwrap();
         std::fs::remove_dir_all(&ws).unwrap();
         assert!(dead && !live, "dead {dead}, live {live}");
-        assert!(text.contains("pub fn dead(") && !text.contains("renamed"), "the probe restores the file");
+        assert!(helper && !shown, "helper {helper}, shown {shown}");
+        assert!(!printed && quiet, "printed {printed}, quiet {quiet}");
+        assert!(text.contains("pub fn dead(") && !text.contains("cfg(any"), "the probe restores the file");
     }
 }
