@@ -303,17 +303,17 @@ fn item(m: &Mutant, lines: &[String]) -> Option<(usize, String)> {
 /// Where the build fails, the functions whose bodies use it go too, and so on (a helper only a
 /// dead function calls is dead); a use in a trait method, which the language may call
 /// implicitly, or outside any item makes it used. The crates outside the workspace (`fuzz/`,
-/// `qemu-runner/`) are searched by name instead.
+/// `qemu-runner/`) that depend on its package directly are searched by name instead.
 fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
     let lines = |file: &str| -> Result<Vec<String>> {
         Ok(std::fs::read_to_string(ws.join(file))?.lines().map(str::to_string).collect())
     };
     let Some((at, def)) = item(m, &lines(&m.file)?) else { return Ok(false) };
     let mut gone: Vec<(String, usize, String)> = vec![(m.file.clone(), at, def)];
+    let outside = external_users(ws, &m.file);
     for _ in 0..8 {
         for (_, _, def) in &gone {
-            if called(def.rsplit(' ').next().unwrap_or_default(), &[ws.join("fuzz"), ws.join("qemu-runner")])
-            {
+            if called(def.rsplit(' ').next().unwrap_or_default(), &outside) {
                 return Ok(false);
             }
         }
@@ -335,6 +335,39 @@ fn uncalled(ws: &Path, m: &Mutant) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// The crates outside the workspace (under `fuzz/` and `qemu-runner/`) that depend directly
+/// on the package holding `file`.
+fn external_users(ws: &Path, file: &str) -> Vec<PathBuf> {
+    let Some(package) = Path::new(file).ancestors().skip(1).find_map(|d| {
+        let text = std::fs::read_to_string(ws.join(d).join("Cargo.toml")).ok()?;
+        let line = text.lines().find(|l| l.trim_start().starts_with("name"))?;
+        Some(line.split('"').nth(1)?.to_string())
+    }) else {
+        return vec![ws.join("fuzz"), ws.join("qemu-runner")];
+    };
+    let mut out = Vec::new();
+    for top in ["fuzz", "qemu-runner"] {
+        let mut dirs = vec![ws.join(top)];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() && e.file_name() != "target" {
+                    dirs.push(e.path());
+                }
+            }
+            let Ok(text) = std::fs::read_to_string(d.join("Cargo.toml")) else { continue };
+            let depends = text.lines().any(|l| {
+                let l = l.trim_start();
+                [" ", ".", "="].iter().any(|end| l.starts_with(&format!("{package}{end}")))
+                    || l.contains(&format!("package = \"{package}\""))
+            });
+            if depends {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Checks `ws` with the items `gone` (file, line of the definition, `fn name`) compiled out
@@ -993,6 +1026,14 @@ mod tests {
         let line = text.lines().position(|l| l.starts_with("const ROOT_BYTES")).unwrap() + 1;
         let m = mutant(&format!("mmu/src/stage2.rs:{line}:30: replace << with >>"));
         assert_eq!(classify(&m, &root, &[]), None, "ROOT_BYTES is used without a switch");
+    }
+
+    #[test]
+    fn no_crate_outside_the_workspace_uses_mmu_directly() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert_eq!(external_users(&root, "mmu/src/addr.rs"), Vec::<PathBuf>::new());
+        let users = external_users(&root, "targets/kvm-arm-2012/src/lib.rs");
+        assert!(users.iter().any(|d| d.ends_with("qemu-runner/kvm-arm-2012-image")), "{users:?}");
     }
 
     #[test]
