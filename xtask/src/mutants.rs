@@ -257,7 +257,7 @@ pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'s
     }
     if unused.contains(m) {
         return Some(
-            "unused outside tests and printing: the workspace builds with it renamed and every `fmt` emptied",
+            "unused outside tests and printing: the workspace builds without it (and the code only it serves), every `fmt` emptied",
         );
     }
     None
