@@ -268,7 +268,11 @@ pub fn classify(m: &Mutant, source_root: &Path, unused: &[Mutant]) -> Option<&'s
 fn inherent_fn(name: &str) -> Option<&str> {
     let path = match name.rsplit_once(" in ") {
         Some((_, path)) => path,
-        None => name.split_once("replace ")?.1.split([' ', '<']).next()?,
+        // `replace Mapping<T, R>::size -> usize with 0`, `replace Pool::forget with ()`.
+        None => {
+            let rest = name.split_once("replace ")?.1;
+            rest.split(" -> ").next()?.split(" with ").next()?
+        }
     };
     if path.starts_with('<') || path.contains("<impl") {
         return None;
@@ -993,6 +997,18 @@ mod tests {
         assert_eq!(inherent_fn("a.rs:89:13: replace <impl Drop for Clear>::drop with ()"), None);
         assert_eq!(inherent_fn("a.rs:9:13: replace == with != in <impl PartialEq for X>::eq"), None);
         assert_eq!(inherent_fn("mmu/src/addr.rs:136:54: replace & with |"), None);
+        assert_eq!(
+            inherent_fn("src/lib.rs:183:9: replace Mapping<T, R>::size -> usize with 0"),
+            Some("size")
+        );
+        assert_eq!(
+            inherent_fn("src/lib.rs:426:9: replace Mapping<T, R>::compact_subtables with ()"),
+            Some("compact_subtables")
+        );
+        assert_eq!(
+            inherent_fn("src/lib.rs:117:5: replace wait_for_tlb_maintenance with ()"),
+            Some("wait_for_tlb_maintenance")
+        );
     }
 
     #[test]
