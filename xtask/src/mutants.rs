@@ -98,14 +98,20 @@ fn scope(o: &Options) -> Result<Scope> {
     })
 }
 
-/// A scratch workspace: the committed tree, with the registry crate copied in as a member
-/// and patched in through the one `[patch]` place, so every build of it uses the copy. Never
-/// committed (it lives under `target/`).
-fn scratch_workspace(name: &str, krate: &str, version: &str) -> Result<PathBuf> {
+/// A fresh git worktree of HEAD at `target/mutants/<name>` (the committed tree).
+fn worktree(name: &str) -> Result<PathBuf> {
     let ws = PathBuf::from(format!("target/mutants/{name}"));
     let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
     let _ = std::fs::remove_dir_all(&ws);
     run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
+    Ok(ws)
+}
+
+/// A scratch workspace: the committed tree, with the registry crate copied in as a member
+/// and patched in through the one `[patch]` place, so every build of it uses the copy. Never
+/// committed (it lives under `target/`).
+fn scratch_workspace(name: &str, krate: &str, version: &str) -> Result<PathBuf> {
+    let ws = worktree(name)?;
     let source = std::fs::read_dir(setup::cargo_home().join("registry/src"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path().join(format!("{krate}-{version}")))
@@ -820,27 +826,13 @@ pub fn mutants(o: &Options) -> Result {
     // cargo-mutants' own account (so a `--reuse` reports the run it reuses).
     let mutation_secs = mutation_secs(&out).unwrap_or(f64::NAN);
     let started = std::time::Instant::now();
-    let worktree = |name: &str| -> Result<PathBuf> {
-        if o.registry_crate {
-            return Ok(dir.clone());
-        }
-        let ws = PathBuf::from(format!("target/mutants/{name}"));
-        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
-        let _ = std::fs::remove_dir_all(&ws);
-        run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
-        Ok(ws)
-    };
     // Unused code first: the classes told mechanically need no search.
     let mut unused = Vec::new();
     // A copy of its own: it prints nothing, and the search builds from the other.
     let probe_ws = if o.registry_crate {
         scratch_workspace("probe-ws", REGISTRY_CRATE.0, REGISTRY_CRATE.1)?
     } else {
-        let ws = PathBuf::from("target/mutants/probe-ws");
-        let _ = Command::new("git").args(["worktree", "remove", "--force"]).arg(&ws).output();
-        let _ = std::fs::remove_dir_all(&ws);
-        run(Command::new("git").args(["worktree", "add", "--force", "--detach"]).arg(&ws).arg("HEAD"))?;
-        ws
+        worktree("probe-ws")?
     };
     quiet_printing(&probe_ws)?;
     // The probe copy must build as it is, or every probe would say "used".
@@ -874,7 +866,7 @@ pub fn mutants(o: &Options) -> Result {
     let mut rows = Vec::new();
     let searched = if o.search && !outcomes.missed.is_empty() {
         let all = diffs(o, &dir)?;
-        let ws = worktree("search-ws")?;
+        let ws = if o.registry_crate { dir.clone() } else { worktree("search-ws")? };
         let found = PathBuf::from(format!("target/mutants/{}-found", o.name));
         for (k, m) in outcomes.missed.iter().enumerate() {
             let Some((_, diff)) = all.iter().find(|(n, _)| m.name.starts_with(n.as_str()) || n == &m.name)

@@ -46,25 +46,16 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
             bar.set_message(path.display().to_string());
         }
         let exec = run::run(seq.config, &seq.ops, true);
-        for (i, why) in crate::inert::undeclared(seq, exec.steps()) {
+        let undeclared = crate::inert::undeclared(seq, exec.steps()).into_iter().map(|(i, why)| {
+            (i, format!("did nothing: {why} (if that is what the file tests, say `inert {i}` in its header)"))
+        });
+        let active = crate::inert::active(seq, exec.steps())
+            .into_iter()
+            .map(|i| (i, "is declared inert, but it changed a table entry".to_string()));
+        for (i, what) in undeclared.chain(active) {
             inert += 1;
             let op = seq.ops.get(i).map(text::format_op).unwrap_or_default();
-            let w = format!(
-                "warning: {}: op #{i} `{op}` did nothing: {why} (if that is what the file tests, say `inert {i}` in its header)",
-                path.display()
-            );
-            match &bar {
-                Some(bar) => bar.println(w),
-                None => eprintln!("{w}"),
-            }
-        }
-        for i in crate::inert::active(seq, exec.steps()) {
-            inert += 1;
-            let op = seq.ops.get(i).map(text::format_op).unwrap_or_default();
-            let w = format!(
-                "warning: {}: op #{i} `{op}` is declared inert, but it changed a table entry",
-                path.display()
-            );
+            let w = format!("warning: {}: op #{i} `{op}` {what}", path.display());
             match &bar {
                 Some(bar) => bar.println(w),
                 None => eprintln!("{w}"),
