@@ -511,7 +511,7 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
                     let r = nt / e.0.max(1e-3);
                     format!("{r:.1}x faster{}", if r >= 3.0 { "" } else { " (**under 3x**)" })
                 }
-                Some(_) => "naive missed it".into(),
+                Some(e) => format!("libFuzzer found it ({:.2} s median)", e.0),
                 None => "**libFuzzer missed it**".into(),
             };
             md += &format!(

@@ -40,8 +40,8 @@ families! {
     Pending = "pending", 1472, 256, "each TLBI by scope x the pending changes it reaches x those left, and what is pending (stage-2-only, combined) when a guest runs";
     Bbm = "bbm", 1728, 64, "break-before-make automaton: locations in each step, by level";
     Vmid = "vmid", 1792, 128, "VMID events (first assignment, new generation, rollover) x live VMs";
-    Memslots = "memslots", 1920, 64, "memslot overlap and adjacency with the existing ones, position of an insertion or removal, result";
-    Pairs = "pairs", 1984, 19 * 19, "the previous op on the same VM and page x this op";
+    Memslots = "memslots", 1920, 128, "memslot overlap, adjacency and shared 2 MiB regions with the existing ones, position of an insertion or removal, result, whether a removal leaves its regions' tables; the slots an HVA op reaches, live or deleted, and whether their region is mapped";
+    Pairs = "pairs", 2048, 19 * 19, "the previous op on the same VM and page x this op";
 }
 
 /// Bucket of a count: 0, 1, 2-3, 4-7, 8-15, ... (1 + `log2`, at most `max`).
@@ -68,6 +68,8 @@ pub struct Feedback {
     regions: [Vec<u64>; 2],
     /// Pages the current op took out of the model, and the 1 GiB regions of them.
     removed: (u64, Vec<u64>),
+    /// The last few memslots deleted in this sequence: (VM, first HVA, bytes, first GPA).
+    deleted: Vec<(u8, u64, u64, u64)>,
 }
 
 impl Default for Feedback {
@@ -79,6 +81,7 @@ impl Default for Feedback {
             links: [0; 4],
             regions: [Vec::new(), Vec::new()],
             removed: (0, Vec::new()),
+            deleted: Vec::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ impl Feedback {
             self.last = [(u8::MAX, 0, 0); 64];
             self.links = [0; 4];
             self.regions.iter_mut().for_each(Vec::clear);
+            self.deleted.clear();
         }
     }
 
@@ -135,6 +139,24 @@ impl Feedback {
                 }
             }
         }
+    }
+
+    /// A memslot of `vm` was deleted (the last 8 are remembered).
+    pub fn slot_deleted(&mut self, vm: u8, hva: u64, bytes: u64, gpa: u64) {
+        if self.on(Family::Memslots) {
+            if self.deleted.len() == 8 {
+                self.deleted.remove(0);
+            }
+            self.deleted.push((vm, hva, bytes, gpa));
+        }
+    }
+
+    /// The GPA `hva` had in a memslot of `vm` deleted earlier in this sequence.
+    pub fn deleted_gpa(&self, vm: u8, hva: u64) -> Option<u64> {
+        self.deleted.iter().rev().find_map(|&(v, start, bytes, gpa)| {
+            let off = hva.checked_sub(start)?;
+            (v == vm && off < bytes).then(|| gpa + off)
+        })
     }
 
     /// True when `f` is on.

@@ -7,7 +7,8 @@
 //!   generator does, from the same distribution: always for an empty input, so a campaign
 //!   from nothing starts as fast as random testing, and now and then later;
 //! - generate one op or a run of ops, half of them *related*: on the VM and address of an
-//!   op already there (a read after a map, an unmap over a mapped page);
+//!   op already there (a read after a map, an unmap over a mapped page), or on a memslot
+//!   already added (its removal, the notifier over all of it, a neighbour right after it);
 //! - delete ops or runs, copy a run elsewhere (a splice at op boundaries), swap ops;
 //! - move one operand toward an interesting address: another op's address, the next or
 //!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases;
@@ -254,6 +255,29 @@ pub fn crossover(a: &[u8], b: &[u8], out: &mut [u8], seed: u32) -> usize {
 /// in one VM); an op without an address of `other`'s kind is left alone, so ops such as
 /// VMID updates keep spreading over the VMs.
 fn relate(op: &mut Op, other: &Op) {
+    match (&mut *op, *other) {
+        // A removal of that slot.
+        (Op::RemoveMemslot { vm, slot }, Op::AddMemslot { vm: v, slot: s, .. }) => {
+            (*vm, *slot) = (v, s);
+            return;
+        }
+        // A slot right after it, in guest-physical and host-virtual space: the neighbour
+        // that shares its last 2 MiB region (and level-3 table) when both are small.
+        (
+            Op::AddMemslot { vm, slot, gpa, hva, .. },
+            Op::AddMemslot { vm: v, slot: s, gpa: g, pages, hva: h },
+        ) => {
+            let bytes = pages.saturating_mul(PAGE_SIZE);
+            (*vm, *slot, *gpa, *hva) = (v, (s + 1) % 8, g.saturating_add(bytes), h.saturating_add(bytes));
+            return;
+        }
+        // The notifier over that whole slot (the host unmapping what backs it).
+        (Op::UnmapHvaRange { vm, start, end }, Op::AddMemslot { vm: v, pages, hva, .. }) => {
+            (*vm, *start, *end) = (v, hva, hva.saturating_add(pages.saturating_mul(PAGE_SIZE)));
+            return;
+        }
+        _ => {}
+    }
     let mut o = *other;
     let mut moved = false;
     if let (Some(a), Some(b)) = (ipa_mut(op), ipa_mut(&mut o)) {
@@ -286,6 +310,17 @@ fn tweak(op: &mut Op, other: &Op, target: u8, rng: &mut Rng) {
             5 => (page | ((2 << 20) - 1)).wrapping_add(1),
             _ => ipa_bases(limit)[rng.below(16)],
         } % limit.max(PAGE_SIZE);
+    } else if let Op::UnmapHvaRange { start, end, .. } = op {
+        // Either end moves by a page, or to a 2 MiB boundary (where walks change tables).
+        let v = if rng.below(2) == 0 { start } else { end };
+        let page = *v & !(PAGE_SIZE - 1);
+        *v = match rng.below(5) {
+            0 => hva_other.unwrap_or(page),
+            1 => page.wrapping_add(PAGE_SIZE),
+            2 => page.wrapping_sub(PAGE_SIZE),
+            3 => page & !((2 << 20) - 1),
+            _ => (page | ((2 << 20) - 1)).wrapping_add(1),
+        };
     } else if let Some(hva) = hva_mut(op) {
         let page = *hva & !(PAGE_SIZE - 1);
         *hva = match rng.below(3) {
@@ -352,6 +387,16 @@ mod tests {
         let mut op = Op::Read { vm: 3, ipa: 0x1000 };
         relate(&mut op, &Op::Map { vm: 1, ipa: 0x20_0000, pa: 0x4400_0000, writable: true });
         assert_eq!(op, Op::Read { vm: 1, ipa: 0x20_0000 });
+        let slot = Op::AddMemslot { vm: 2, slot: 7, gpa: 0x10_0000, pages: 16, hva: 0x7000_0000 };
+        let mut op = Op::RemoveMemslot { vm: 0, slot: 1 };
+        relate(&mut op, &slot);
+        assert_eq!(op, Op::RemoveMemslot { vm: 2, slot: 7 });
+        let mut op = Op::AddMemslot { vm: 0, slot: 1, gpa: 0, pages: 2, hva: 0 };
+        relate(&mut op, &slot);
+        assert_eq!(op, Op::AddMemslot { vm: 2, slot: 0, gpa: 0x11_0000, pages: 2, hva: 0x7001_0000 });
+        let mut op = Op::UnmapHvaRange { vm: 0, start: 0, end: 0 };
+        relate(&mut op, &slot);
+        assert_eq!(op, Op::UnmapHvaRange { vm: 2, start: 0x7000_0000, end: 0x7001_0000 });
     }
 }
 

@@ -244,3 +244,39 @@ pub fn kinds(violations: &[Violation]) -> Vec<Kind> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness_core::feedback::{Family, Feedback};
+
+    /// The memslot features a deleted slot's HVA needs (`spte-invalid-slot`'s path), on the
+    /// correct crate: the removal leaves a table behind, and `set_spte_hva` reaches the
+    /// deleted slot's HVA where its region is mapped.
+    #[test]
+    fn memslot_features_see_a_deleted_slot_behind_a_live_table() {
+        crate::testing::register();
+        let config = Config::default();
+        let ops = [
+            Op::CreateVm { vm: 0 },
+            Op::AddMemslot { vm: 0, slot: 0, gpa: 0x10_0000, pages: 16, hva: 0x7000_0000 },
+            Op::AddMemslot { vm: 0, slot: 1, gpa: 0x11_0000, pages: 16, hva: 0x7010_0000 },
+            Op::Map { vm: 0, ipa: 0x10_0000, pa: 0x4400_0000, writable: true },
+            Op::RemoveMemslot { vm: 0, slot: 1 },
+            Op::SetSpteHva { vm: 0, hva: 0x7010_0000, pa: 0x4400_2000 },
+        ];
+        let mut exec = executor(config, false);
+        exec.feedback().families = Feedback::ALL;
+        run_ops(&mut exec, config, &ops);
+        assert!(exec.violations().is_empty());
+        let (base, _) = Family::Memslots.slots();
+        let c = &exec.feedback().counters[base..];
+        // Both are accepted; the second shares the first's 2 MiB region.
+        assert_eq!(&c[64..68], &[0, 1, 0, 1]);
+        // The removal leaves the table of its (one) region: first and last page both count.
+        assert_eq!(c[70], 1);
+        // set_spte_hva: no live slot, a deleted one, its region mapped.
+        assert_eq!(c[72 + 2 + 1], 1);
+        assert_eq!(c[72..96].iter().map(|&x| u32::from(x)).sum::<u32>(), 1);
+    }
+}

@@ -305,6 +305,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             }
             Op::Ioremap { vm, ipa, pa, size } => self.ioremap(op, vm, ipa, pa, size),
             Op::UnmapHva { vm, hva } => {
+                self.hva_feature(vm, hva, 1);
                 let r = self.call(op);
                 self.expect(ResultSet::OK, &r);
                 let gpas: Vec<u64> = self.model.vm(vm).slots.iter().filter_map(|s| s.gpa_of(hva)).collect();

@@ -110,8 +110,18 @@ impl<M: Machine, T: Target> Executor<M, T> {
             let i = (usize::from(overlap) + 2 * usize::from(adjacent)) * 8
                 + position * 2
                 + usize::from(r == OpResult::Ok);
+            // Another slot in one of its 2 MiB regions: their pages share a level-3 table.
+            let region = |a: u64| a >> 21;
+            let last = region(end.saturating_sub(1));
+            let shares = slots.iter().any(|o| {
+                let o_last = region((o.gpa + o.pages * PAGE_SIZE).saturating_sub(1));
+                region(o.gpa) <= last && region(s.gpa) <= o_last
+            });
             self.host.feedback.hit(Family::Memslots, i);
             self.host.feedback.hit(Family::Memslots, 48 + bucket(slots.len() as u64, 6));
+            self.host
+                .feedback
+                .hit(Family::Memslots, 64 + 2 * usize::from(shares) + usize::from(r == OpResult::Ok));
         }
         if r == OpResult::Ok {
             let slots = &mut self.model.vm_mut(vm).slots;
@@ -140,6 +150,12 @@ impl<M: Machine, T: Target> Executor<M, T> {
         if let (OpResult::Ok, Some(i)) = (r, known) {
             let s = self.model.vm_mut(vm).slots.remove(i);
             self.unmap_model(vm, s.gpa, s.gpa + s.pages * PAGE_SIZE);
+            // Whether tables stay behind in the slot's first and last 2 MiB regions.
+            let v = self.model.vm(vm);
+            let last = (s.gpa + s.pages * PAGE_SIZE).saturating_sub(1);
+            let kept = usize::from(v.region_mapped(s.gpa, 2)) + usize::from(v.region_mapped(last, 2));
+            self.host.feedback.hit(Family::Memslots, 68 + kept);
+            self.host.feedback.slot_deleted(vm, s.hva, s.pages * PAGE_SIZE, s.gpa);
         }
         self.check_memslots(vm);
         r
@@ -223,7 +239,28 @@ impl<M: Machine, T: Target> Executor<M, T> {
         r
     }
 
+    /// State feedback of an HVA op (`which`: 0 `set_spte_hva`, 1 `unmap_hva`, 2
+    /// `unmap_hva_range`) before it changes the model: how many live slots hold `hva`,
+    /// whether a slot deleted earlier held it, and whether that slot's 2 MiB region (or the
+    /// live slot's) has a mapping, so tables are there to be written.
+    pub(super) fn hva_feature(&mut self, vm: u8, hva: u64, which: usize) {
+        if !self.host.feedback.on(Family::Memslots) {
+            return;
+        }
+        let v = self.model.vm(vm);
+        let live: Vec<u64> = v.slots.iter().filter_map(|s| s.gpa_of(hva)).collect();
+        let deleted = self.host.feedback.deleted_gpa(vm, hva);
+        let mapped = live.iter().chain(&deleted).any(|&g| v.region_mapped(g, 2));
+        let i = 72
+            + which * 12
+            + live.len().min(2) * 4
+            + usize::from(deleted.is_some()) * 2
+            + usize::from(mapped);
+        self.host.feedback.hit(Family::Memslots, i);
+    }
+
     pub(super) fn unmap_hva_range(&mut self, op: &Op, vm: u8, start: u64, end: u64) -> OpResult {
+        self.hva_feature(vm, start, 2);
         let r = self.call(op);
         let aligned = start.is_multiple_of(PAGE_SIZE) && end.is_multiple_of(PAGE_SIZE);
         self.expect(if aligned { ResultSet::OK } else { ResultSet::err(Errno::Misaligned) }, &r);
@@ -258,6 +295,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
         if r != OpResult::Ok {
             return r;
         }
+        self.hva_feature(vm, hva, 0);
         // Existing tables are reused, none are built: a page is (re)mapped, read-only, exactly
         // when something in its 2 MiB region is mapped.
         let v = self.model.vm_mut(vm);
