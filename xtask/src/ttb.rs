@@ -29,7 +29,7 @@ pub struct Mode {
 }
 
 /// The state-feedback families (`harness_core::feedback`).
-pub const FAMILIES: &[&str] = &["outcome", "tables", "pending", "bbm", "vmid", "memslots", "pairs"];
+pub const FAMILIES: &[&str] = &["outcome", "tables", "pending", "bbm", "vmid", "memslots", "pairs", "ranges"];
 
 impl Mode {
     pub fn parse(name: &str) -> Result<Mode> {

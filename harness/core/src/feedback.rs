@@ -42,6 +42,7 @@ families! {
     Vmid = "vmid", 1792, 128, "VMID events (first assignment, new generation, rollover) x live VMs";
     Memslots = "memslots", 1920, 128, "memslot overlap, adjacency and shared 2 MiB regions with the existing ones, position of an insertion or removal, result, whether a removal leaves its regions' tables; the slots an HVA op reaches, live or deleted, and whether their region is mapped";
     Pairs = "pairs", 2048, 19 * 19, "the previous op on the same VM and page x this op";
+    Ranges = "ranges", 2416, 128, "a range op's shape against the state (walkers go wrong at boundaries): unaligned start, 2 MiB and 1 GiB boundaries crossed, its first 2 MiB region mapped, something mapped past that region";
 }
 
 /// Bucket of a count: 0, 1, 2-3, 4-7, 8-15, ... (1 + `log2`, at most `max`).
@@ -99,6 +100,20 @@ impl Feedback {
             self.regions.iter_mut().for_each(Vec::clear);
             self.deleted.clear();
         }
+    }
+
+    /// A range op (`which`: 0 `unmap_hva_range`, per slot, 1 `unmap_range`, 2
+    /// `protect_range`, 3 `map_range`) over `[start, end)`; `first` is whether its first
+    /// 2 MiB region has a mapping, `beyond` whether something is mapped in the range past
+    /// that region.
+    pub fn range(&mut self, which: usize, start: u64, end: u64, first: bool, beyond: bool) {
+        let last = end.saturating_sub(1);
+        let shape = usize::from(start % (2 << 20) != 0)
+            | usize::from(start >> 21 != last >> 21) << 1
+            | usize::from(start >> 30 != last >> 30) << 2
+            | usize::from(first) << 3
+            | usize::from(beyond) << 4;
+        self.hit(Family::Ranges, which * 32 + shape);
     }
 
     /// The op took `[start, end)` out of the model.

@@ -280,3 +280,35 @@ mod tests {
         assert_eq!(c[72..96].iter().map(|&x| u32::from(x)).sum::<u32>(), 1);
     }
 }
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+    use harness_core::feedback::{Family, Feedback};
+
+    /// `walk-unaligned-advance`'s shape on the correct crate: an unmap that starts
+    /// unaligned in an empty 2 MiB region and reaches mapped pages past it.
+    #[test]
+    fn range_features_see_an_unaligned_walk_into_a_mapped_region() {
+        crate::testing::register();
+        let config = Config::default();
+        let ops = [
+            Op::CreateVm { vm: 0 },
+            Op::AddMemslot { vm: 0, slot: 0, gpa: 0, pages: 0x400, hva: 0x7000_0000 },
+            Op::Map { vm: 0, ipa: 0x20_0000, pa: 0x4400_0000, writable: true },
+            Op::UnmapHvaRange { vm: 0, start: 0x701f_f000, end: 0x7020_2000 },
+            Op::UnmapHvaRange { vm: 0, start: 0x7000_0000, end: 0x7000_1000 },
+        ];
+        let mut exec = executor(config, false);
+        exec.feedback().families = Feedback::ALL;
+        run_ops(&mut exec, config, &ops);
+        assert!(exec.violations().is_empty());
+        let (base, size) = Family::Ranges.slots();
+        let c = &exec.feedback().counters[base..base + size];
+        // Unaligned (1), crosses 2 MiB (2), not 1 GiB, first region empty, mapped beyond (16).
+        assert_eq!(c[19], 1);
+        // Then of the (empty) first page: aligned, one region, nothing mapped.
+        assert_eq!(c[0], 1);
+        assert_eq!(c.iter().map(|&x| u32::from(x)).sum::<u32>(), 2);
+    }
+}

@@ -259,6 +259,20 @@ impl<M: Machine, T: Target> Executor<M, T> {
         self.host.feedback.hit(Family::Memslots, i);
     }
 
+    /// State feedback of a range op over `[start, end)` of `vm`, before the model changes
+    /// (`which` as [`Feedback::range`](crate::feedback::Feedback::range) numbers them).
+    fn range_feature(&mut self, vm: u8, which: usize, start: u64, end: u64) {
+        let end = end.min(self.host.geometry().ipa_limit());
+        if !self.host.feedback.on(Family::Ranges) || start >= end {
+            return;
+        }
+        let v = self.model.vm(vm);
+        let next = (start | ((2 << 20) - 1)) + 1;
+        let beyond = next < end && v.any_mapped(next, end);
+        let first = v.region_mapped(start, 2);
+        self.host.feedback.range(which, start, end, first, beyond);
+    }
+
     pub(super) fn unmap_hva_range(&mut self, op: &Op, vm: u8, start: u64, end: u64) -> OpResult {
         self.hva_feature(vm, start, 2);
         let r = self.call(op);
@@ -279,6 +293,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
             })
             .collect();
         for (lo, hi) in ranges {
+            self.range_feature(vm, 0, lo, hi);
             self.unmap_model(vm, lo, hi);
         }
         r
@@ -333,6 +348,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
         if !window {
             return self.outside_windows(op, vm, ipa, pa, pages, size.is_multiple_of(PAGE_SIZE));
         }
+        self.range_feature(vm, 3, ipa, ipa.saturating_add(size));
         let r = self.call(op);
         let allowed = range_arg(ipa, size, limit, pa);
         let live = self.model.vm(vm).any_mapped(ipa, ipa.saturating_add(size));
@@ -353,6 +369,7 @@ impl<M: Machine, T: Target> Executor<M, T> {
         if touches_stub(ipa, size.div_ceil(PAGE_SIZE)) {
             return OpResult::Rejected(Reject::ReservedIpa);
         }
+        self.range_feature(vm, 1 + usize::from(prot.is_some()), ipa, ipa.saturating_add(size));
         let r = self.call(op);
         let allowed = range_arg(ipa, size, limit, 0);
         let live = self.model.vm(vm).any_mapped(ipa, ipa.saturating_add(size));
