@@ -108,7 +108,7 @@ impl Feedback {
     /// that region.
     pub fn range(&mut self, which: usize, start: u64, end: u64, first: bool, beyond: bool) {
         let last = end.saturating_sub(1);
-        let shape = usize::from(start % (2 << 20) != 0)
+        let shape = usize::from(!start.is_multiple_of(2 << 20))
             | usize::from(start >> 21 != last >> 21) << 1
             | usize::from(start >> 30 != last >> 30) << 2
             | usize::from(first) << 3

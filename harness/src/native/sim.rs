@@ -310,6 +310,9 @@ impl Machine for SimMachine {
     }
 
     fn tlbi(&mut self, op: Tlbi) {
+        if self.tlb.is_empty() {
+            return;
+        }
         self.tlb.retain(|&(vmid, page), (leaf, kinds)| {
             let vmid = harness_core::arch::Vmid(vmid);
             for kind in [Cached::Stage2, Cached::Combined] {

@@ -159,7 +159,9 @@ impl<M: Machine, T: Target> Executor<M, T> {
                 }
             }
         }
-        todo.sort_unstable();
+        // A stable sort: the leaf writes come in runs of ascending addresses, which it merges
+        // in linear time (an unstable sort does not see them).
+        todo.sort();
         todo.dedup();
         let judge = self.judge();
         let mut last: Option<(u8, u64)> = None;

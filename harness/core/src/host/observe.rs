@@ -196,7 +196,9 @@ impl<M: Machine> Host<M> {
                 pages.extend(first.into_iter().flat_map(|i| i..i + self.geometry.root_pages() as usize));
             }
         }
-        pages.sort_unstable();
+        if !pages.windows(2).all(|w| w[0] <= w[1]) {
+            pages.sort_unstable();
+        }
         pages.dedup();
         pages
     }
@@ -236,9 +238,14 @@ impl<M: Machine> Host<M> {
         }
         // The path through the tables as written and, where an entry changed, through the
         // tables as last seen (a write into a table unlinked meanwhile counts too).
-        let mut changed = Vec::new();
-        let mut todo = alloc::vec![(self.roots[vm].unwrap_or(Pa(0)), g.start_level)];
-        while let Some((table, level)) = todo.pop() {
+        // At most two tables a level (as written and as last seen): fixed arrays, as this
+        // runs at every TLBI by IPA.
+        let (mut changed, mut n_changed) = ([0usize; 16], 0);
+        let (mut todo, mut n_todo) = ([(Pa(0), 0u8); 16], 1);
+        todo[0] = (self.roots[vm].unwrap_or(Pa(0)), g.start_level);
+        while n_todo > 0 {
+            n_todo -= 1;
+            let (table, level) = todo[n_todo];
             let at = table.add(g.index(level, ipa) as u64 * 8);
             let Some(i) = self.layout.pool_index(at) else { continue };
             let w = ((at.0 % PAGE_SIZE) / 8) as usize;
@@ -246,16 +253,18 @@ impl<M: Machine> Host<M> {
             let new = self.machine.read_pool(i, w, at);
             for d in [new, old].into_iter().take(if new == old { 1 } else { 2 }) {
                 if let (Entry::Table { next, .. }, true) = (g.profile.decode(level, Desc(d)), level < 3) {
-                    todo.push((next, level + 1));
+                    todo[n_todo] = (next, level + 1);
+                    n_todo += 1;
                 }
             }
             if new != old {
-                changed.push(i);
+                changed[n_changed] = i;
+                n_changed += 1;
             }
         }
-        if !changed.is_empty() {
+        if n_changed > 0 {
             let mut pages = self.writable_pages(Some(vm as u8));
-            pages.extend(changed);
+            pages.extend(&changed[..n_changed]);
             pages.sort_unstable();
             pages.dedup();
             self.sync_pages(pages.into_iter());
