@@ -11,7 +11,8 @@
 //!   already added (its removal, the notifier over all of it, a neighbour right after it);
 //! - delete ops or runs, copy a run elsewhere (a splice at op boundaries), swap ops;
 //! - move one operand toward an interesting address: another op's address, the next or
-//!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases;
+//!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases; an
+//!   output address to another op's frame or to the edge of what a descriptor can hold;
 //! - change the configuration byte (walker, BBM mode, VMID width, target);
 //! - crossover: one input's ops up to a point, then another's.
 //!
@@ -293,9 +294,36 @@ fn relate(op: &mut Op, other: &Op) {
     }
 }
 
+fn pa_mut(op: &mut Op) -> Option<&mut u64> {
+    match op {
+        Op::Map { pa, .. } | Op::Ioremap { pa, .. } | Op::SetSpteHva { pa, .. } | Op::MapRange { pa, .. } => {
+            Some(pa)
+        }
+        _ => None,
+    }
+}
+
 /// Moves one operand of `op` toward an interesting value.
 fn tweak(op: &mut Op, other: &Op, target: u8, rng: &mut Rng) {
-    let limit = crate::targets::info(target).geometry.ipa_limit();
+    let geometry = crate::targets::info(target).geometry;
+    let limit = geometry.ipa_limit();
+    // A third of the time, an output address: another op's frame, the next page, or the
+    // edge of what a descriptor can hold (where an output-address check matters).
+    if rng.below(3) == 0 {
+        let mut o = *other;
+        let from_other = pa_mut(&mut o).map(|v| *v);
+        if let Some(pa) = pa_mut(op) {
+            let top = geometry.pa_limit();
+            *pa = match rng.below(5) {
+                0 => from_other.unwrap_or(*pa),
+                1 => (*pa & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE),
+                2 => top,
+                3 => top - PAGE_SIZE,
+                _ => top - (2 << 20),
+            };
+            return;
+        }
+    }
     let mut o = *other;
     let from_other = ipa_mut(&mut o).map(|v| *v);
     let hva_other = hva_mut(&mut o).map(|v| *v);
@@ -379,6 +407,22 @@ mod tests {
             }
         }
         assert!(changed > 400, "only {changed} of 500 steps changed the input");
+    }
+
+    #[test]
+    fn output_addresses_reach_the_edge_of_the_descriptor() {
+        crate::testing::register();
+        let mut rng = Rng(11);
+        let map = Op::Map { vm: 0, ipa: 0x20_0000, pa: 0x4400_0000, writable: true };
+        let mut edges = 0;
+        for _ in 0..300 {
+            let mut op = map;
+            tweak(&mut op, &map, 0, &mut rng);
+            let Op::Map { pa, .. } = op else { unreachable!() };
+            // kvm-arm-2012's descriptors hold 40-bit output addresses.
+            edges += usize::from(pa == 1 << 40 || pa == (1 << 40) - 0x1000);
+        }
+        assert!(edges > 20, "{edges} of 300 tweaks reached the edge");
     }
 
     #[test]
