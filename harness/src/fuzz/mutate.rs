@@ -282,7 +282,14 @@ fn relate(op: &mut Op, other: &Op) {
     let mut o = *other;
     let mut moved = false;
     if let (Some(a), Some(b)) = (ipa_mut(op), ipa_mut(&mut o)) {
-        *a = *b;
+        // Inside a slot: its first page, or (as the op's own page bit chooses) its last,
+        // where a slot that crosses a table boundary ends.
+        *a = match *other {
+            Op::AddMemslot { gpa, pages, .. } if *a & PAGE_SIZE != 0 && pages > 1 => {
+                gpa.saturating_add((pages - 1).saturating_mul(PAGE_SIZE))
+            }
+            _ => *b,
+        };
         moved = true;
     }
     if let (Some(a), Some(b)) = (hva_mut(op), hva_mut(&mut o)) {
