@@ -8,7 +8,8 @@
 //!   from nothing starts as fast as random testing, and now and then later;
 //! - generate one op or a run of ops, half of them *related*: on the VM and address of an
 //!   op already there (a read after a map, an unmap over a mapped page), or on a memslot
-//!   already added (its removal, the notifier over all of it, a neighbour right after it);
+//!   already added (its first or last page, its removal, the notifier over all of it, a
+//!   neighbour right after it);
 //! - delete ops or runs, copy a run elsewhere (a splice at op boundaries), swap ops;
 //! - move one operand toward an interesting address: another op's address, the next or
 //!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases; an
