@@ -250,13 +250,22 @@ mod tests {
     use super::*;
     use harness_core::feedback::{Family, Feedback};
 
+    /// Runs `ops` on kvm-arm-2012 with every feedback family on; they must run clean.
+    fn with_features(ops: &[Op]) -> Native {
+        crate::testing::register();
+        let config = Config::default();
+        let mut exec = executor(config, false);
+        exec.feedback().families = Feedback::ALL;
+        run_ops(&mut exec, config, ops);
+        assert!(exec.violations().is_empty());
+        exec
+    }
+
     /// The memslot features a deleted slot's HVA needs (`spte-invalid-slot`'s path), on the
     /// correct crate: the removal leaves a table behind, and `set_spte_hva` reaches the
     /// deleted slot's HVA where its region is mapped.
     #[test]
     fn memslot_features_see_a_deleted_slot_behind_a_live_table() {
-        crate::testing::register();
-        let config = Config::default();
         let ops = [
             Op::CreateVm { vm: 0 },
             Op::AddMemslot { vm: 0, slot: 0, gpa: 0x10_0000, pages: 16, hva: 0x7000_0000 },
@@ -265,10 +274,7 @@ mod tests {
             Op::RemoveMemslot { vm: 0, slot: 1 },
             Op::SetSpteHva { vm: 0, hva: 0x7010_0000, pa: 0x4400_2000 },
         ];
-        let mut exec = executor(config, false);
-        exec.feedback().families = Feedback::ALL;
-        run_ops(&mut exec, config, &ops);
-        assert!(exec.violations().is_empty());
+        let mut exec = with_features(&ops);
         let (base, _) = Family::Memslots.slots();
         let c = &exec.feedback().counters[base..];
         // Both are accepted; the second shares the first's 2 MiB region.
@@ -279,19 +285,11 @@ mod tests {
         assert_eq!(c[72 + 2 + 1], 1);
         assert_eq!(c[72..96].iter().map(|&x| u32::from(x)).sum::<u32>(), 1);
     }
-}
-
-#[cfg(test)]
-mod range_tests {
-    use super::*;
-    use harness_core::feedback::{Family, Feedback};
 
     /// `walk-unaligned-advance`'s shape on the correct crate: an unmap that starts
     /// unaligned in an empty 2 MiB region and reaches mapped pages past it.
     #[test]
     fn range_features_see_an_unaligned_walk_into_a_mapped_region() {
-        crate::testing::register();
-        let config = Config::default();
         let ops = [
             Op::CreateVm { vm: 0 },
             Op::AddMemslot { vm: 0, slot: 0, gpa: 0, pages: 0x400, hva: 0x7000_0000 },
@@ -299,10 +297,7 @@ mod range_tests {
             Op::UnmapHvaRange { vm: 0, start: 0x701f_f000, end: 0x7020_2000 },
             Op::UnmapHvaRange { vm: 0, start: 0x7000_0000, end: 0x7000_1000 },
         ];
-        let mut exec = executor(config, false);
-        exec.feedback().families = Feedback::ALL;
-        run_ops(&mut exec, config, &ops);
-        assert!(exec.violations().is_empty());
+        let mut exec = with_features(&ops);
         let (base, size) = Family::Ranges.slots();
         let c = &exec.feedback().counters[base..base + size];
         // Unaligned (1), crosses 2 MiB (2), not 1 GiB, first region empty, mapped beyond (16).

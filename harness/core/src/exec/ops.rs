@@ -248,12 +248,13 @@ impl<M: Machine, T: Target> Executor<M, T> {
             return;
         }
         let v = self.model.vm(vm);
-        let live: Vec<u64> = v.slots.iter().filter_map(|s| s.gpa_of(hva)).collect();
+        // No allocation: this runs for every HVA op of a campaign.
+        let live = v.slots.iter().filter_map(|s| s.gpa_of(hva));
         let deleted = self.host.feedback.deleted_gpa(vm, hva);
-        let mapped = live.iter().chain(&deleted).any(|&g| v.region_mapped(g, 2));
+        let mapped = live.clone().chain(deleted).any(|g| v.region_mapped(g, 2));
         let i = 72
             + which * 12
-            + live.len().min(2) * 4
+            + live.take(2).count() * 4
             + usize::from(deleted.is_some()) * 2
             + usize::from(mapped);
         self.host.feedback.hit(Family::Memslots, i);
