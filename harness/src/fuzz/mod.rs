@@ -454,8 +454,7 @@ pub fn random_op(first: u8, pins: &Pins, next: &mut dyn FnMut() -> u64) -> Op {
         let r = next().to_le_bytes();
         chunk.copy_from_slice(&r[..chunk.len()]);
     }
-    let (_, ops) = codec().decode(&b, pins, &Layout::default());
-    ops.first().copied().unwrap_or(Op::CreateVm { vm: 0 })
+    codec().first_op(&b, pins, &Layout::default()).unwrap_or(Op::CreateVm { vm: 0 })
 }
 
 /// The `ops` fuzz target of a cargo-fuzz crate over a program's targets: byte-decoded

@@ -476,4 +476,22 @@ mod generation {
         }
         assert!(total / 2000 < 512, "mean encoded length {}", total / 2000);
     }
+
+    #[test]
+    fn the_first_op_alone_is_the_first_op_of_the_whole_decoding() {
+        crate::testing::register();
+        let mut rng = Rng::seeded(9);
+        for target in [None, Some(0), Some(1)] {
+            let pins = Pins { target, ..Pins::default() };
+            for _ in 0..3000 {
+                let data: Vec<u8> = (0..rng.below(24)).map(|_| rng.next() as u8).collect();
+                let whole = codec().decode(&data, &pins, &Layout::default()).1;
+                assert_eq!(
+                    codec().first_op(&data, &pins, &Layout::default()),
+                    whole.first().copied(),
+                    "{data:x?}"
+                );
+            }
+        }
+    }
 }

@@ -107,18 +107,13 @@ impl<M: Machine> Services for Host<M> {
 
     #[inline]
     fn read_desc(&mut self, pa: Pa) -> Desc {
+        // The hot path alone, small enough to inline into the target's walks (a VM's
+        // teardown reads every root entry); a read outside the allocated pool is cold.
         match self.layout.pool_index(pa) {
-            Some(i) => {
-                if !self.pool.pages[i].allocated {
-                    self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Read });
-                }
+            Some(i) if self.pool.pages[i].allocated => {
                 Desc(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa))
             }
-            None => {
-                // Never touch memory outside the pool: on hardware it may not exist.
-                self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Stray });
-                Desc(POISON)
-            }
+            _ => self.read_desc_cold(pa),
         }
     }
 
@@ -175,6 +170,23 @@ impl<M: Machine> Services for Host<M> {
 }
 
 impl<M: Machine> Host<M> {
+    /// A descriptor read from a freed page or from outside the pool: a violation.
+    #[cold]
+    #[inline(never)]
+    fn read_desc_cold(&mut self, pa: Pa) -> Desc {
+        match self.layout.pool_index(pa) {
+            Some(i) => {
+                self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Read });
+                Desc(self.machine.read_pool(i, (pa.page_offset() / 8) as usize, pa))
+            }
+            None => {
+                // Never touch memory outside the pool: on hardware it may not exist.
+                self.violation(Detail::UseAfterFree { page: pa.page(), what: Use::Stray });
+                Desc(POISON)
+            }
+        }
+    }
+
     /// A TLB invalidation: performed on the machine unless the target's code `executed` it
     /// already, recorded, and judged.
     fn invalidated(&mut self, op: Tlbi, executed: bool) {
