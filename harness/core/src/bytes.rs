@@ -243,28 +243,8 @@ impl Codec {
     /// Decodes bytes into a configuration choice and at most [`MAX_OPS`] ops. Never fails.
     pub fn decode(&self, data: &[u8], pins: &Pins, layout: &Layout) -> (Header, Vec<Op>) {
         let mut r = Reader { data };
-        let (header, table, bases) = self.header(&mut r, pins);
-        let mut ops = Vec::new();
-        while !r.data.is_empty() && ops.len() < MAX_OPS {
-            ops.push(decode_op(&mut r, table, &bases, layout));
-        }
-        (header, ops)
-    }
-
-    /// The first op of what [`Codec::decode`] makes of `data`, without decoding the rest
-    /// (the generators draw one op at a time from a few random bytes).
-    pub fn first_op(&self, data: &[u8], pins: &Pins, layout: &Layout) -> Option<Op> {
-        let mut r = Reader { data };
-        let (_, table, bases) = self.header(&mut r, pins);
-        (!r.data.is_empty()).then(|| decode_op(&mut r, table, &bases, layout))
-    }
-
-    /// The configuration byte: the header, the chosen target's opcode table and IPA bases.
-    fn header(&self, r: &mut Reader<'_>, pins: &Pins) -> (Header, &OpTable, [u64; 16]) {
         let h = r.byte();
-        let n = self.targets.len().max(1) as u8;
-        let target = pins.target.unwrap_or((h >> 5) % n);
-        let (info, table) = &self.targets[usize::from(target)];
+        let (target, info, table) = self.target(h, pins);
         let w = widths(info);
         let header = Header {
             target,
@@ -280,7 +260,28 @@ impl Codec {
             strict_bbm: pins.strict_bbm.unwrap_or(h & 2 != 0),
             vmid_bits: pins.vmid_bits.unwrap_or(w[usize::from((h >> 2) & 7) % w.len()]),
         };
-        (header, table, ipa_bases(info.geometry.ipa_limit()))
+        let bases = ipa_bases(info.geometry.ipa_limit());
+        let mut ops = Vec::new();
+        while !r.data.is_empty() && ops.len() < MAX_OPS {
+            ops.push(decode_op(&mut r, table, &bases, layout));
+        }
+        (header, ops)
+    }
+
+    /// The first op of what [`Codec::decode`] makes of `data`, without decoding the rest or
+    /// the configuration (the generators draw one op at a time from a few random bytes).
+    pub fn first_op(&self, data: &[u8], pins: &Pins, layout: &Layout) -> Option<Op> {
+        let mut r = Reader { data };
+        let (_, info, table) = self.target(r.byte(), pins);
+        (!r.data.is_empty()).then(|| decode_op(&mut r, table, &ipa_bases(info.geometry.ipa_limit()), layout))
+    }
+
+    /// The target the configuration byte `h` chooses (unless pinned), with its opcode table.
+    fn target(&self, h: u8, pins: &Pins) -> (u8, &'static TargetInfo, &OpTable) {
+        let n = self.targets.len().max(1) as u8;
+        let target = pins.target.unwrap_or((h >> 5) % n);
+        let (info, table) = &self.targets[usize::from(target)];
+        (target, info, table)
     }
 }
 
