@@ -73,12 +73,12 @@ fn reserve<R>(f: impl FnOnce(&Reserve) -> R) -> R {
 /// left without its level-2 and level-3 tables.
 const MAKE_TABLES: usize = 2;
 
-/// Before a break-before-make, sets aside the frames the make may need, as Linux tops up
-/// its memory cache before it changes a stage-2 table: the make cannot then fail for want
-/// of a table after the break has removed the old mapping, and an allocation failure
-/// leaves the mapping as it was. The frames left over go back at the end of the call.
-fn top_up() -> Result<(), Errno> {
-    while reserve(|r| r.borrow().len()) < MAKE_TABLES {
+/// Before a break-before-make, sets aside the `tables` frames the makes may need, as Linux
+/// tops up its memory cache before it changes a stage-2 table: a make cannot then fail for
+/// want of a table after its break has removed the old mapping, and an allocation failure
+/// leaves every mapping as it was. The frames left over go back at the end of the call.
+fn top_up(tables: usize) -> Result<(), Errno> {
+    while reserve(|r| r.borrow().len()) < tables {
         let pa = services(|s| s.alloc_pages(0)).flatten().ok_or(Errno::NoMemory)?;
         reserve(|r| r.borrow_mut().push(pa));
     }
@@ -348,8 +348,26 @@ fn change_memory_type(t: &mut Table, ipa: u64, size: u64, prot: Prot) -> Result<
             )
         })
         .collect();
+    // All the frames the makes may need are set aside before the first break, or a failure
+    // at a later leaf would return an error with the earlier leaves already changed (corpus:
+    // page-table-generic/protect_pages_in_two_tables_after_an_allocation_failure_keeps_both).
+    // A break can empty and free the level-3 table of a page and the level-2 table of a page
+    // or 2 MiB block, and its make allocates it again; once made, the leaf keeps that table
+    // from being emptied by a later break. So the makes allocate at most one frame per
+    // distinct such table, and each allocation takes a frame set aside first.
+    let mut tables: Vec<(u8, u64)> = Vec::new();
+    for &(at, len, _) in &changed {
+        if len < 1 << 30 {
+            tables.push((2, at >> 30));
+        }
+        if len == PAGE_SIZE {
+            tables.push((3, at >> 21));
+        }
+    }
+    tables.sort_unstable();
+    tables.dedup();
+    top_up(tables.len())?;
     for (at, len, frame) in changed {
-        top_up()?;
         t.unmap(va(at), len as usize).map_err(errno)?;
         S2::flush(None);
         t.map_linear_pages(va(at), pa(frame), len as usize, flags(prot), true).map_err(errno)?;
@@ -423,7 +441,7 @@ impl PageTableGeneric {
                         if t.query(va(ipa)).is_ok_and(|(_, _, leaf)| leaf > PAGE_SIZE as usize) {
                             t.split_huge_page(va(ipa)).map_err(errno)?;
                         }
-                        top_up()?;
+                        top_up(MAKE_TABLES)?;
                         t.unmap_page(va(ipa)).map_err(errno)?;
                         // The crate clears the emptied tables' parents without a flush: one
                         // more before the new tables take their place.
