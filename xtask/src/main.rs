@@ -6,6 +6,7 @@ mod cli;
 mod coverage;
 mod example;
 mod fuzz;
+mod hang;
 mod mutants;
 mod patch;
 mod qemu_user;

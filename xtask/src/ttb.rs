@@ -12,6 +12,7 @@
 //! `bench/ttb.json` and a survival plot.
 
 use crate::fuzz::{self, Build, Settings, LIBFUZZER_OPTIONS};
+use crate::hang;
 use crate::{setup, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -138,6 +139,8 @@ pub struct Trial {
     pub seeds: bool,
     pub trial: usize,
     pub found: bool,
+    /// Found as a hang ([`crate::hang`]): an input that did not return, and that bug's.
+    pub hang: bool,
     pub seconds: f64,
     pub execs: u64,
 }
@@ -179,8 +182,8 @@ fn fuzz_trial(
     }
     let out = cmd
         .arg(format!("-max_total_time={cap}"))
-        // An input that never returns ends the trial as a timeout, not found.
-        .arg(format!("-timeout={cap}"))
+        // An input that does not return is a hang, which counts if it is the bug's.
+        .arg(format!("-timeout={}", hang::SECONDS))
         .arg(format!("-seed={}", trial + 1))
         .arg(format!("-max_len={}", mode.max_len.unwrap_or(o.max_len)))
         .args(LIBFUZZER_OPTIONS)
@@ -200,8 +203,16 @@ fn fuzz_trial(
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:").and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0);
-    let found = std::fs::read_dir(&artifacts)?
-        .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("crash-")));
+    let names: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&artifacts)?.filter_map(|e| Some(e.ok()?.path())).collect();
+    let named =
+        |p: &str| names.iter().find(|n| n.file_name().is_some_and(|f| f.to_string_lossy().starts_with(p)));
+    let mut found = named("crash-").is_some();
+    let mut hung = false;
+    if let (false, Some(input)) = (found, named("timeout-")) {
+        hung = seconds <= cap as f64 && hang::fuzz_input_is_the_bugs(bin, &t.settings.env(), input)?;
+        found = hung;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Trial {
         bug: t.name.clone(),
@@ -209,6 +220,7 @@ fn fuzz_trial(
         seeds: seeds.is_some(),
         trial,
         found,
+        hang: hung,
         seconds,
         execs,
     })
@@ -222,17 +234,32 @@ fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<T
         .arg((cap + 30).to_string())
         .arg(stagehand)
         .args(["naive", "--seconds", &cap.to_string(), "--seed", &(trial + 1).to_string()])
+        .args(["--hang", &hang::SECONDS.to_string()])
         .envs(t.settings.env())
         .stderr(Stdio::null())
         .output()?;
     let seconds = start.elapsed().as_secs_f64();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut found = v["found"].as_bool().unwrap_or(false);
+    let hung = found && v["hang"] == true;
+    if hung {
+        // The hanging sequence, in the JSON line, checked as a file.
+        let file = std::env::temp_dir().join(format!(
+            "stagehand-ttb-hang-{}-{}-{trial}.s2",
+            std::process::id(),
+            t.name.replace('/', "_")
+        ));
+        std::fs::write(&file, v["sequence"].as_str().unwrap_or_default())?;
+        found = seconds <= cap as f64 && hang::naive_file_is_the_bugs(stagehand, &file)?;
+        let _ = std::fs::remove_file(&file);
+    }
     Ok(Trial {
         bug: t.name.clone(),
         mode: "naive".into(),
         seeds: false,
         trial,
-        found: v["found"].as_bool().unwrap_or(false),
+        found,
+        hang: hung && found,
         seconds,
         execs: v["execs"].as_u64().unwrap_or(0),
     })
@@ -284,6 +311,7 @@ fn kept(path: &str, rerun: &[&str]) -> Result<Vec<Trial>> {
             seeds: r["from"] == "seeds",
             trial: r["trial"].as_u64().unwrap_or(0) as usize,
             found: r["found"] == true,
+            hang: r["hang"] == true,
             seconds: r["seconds"].as_f64().unwrap_or(0.0),
             execs: r["execs"].as_u64().unwrap_or(0),
         });
@@ -398,7 +426,7 @@ fn write_json(out: &str, targets: &[Target], results: &[Trial], o: &Options) -> 
     let (cpu, cores) = setup::machine();
     let rows: Vec<serde_json::Value> = results
         .iter()
-        .map(|r| serde_json::json!({"bug": r.bug, "mode": r.mode, "from": if r.seeds { "seeds" } else { "empty" }, "trial": r.trial, "found": r.found, "seconds": r.seconds, "execs": r.execs}))
+        .map(|r| serde_json::json!({"bug": r.bug, "mode": r.mode, "from": if r.seeds { "seeds" } else { "empty" }, "trial": r.trial, "found": r.found, "hang": r.hang, "seconds": r.seconds, "execs": r.execs}))
         .collect();
     let bugs: serde_json::Map<String, serde_json::Value> = targets
         .iter()
@@ -423,9 +451,13 @@ fn cell<'a>(results: &'a [Trial], bug: &str, mode: &str, seeds: bool) -> Vec<&'a
 
 fn show(v: &[&Trial], cap: u64) -> String {
     let found = v.iter().filter(|r| r.found).count();
+    let hangs = match v.iter().filter(|r| r.hang).count() {
+        0 => String::new(),
+        n => format!(" ({n} by a hang)"),
+    };
     match median(v) {
-        Some((s, e)) => format!("{found}/{}, {s:.2} s, {e}", v.len()),
-        None => format!("{found}/{}, > {cap} s", v.len()),
+        Some((s, e)) => format!("{found}/{}{hangs}, {s:.2} s, {e}", v.len()),
+        None => format!("{found}/{}{hangs}, > {cap} s", v.len()),
     }
 }
 
@@ -447,12 +479,16 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
          trials that found the bug, then the median time (wall clock from process start to exit, so start-up and corpus \
          loading count; libFuzzer runs with `RUST_BACKTRACE=0`, as a backtrace at the crash only reports, and keeps \
          its corpus in memory, as a trial's corpus is thrown away: `-seed_inputs` for the seeds, no corpus directory) \
-         and median executions; a trial that misses counts as infinite.\n\n",
+         and median executions; a trial that misses counts as infinite. An input that runs for {} s is a hang (libFuzzer's \
+         `-timeout`, the naive generator's `--hang`); it counts, marked \"by a hang\", only if it is the bug's: run \
+         again alone, it still hangs with the trial's settings and returns with every switch off and every workaround \
+         on.\n\n",
         o.trials,
         modes.join(","),
         o.max_len,
         o.parallel,
-        o.max_len
+        o.max_len,
+        hang::SECONDS
     );
     if let (Some(keep), Some(rerun)) = (&o.keep, &o.rerun) {
         md += &format!(

@@ -248,6 +248,10 @@ enum Command {
         /// Longest sequence, in ops.
         #[arg(long, default_value_t = 64)]
         max_ops: usize,
+        /// Seconds a sequence may run before it is reported as a hang (a finding, as
+        /// libFuzzer's `-timeout`).
+        #[arg(long, default_value_t = 10.0)]
+        hang: f64,
         /// Write the finding here as a `.s2` file expecting its violation (for `stagehand
         /// minimize`, then the regression corpus).
         #[arg(long)]
@@ -387,8 +391,8 @@ pub fn main(targets: &[&'static crate::targets::Entry]) -> ExitCode {
                 .map(|n| eprintln!("{n} seed(s) -> {}", output.display()))
                 .map_err(Failure::from)
         }
-        Command::Naive { seconds, seed, max_ops, out } => {
-            cmd::fuzz::naive(&g, seconds, seed, max_ops, out.as_deref())
+        Command::Naive { seconds, seed, max_ops, hang, out } => {
+            cmd::fuzz::naive(&g, seconds, seed, max_ops, hang, out.as_deref())
         }
         Command::Configs { dir } => cmd::fuzz::configs(&g, &dir),
         Command::Qemu { paths, image, timeout } => cmd::qemu::qemu(&g, &paths, &image, timeout),

@@ -422,6 +422,16 @@ impl Naive {
         Naive { state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, max_ops: max_ops.max(1) }
     }
 
+    /// Its state: [`Naive::resume`] from it draws what this generator draws next.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    /// A generator that continues from `state` (of one with the same `max_ops`).
+    pub fn resume(state: u64, max_ops: usize) -> Self {
+        Naive { state, max_ops: max_ops.max(1) }
+    }
+
     /// A random byte.
     pub fn byte(&mut self) -> u8 {
         self.next() as u8

@@ -6,7 +6,9 @@ use crate::report;
 use crate::targets;
 use crate::text::{self, Sequence};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `stagehand triage`: artifacts to minimized regression files, one per kind and site.
 pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -> Result<(), Failure> {
@@ -27,17 +29,36 @@ pub fn triage(g: &Global, artifacts: &[PathBuf], out: &Path, snapshots: &Path) -
 
 /// `stagehand naive`: random sequences without feedback until a finding or the time cap.
 /// With `out`, the finding is written there as a `.s2` file that expects its violation.
-pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&Path>) -> Result<(), Failure> {
+/// A sequence that runs for `hang` seconds is a finding too (a hang, as libFuzzer's
+/// `-timeout`): a watchdog reports it, writes the sequence to `out`, and ends the process.
+pub fn naive(
+    g: &Global,
+    seconds: f64,
+    seed: u64,
+    max_ops: usize,
+    hang: f64,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
     let mut campaign = g.campaign()?;
     // No feedback: the naive generator has nobody to tell.
     campaign.features = 0;
     let mut gen = crate::fuzz::Naive::new(seed, max_ops);
     let start = Instant::now();
+    // Per sequence: its number and the generator's state before it, for the watchdog.
+    let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(gen.state())));
+    {
+        let (progress, campaign, out) = (progress.clone(), campaign.clone(), out.map(Path::to_path_buf));
+        std::thread::spawn(move || {
+            watchdog(&progress, &campaign, max_ops, seed, hang, start, out.as_deref())
+        });
+    }
     let mut execs: u64 = 0;
     let found = loop {
         if start.elapsed().as_secs_f64() >= seconds {
             break None;
         }
+        progress.1.store(gen.state(), Ordering::Relaxed);
+        progress.0.store(execs + 1, Ordering::Release);
         // The configuration is drawn like a fuzzer input's first byte (or pinned).
         let header = [gen.byte()];
         let (config, _) = campaign.decode(&header);
@@ -65,6 +86,7 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
         "{}",
         serde_json::json!({
             "found": found.is_some(),
+            "hang": false,
             "seconds": secs,
             "execs": execs,
             "finding": found.as_ref().map(|f| &f.0),
@@ -72,6 +94,59 @@ pub fn naive(g: &Global, seconds: f64, seed: u64, max_ops: usize, out: Option<&P
         })
     );
     Ok(())
+}
+
+/// The naive generator's watchdog: when the sequence `progress` names has run for `hang`
+/// seconds, it is drawn again from the generator's state before it (the same sequence, as
+/// the generator is deterministic), reported with its text (and written to `out`; it expects
+/// no violation, as nothing can be expected of a sequence that does not end), and the
+/// process ends.
+fn watchdog(
+    progress: &(AtomicU64, AtomicU64),
+    campaign: &crate::fuzz::Campaign,
+    max_ops: usize,
+    seed: u64,
+    hang: f64,
+    start: Instant,
+    out: Option<&Path>,
+) {
+    let (mut seen, mut since) = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = progress.0.load(Ordering::Acquire);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+            continue;
+        }
+        if seen == 0 || since.elapsed().as_secs_f64() < hang {
+            continue;
+        }
+        let mut gen = crate::fuzz::Naive::resume(progress.1.load(Ordering::Relaxed), max_ops);
+        let (config, _) = campaign.decode(&[gen.byte()]);
+        let ops = gen.sequence(&config);
+        let finding = format!("hang: execution #{seen} ({} ops) did not return within {hang} s", ops.len());
+        let seq = Sequence { config, expect: Expect::default(), inert: Vec::new(), ops };
+        let text = format!(
+            "# Found by the naive generator (stagehand naive --seed {seed}, execution #{seen}).\n# {finding}\n{}",
+            text::print(&seq)
+        );
+        let written =
+            out.and_then(|path| write(path, text.as_bytes()).ok().map(|()| path.display().to_string()));
+        outln!(
+            "{}",
+            serde_json::json!({
+                "found": true,
+                "hang": true,
+                "seconds": start.elapsed().as_secs_f64(),
+                "execs": seen,
+                "finding": finding,
+                "written": written,
+                "sequence": text,
+            })
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(0);
+    }
 }
 
 /// `stagehand configs`: how the inputs of a fuzzing corpus spread over configurations.

@@ -1,0 +1,58 @@
+//! Hangs in time-to-bug trials. An input that never returns is a finding, as a campaign
+//! reports it (libFuzzer's `-timeout`, `stagehand naive --hang`), but a trial counts it for
+//! its bug only when the hang is that bug's: the input, run again, still does not return
+//! with the trial's settings, and returns with every defect switch off and every workaround
+//! on. (`page-table-generic`'s unchecked `protect_range` walks a range reaching 2^62 a page
+//! at a time: with its workaround off, a random sequence hangs about as often as it shows
+//! the defect's violation.)
+
+use crate::{fuzz, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Seconds an input may run before the trial reports it as a hang.
+pub const SECONDS: u64 = 5;
+
+/// The settings that turn every defect off and every workaround on.
+const FIXED: [(&str, &str); 2] = [("STAGEHAND_DEFECTS", "none"), ("STAGEHAND_WORKAROUNDS", "all")];
+
+/// True when `cmd` is still running after twice the hang time (it is then killed).
+fn hangs(cmd: &mut Command) -> Result<bool> {
+    let mut timed = Command::new("timeout");
+    timed.arg((2 * SECONDS).to_string()).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    // `timeout` exits with 124 when it had to stop the command.
+    let status = timed.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    Ok(status.code() == Some(124))
+}
+
+/// A libFuzzer trial's timeout artifact: the fuzz target `bin` run on it alone hangs under
+/// the trial's environment `env` and returns under the fixed settings.
+pub fn fuzz_input_is_the_bugs(bin: &Path, env: &[(&'static str, String)], artifact: &Path) -> Result<bool> {
+    let run = |fixed: bool| {
+        let mut c = fuzz::fuzzer(bin);
+        // No libFuzzer timeout: the `timeout` around it decides.
+        c.arg(artifact).arg("-timeout=0").envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        if fixed {
+            c.envs(FIXED);
+        }
+        c.env("RUST_BACKTRACE", "0");
+        c
+    };
+    Ok(hangs(&mut run(false))? && !hangs(&mut run(true))?)
+}
+
+/// A naive trial's hang, written as a `.s2` file: `stagehand run` hangs on it with its own
+/// settings and returns with the fixed ones.
+pub fn naive_file_is_the_bugs(stagehand: &Path, file: &Path) -> Result<bool> {
+    let mut own = Command::new(stagehand);
+    own.arg("run").arg(file);
+    let mut fixed = Command::new(stagehand);
+    fixed.args(["--defects", "none", "--workarounds", "all", "run"]).arg(file);
+    Ok(hangs(&mut own)? && !hangs(&mut fixed)?)
+}
