@@ -232,6 +232,17 @@ pub const DEFAULT_MAX_LEN: usize = 512;
 /// only delays the multi-op sequences bugs need (2-3x slower to find the seed defects).
 pub const LIBFUZZER_OPTIONS: &[&str] = &["-len_control=0"];
 
+/// Seconds an input of a campaign may run: longer, it is a hang, which libFuzzer writes as a
+/// `timeout-` artifact. The summary lists hangs; triage leaves them alone, as it would run
+/// them to their end. (An op of the harness takes microseconds natively, milliseconds under
+/// qemu-user.)
+pub const HANG_SECONDS: u64 = 10;
+
+/// A `timeout-` artifact: an input that did not return.
+pub fn is_hang(artifact: &Path) -> bool {
+    artifact.file_name().is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
+}
+
 /// Builds a cargo-fuzz target and returns the path of a copy that later builds of another
 /// flavour will not overwrite.
 pub fn build_target(target: &str, build: Build) -> Result<PathBuf> {
@@ -416,6 +427,7 @@ pub fn campaign(
             cmd.arg(format!("-fork={jobs}")).arg("-ignore_crashes=1");
         }
         cmd.arg(format!("-max_total_time={left}"))
+            .arg(format!("-timeout={HANG_SECONDS}"))
             .arg(format!("-max_len={max_len}"))
             .args(LIBFUZZER_OPTIONS)
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
@@ -614,9 +626,20 @@ pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
             None => groups.push((site, t.file.clone().unwrap_or_default(), 1)),
         }
     }
-    println!("  findings      {} artifact(s), {} distinct", st.artifacts.len(), groups.len());
+    let hangs: Vec<&PathBuf> = st.artifacts.iter().map(|(p, _)| p).filter(|p| is_hang(p)).collect();
+    println!("  findings      {} artifact(s), {} distinct", st.artifacts.len() - hangs.len(), groups.len());
     for (site, file, n) in &groups {
         println!("    {site:<36} {n:>4} artifact(s) -> {file}");
+    }
+    if !hangs.is_empty() {
+        println!(
+            "  hangs         {} input(s) ran for {HANG_SECONDS} s without returning (`stagehand convert FILE -o hang.s2`, \
+             under the campaign's STAGEHAND_* variables, writes one as text without running it):",
+            hangs.len()
+        );
+        for h in &hangs {
+            println!("    {}", h.display());
+        }
     }
     if let Some(reached) = &st.configurations {
         println!("  configurations the corpus reached ({} inputs):", reached["inputs"]);
@@ -669,7 +692,7 @@ pub fn fuzz(
         .arg(dirs.work.join("corpus"))
         .output()?;
     st.configurations = serde_json::from_slice(&out.stdout).ok();
-    let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).collect();
+    let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).filter(|p| !is_hang(p)).collect();
     let triaged = triage(&stagehand, s, &arts, &dirs.regressions, &dirs.snapshots)?;
     summary(s, &st, nseeds, &triaged);
     Ok((st, triaged))
