@@ -1,7 +1,7 @@
 //! Fuzzing campaigns: building the targets, running libFuzzer (or AFL++) with a progress
 //! display, triaging what it finds, and the summary.
 
-use crate::{run, setup, Result};
+use crate::{hang, run, setup, Result};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -232,17 +232,6 @@ pub const DEFAULT_MAX_LEN: usize = 512;
 /// only delays the multi-op sequences bugs need (2-3x slower to find the seed defects).
 pub const LIBFUZZER_OPTIONS: &[&str] = &["-len_control=0"];
 
-/// Seconds an input of a campaign may run: longer, it is a hang, which libFuzzer writes as a
-/// `timeout-` artifact. The summary lists hangs; triage leaves them alone, as it would run
-/// them to their end. (An op of the harness takes microseconds natively, milliseconds under
-/// qemu-user.)
-pub const HANG_SECONDS: u64 = 10;
-
-/// A `timeout-` artifact: an input that did not return.
-pub fn is_hang(artifact: &Path) -> bool {
-    artifact.file_name().is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
-}
-
 /// Builds a cargo-fuzz target and returns the path of a copy that later builds of another
 /// flavour will not overwrite.
 pub fn build_target(target: &str, build: Build) -> Result<PathBuf> {
@@ -427,7 +416,7 @@ pub fn campaign(
             cmd.arg(format!("-fork={jobs}")).arg("-ignore_crashes=1");
         }
         cmd.arg(format!("-max_total_time={left}"))
-            .arg(format!("-timeout={HANG_SECONDS}"))
+            .arg(format!("-timeout={}", hang::CAMPAIGN_SECONDS))
             .arg(format!("-max_len={max_len}"))
             .args(LIBFUZZER_OPTIONS)
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
@@ -626,16 +615,17 @@ pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
             None => groups.push((site, t.file.clone().unwrap_or_default(), 1)),
         }
     }
-    let hangs: Vec<&PathBuf> = st.artifacts.iter().map(|(p, _)| p).filter(|p| is_hang(p)).collect();
+    let hangs: Vec<&PathBuf> = st.artifacts.iter().map(|(p, _)| p).filter(|p| hang::is_hang(p)).collect();
     println!("  findings      {} artifact(s), {} distinct", st.artifacts.len() - hangs.len(), groups.len());
     for (site, file, n) in &groups {
         println!("    {site:<36} {n:>4} artifact(s) -> {file}");
     }
     if !hangs.is_empty() {
         println!(
-            "  hangs         {} input(s) ran for {HANG_SECONDS} s without returning (`stagehand convert FILE -o hang.s2`, \
+            "  hangs         {} input(s) ran for {} s without returning (`stagehand convert FILE -o hang.s2`, \
              under the campaign's STAGEHAND_* variables, writes one as text without running it):",
-            hangs.len()
+            hangs.len(),
+            hang::CAMPAIGN_SECONDS
         );
         for h in &hangs {
             println!("    {}", h.display());
@@ -692,7 +682,8 @@ pub fn fuzz(
         .arg(dirs.work.join("corpus"))
         .output()?;
     st.configurations = serde_json::from_slice(&out.stdout).ok();
-    let arts: Vec<PathBuf> = st.artifacts.iter().map(|(p, _)| p.clone()).filter(|p| !is_hang(p)).collect();
+    let arts: Vec<PathBuf> =
+        st.artifacts.iter().map(|(p, _)| p.clone()).filter(|p| !hang::is_hang(p)).collect();
     let triaged = triage(&stagehand, s, &arts, &dirs.regressions, &dirs.snapshots)?;
     summary(s, &st, nseeds, &triaged);
     Ok((st, triaged))

@@ -1,6 +1,7 @@
-//! Hangs in time-to-bug trials. An input that never returns is a finding, as a campaign
-//! reports it (libFuzzer's `-timeout`, `stagehand naive --hang`), but a trial counts it for
-//! its bug only when the hang is that bug's: the input, run again, still does not return
+//! Hangs: inputs that do not return. A campaign gives libFuzzer a `-timeout`, lists the
+//! `timeout-` artifacts in its summary and leaves them out of triage (which would run them
+//! to their end). A time-to-bug trial (libFuzzer's `-timeout`, `stagehand naive --hang`)
+//! counts a hang for its bug only when the hang is that bug's: the input, run again, still does not return
 //! with the trial's settings, and returns with every defect switch off and every workaround
 //! on. (`page-table-generic`'s unchecked `protect_range` walks a range reaching 2^62 a page
 //! at a time: with its workaround off, a random sequence hangs about as often as it shows
@@ -10,8 +11,18 @@ use crate::{fuzz, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Seconds an input may run before the trial reports it as a hang.
-pub const SECONDS: u64 = 5;
+/// Seconds an input of a campaign may run before libFuzzer reports it as a hang. (An op of
+/// the harness takes microseconds natively, milliseconds under qemu-user.)
+pub const CAMPAIGN_SECONDS: u64 = 10;
+
+/// Seconds an input of a time-to-bug trial may run: shorter than a campaign's, as a trial
+/// is timed, and every trial's hang is checked again (below).
+pub const TRIAL_SECONDS: u64 = 5;
+
+/// A `timeout-` artifact of libFuzzer: an input that did not return.
+pub fn is_hang(artifact: &Path) -> bool {
+    artifact.file_name().is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
+}
 
 /// The settings that turn every defect off and every workaround on.
 const FIXED: [(&str, &str); 2] = [("STAGEHAND_DEFECTS", "none"), ("STAGEHAND_WORKAROUNDS", "all")];
@@ -19,7 +30,7 @@ const FIXED: [(&str, &str); 2] = [("STAGEHAND_DEFECTS", "none"), ("STAGEHAND_WOR
 /// True when `cmd` is still running after twice the hang time (it is then killed).
 fn hangs(cmd: &mut Command) -> Result<bool> {
     let mut timed = Command::new("timeout");
-    timed.arg((2 * SECONDS).to_string()).arg(cmd.get_program()).args(cmd.get_args());
+    timed.arg((2 * TRIAL_SECONDS).to_string()).arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => timed.env(k, v),

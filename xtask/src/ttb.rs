@@ -183,7 +183,7 @@ fn fuzz_trial(
     let out = cmd
         .arg(format!("-max_total_time={cap}"))
         // An input that does not return is a hang, which counts if it is the bug's.
-        .arg(format!("-timeout={}", hang::SECONDS))
+        .arg(format!("-timeout={}", hang::TRIAL_SECONDS))
         .arg(format!("-seed={}", trial + 1))
         .arg(format!("-max_len={}", mode.max_len.unwrap_or(o.max_len)))
         .args(LIBFUZZER_OPTIONS)
@@ -203,13 +203,11 @@ fn fuzz_trial(
         .lines()
         .find_map(|l| l.strip_prefix("stat::number_of_executed_units:").and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0);
-    let names: Vec<std::path::PathBuf> =
-        std::fs::read_dir(&artifacts)?.filter_map(|e| Some(e.ok()?.path())).collect();
-    let named =
-        |p: &str| names.iter().find(|n| n.file_name().is_some_and(|f| f.to_string_lossy().starts_with(p)));
-    let mut found = named("crash-").is_some();
+    let names: Vec<PathBuf> = std::fs::read_dir(&artifacts)?.filter_map(|e| Some(e.ok()?.path())).collect();
+    let mut found =
+        names.iter().any(|n| n.file_name().is_some_and(|f| f.to_string_lossy().starts_with("crash-")));
     let mut hung = false;
-    if let (false, Some(input)) = (found, named("timeout-")) {
+    if let (false, Some(input)) = (found, names.iter().find(|n| hang::is_hang(n))) {
         hung = seconds <= cap as f64 && hang::fuzz_input_is_the_bugs(bin, &t.settings.env(), input)?;
         found = hung;
     }
@@ -234,7 +232,7 @@ fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<T
         .arg((cap + 30).to_string())
         .arg(stagehand)
         .args(["naive", "--seconds", &cap.to_string(), "--seed", &(trial + 1).to_string()])
-        .args(["--hang", &hang::SECONDS.to_string()])
+        .args(["--hang", &hang::TRIAL_SECONDS.to_string()])
         .envs(t.settings.env())
         .stderr(Stdio::null())
         .output()?;
@@ -488,7 +486,7 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
         o.max_len,
         o.parallel,
         o.max_len,
-        hang::SECONDS
+        hang::TRIAL_SECONDS
     );
     if let (Some(keep), Some(rerun)) = (&o.keep, &o.rerun) {
         md += &format!(

@@ -75,11 +75,7 @@ pub fn naive(
         let native = crate::run::run(*config, ops, true);
         let expect = Expect::exact(native.violations(), ops.len());
         let seq = Sequence { config: *config, expect, inert: Vec::new(), ops: ops.clone() };
-        let text = format!(
-            "# Found by the naive generator (stagehand naive --seed {seed}, execution #{execs}).\n# {finding}\n{}",
-            text::print(&seq)
-        );
-        write(path, text.as_bytes())?;
+        write(path, naive_file(seed, execs, finding, &seq).as_bytes())?;
         written = Some(path.display().to_string());
     }
     outln!(
@@ -94,6 +90,14 @@ pub fn naive(
         })
     );
     Ok(())
+}
+
+/// A naive finding as a `.s2` file, with where it came from.
+fn naive_file(seed: u64, execution: u64, finding: &str, seq: &Sequence) -> String {
+    format!(
+        "# Found by the naive generator (stagehand naive --seed {seed}, execution #{execution}).\n# {finding}\n{}",
+        text::print(seq)
+    )
 }
 
 /// The naive generator's watchdog: when the sequence `progress` names has run for `hang`
@@ -126,10 +130,7 @@ fn watchdog(
         let ops = gen.sequence(&config);
         let finding = format!("hang: execution #{seen} ({} ops) did not return within {hang} s", ops.len());
         let seq = Sequence { config, expect: Expect::default(), inert: Vec::new(), ops };
-        let text = format!(
-            "# Found by the naive generator (stagehand naive --seed {seed}, execution #{seen}).\n# {finding}\n{}",
-            text::print(&seq)
-        );
+        let text = naive_file(seed, seen, &finding, &seq);
         let written =
             out.and_then(|path| write(path, text.as_bytes()).ok().map(|()| path.display().to_string()));
         outln!(
