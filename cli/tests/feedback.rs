@@ -1,0 +1,40 @@
+//! The state feedback is a function of the input alone: the counters an input sets in the
+//! fuzz target's reused executor (one per target, as `harness::fuzz::check_ops` keeps them)
+//! are those it sets in a fresh one, whatever ran before. Otherwise the fuzzer would keep
+//! inputs for noise left by the ones before them.
+use harness::fuzz::{Campaign, Naive};
+use harness::native::run::{executor, run_ops, Native};
+use harness_core::feedback::Feedback;
+
+#[test]
+fn counters_do_not_depend_on_the_inputs_before() {
+    stagehand_cli::register();
+    let campaign = Campaign::from_env().expect("the campaign's settings");
+    let mut gen = Naive::new(7, 64);
+    let mut reused: Vec<Option<Native>> = Vec::new();
+    let (mut with_features, mut targets) = (0, std::collections::BTreeSet::new());
+    for _ in 0..400 {
+        let data: Vec<u8> = (0..1 + usize::from(gen.byte()) * 2).map(|_| gen.byte()).collect();
+        let (config, ops) = campaign.decode(&data);
+        let t = usize::from(config.target);
+        targets.insert(t);
+        let mut fresh = executor(config, false);
+        fresh.feedback().families = Feedback::ALL;
+        run_ops(&mut fresh, config, &ops);
+        if reused.len() <= t {
+            reused.resize_with(t + 1, || None);
+        }
+        let warm = reused[t].get_or_insert_with(|| executor(config, false));
+        warm.feedback().families = Feedback::ALL;
+        run_ops(warm, config, &ops);
+        let (a, b) = (fresh.feedback().counters, warm.feedback().counters);
+        let differ: Vec<(usize, u8, u8)> =
+            (0..a.len()).filter(|&i| a[i] != b[i]).map(|i| (i, a[i], b[i])).collect();
+        assert!(differ.is_empty(), "{ops:?} under {config:?}: (slot, fresh, reused) {differ:?}");
+        assert_eq!(fresh.violations(), warm.violations(), "{ops:?}");
+        with_features += usize::from(a.iter().any(|&c| c != 0));
+    }
+    // The comparison means something only if the inputs set counters, on every target.
+    assert!(with_features > 300, "only {with_features} of 400 inputs set a counter");
+    assert!(targets.len() >= 2, "the inputs reached {targets:?} only");
+}
