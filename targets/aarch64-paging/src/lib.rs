@@ -77,6 +77,10 @@ pub static INFO: TargetInfo = TargetInfo {
             "check-output-address",
             "refuse a map_range whose frames reach past the 48-bit physical address space before calling the crate, which keeps only the low 48 bits of an output address (regressions/aarch64-paging-output-address-truncated.s2)",
         ),
+        (
+            "empty-range-at-zero",
+            "do not hand the crate an empty range at IPA 0, on which its rounding overflows (MemoryRegion::new(0, 0), and map_range's chunking of [0, 0)): a panic in builds with overflow checks, such as AFL++'s and `cargo xtask coverage`'s; the op returns what the crate's release build returns for it, success with no change (tests/crate_findings.rs)",
+        ),
     ],
     coherent_walker_only: true,
     observe: Observe::MemoryOwning,
@@ -101,6 +105,9 @@ pub const TLBI_VMALLE1: usize = 0;
 pub const SPLIT_BLOCKS_WITH_BBM: usize = 1;
 /// Index of the `check-output-address` workaround.
 pub const CHECK_OUTPUT_ADDRESS: usize = 2;
+
+/// Index of the `empty-range-at-zero` workaround.
+pub const EMPTY_RANGE_AT_ZERO: usize = 3;
 
 /// One past the highest output address of a VMSAv8-64 descriptor with 4 KiB granules.
 const PA_LIMIT: u64 = 1 << 48;
@@ -203,6 +210,15 @@ impl Drop for Aarch64Paging {
 }
 
 impl Aarch64Paging {
+    /// [`region`], except that under `empty-range-at-zero` an empty range at IPA 0 is `None`:
+    /// nothing to do, which is what the crate's release build does with it.
+    fn range(&self, ipa: u64, size: u64) -> Result<Option<MemoryRegion>, Errno> {
+        if self.workarounds.has(EMPTY_RANGE_AT_ZERO) && ipa == 0 && size == 0 {
+            return Ok(None);
+        }
+        region(ipa, size).map(Some)
+    }
+
     /// One op, inside the context of [`Target::call`].
     fn dispatch(&mut self, v: usize, op: &Op, stub: Pa) -> Result<(), Errno> {
         if self.workarounds.has(SPLIT_BLOCKS_WITH_BBM) {
@@ -238,7 +254,7 @@ impl Aarch64Paging {
                 Ok(())
             }
             Op::MapRange { ipa, pa, size, prot, .. } => {
-                let r = region(ipa, size)?;
+                let r = self.range(ipa, size)?;
                 if !pa.is_multiple_of(PAGE_SIZE) {
                     return Err(Errno::Misaligned);
                 }
@@ -247,12 +263,13 @@ impl Aarch64Paging {
                 {
                     return Err(Errno::OutOfRange);
                 }
+                let Some(r) = r else { return Ok(()) };
                 let m = &mut self.vms[v].as_mut().expect("the executor only calls live VMs").mapping;
                 m.map_range(&r, PhysicalAddress(pa as usize), attributes(prot), Constraints::empty())
                     .map_err(errno)
             }
             Op::UnmapRange { ipa, size, .. } => {
-                let r = region(ipa, size)?;
+                let Some(r) = self.range(ipa, size)? else { return Ok(()) };
                 let m = &mut self.vms[v].as_mut().expect("the executor only calls live VMs").mapping;
                 m.modify_range(&r, &|_, d| {
                     if d.is_table() || !d.flags().contains(S2::VALID) {
@@ -263,7 +280,7 @@ impl Aarch64Paging {
                 .map_err(errno)
             }
             Op::ProtectRange { ipa, size, prot, .. } => {
-                let r = region(ipa, size)?;
+                let Some(r) = self.range(ipa, size)? else { return Ok(()) };
                 let new = attributes(prot);
                 let m = &mut self.vms[v].as_mut().expect("the executor only calls live VMs").mapping;
                 m.modify_range(&r, &|_, d| {

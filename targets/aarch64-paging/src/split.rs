@@ -70,10 +70,11 @@ pub fn live_blocks(
     size: u64,
     change: Change,
 ) -> Result<(), Errno> {
-    let Ok(range) = region(ipa, size) else { return Ok(()) };
+    // An empty range changes no block (and is never built as a region here).
     if size == 0 {
         return Ok(());
     }
+    let Ok(range) = region(ipa, size) else { return Ok(()) };
     loop {
         let mut found = None;
         let walked = m.walk_range(&range, &mut |mr: &MemoryRegion, d, level| {

@@ -7,7 +7,8 @@ use aarch64_paging::paging::MemoryRegion;
 
 /// `MemoryRegion::new(0, 0)`, an empty range at address 0, computes `align_up(0, 4096)` as
 /// `((0 - 1) | 4095) + 1`: it panics with an overflow in debug builds (release wraps to the
-/// right answer, 0..0). An unmap or protect of zero bytes at IPA 0 reaches it.
+/// right answer, 0..0). An op on zero bytes at IPA 0 reaches it, unless the adapter's
+/// `empty-range-at-zero` workaround is on (`cli/tests/overflow_checks.rs`).
 #[test]
 #[cfg(debug_assertions)]
 fn an_empty_region_at_address_zero_overflows_in_debug_builds() {
