@@ -1,13 +1,14 @@
-//! The state feedback is a function of the input alone: the counters an input sets in the
-//! fuzz target's reused executor (one per target, as `harness::fuzz::check_ops` keeps them)
-//! are those it sets in a fresh one, whatever ran before. Otherwise the fuzzer would keep
-//! inputs for noise left by the ones before them.
+//! A run is a function of the input alone: in the fuzz target's reused executor (one per
+//! target, as `harness::fuzz::check_ops` keeps them) an input sets the state-feedback
+//! counters, records the steps and finds the violations it does in a fresh one, whatever
+//! ran before. Otherwise the fuzzer would keep inputs for noise left by the ones before
+//! them, and a crash would not reproduce alone.
 use harness::fuzz::{Campaign, Naive};
 use harness::native::run::{executor, run_ops, Native};
 use harness_core::feedback::Feedback;
 
 #[test]
-fn counters_do_not_depend_on_the_inputs_before() {
+fn a_run_does_not_depend_on_the_inputs_before() {
     stagehand_cli::register();
     let campaign = Campaign::from_env().expect("the campaign's settings");
     let mut gen = Naive::new(7, 64);
@@ -18,13 +19,13 @@ fn counters_do_not_depend_on_the_inputs_before() {
         let (config, ops) = campaign.decode(&data);
         let t = usize::from(config.target);
         targets.insert(t);
-        let mut fresh = executor(config, false);
+        let mut fresh = executor(config, true);
         fresh.feedback().families = Feedback::ALL;
         run_ops(&mut fresh, config, &ops);
         if reused.len() <= t {
             reused.resize_with(t + 1, || None);
         }
-        let warm = reused[t].get_or_insert_with(|| executor(config, false));
+        let warm = reused[t].get_or_insert_with(|| executor(config, true));
         warm.feedback().families = Feedback::ALL;
         run_ops(warm, config, &ops);
         let (a, b) = (fresh.feedback().counters, warm.feedback().counters);
@@ -32,6 +33,7 @@ fn counters_do_not_depend_on_the_inputs_before() {
             (0..a.len()).filter(|&i| a[i] != b[i]).map(|i| (i, a[i], b[i])).collect();
         assert!(differ.is_empty(), "{ops:?} under {config:?}: (slot, fresh, reused) {differ:?}");
         assert_eq!(fresh.violations(), warm.violations(), "{ops:?}");
+        assert!(fresh.steps() == warm.steps(), "{ops:?} under {config:?}: the steps differ");
         with_features += usize::from(a.iter().any(|&c| c != 0));
     }
     // The comparison means something only if the inputs set counters, on every target.
