@@ -61,9 +61,10 @@ pub fn fuzz_input_is_the_bugs(bin: &Path, env: &[(&'static str, String)], artifa
 /// A naive trial's hang, written as a `.s2` file: `stagehand run` hangs on it with its own
 /// settings and returns with the fixed ones.
 pub fn naive_file_is_the_bugs(stagehand: &Path, file: &Path) -> Result<bool> {
+    // `--hang 0`: the `timeout` around it decides, not `stagehand run`'s own watchdog.
     let mut own = Command::new(stagehand);
-    own.arg("run").arg(file);
+    own.args(["run", "--hang", "0"]).arg(file);
     let mut fixed = Command::new(stagehand);
-    fixed.args(["--defects", "none", "--workarounds", "all", "run"]).arg(file);
+    fixed.args(["--defects", "none", "--workarounds", "all", "run", "--hang", "0"]).arg(file);
     Ok(hangs(&mut own)? && !hangs(&mut fixed)?)
 }

@@ -76,6 +76,7 @@ pub fn check(naive: usize) -> Result {
     let emu = build()?;
     let files = files()?;
     run(emulated(&emu).arg("run").args(&files))?;
+    hang_is_reported(&emu)?;
     let mut compared = 0;
     let mut digests: Vec<Vec<String>> = vec![vec!["digest".into()]];
     digests[0].extend(files.iter().map(|f| f.display().to_string()));
@@ -141,6 +142,22 @@ pub fn check(naive: usize) -> Result {
     on_qemu(&native, naive)?;
     // libFuzzer under qemu-aarch64.
     fuzz::smoke_aarch64_only(15)
+}
+
+/// A run that does not return is reported with its op and stopped: `stagehand run --hang`
+/// on a protect that `page-table-generic` walks forever without its `check-protect-range`
+/// workaround; with every workaround, the same file passes.
+fn hang_is_reported(emu: &Path) -> Result {
+    let file = "cli/tests/data/page-table-generic-protect-hangs.s2";
+    let out = emulated(emu).args(["run", "--hang", "2", file]).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = "op #2 `protect_range 0 0x1_0000_0000 0x1ea6_f051_ed09_0951 ro` did not return within 2 s";
+    if out.status.code() != Some(1) || !stderr.contains(want) {
+        return Err(format!("`stagehand run --hang 2 {file}`: {}, stderr:\n{stderr}", out.status).into());
+    }
+    run(emulated(emu).args(["--workarounds", "all", "run", "--hang", "2", file]))?;
+    println!("qemu-user: a hanging protect is reported as a hang in its op, and returns with its workaround");
+    Ok(())
 }
 
 /// `page-table-generic` on QEMU at EL2 (its own image, where the crate's flush executes

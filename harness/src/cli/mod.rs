@@ -159,6 +159,10 @@ enum Command {
         /// Treat every violation as a failure, whatever the header expects.
         #[arg(long)]
         ignore_expect: bool,
+        /// Seconds one op may run before the run is reported as a hang (the op, its file)
+        /// and stopped with exit code 1; 0 waits forever.
+        #[arg(long, default_value_t = 10.0)]
+        hang: f64,
     },
     /// Run a sequence and write its binary trace.
     Record {
@@ -374,7 +378,7 @@ pub fn main(targets: &[&'static crate::targets::Entry]) -> ExitCode {
     };
     let g = cli.global;
     let result = match cli.command {
-        Command::Run { paths, ignore_expect } => cmd::seq::run(&g, &paths, ignore_expect),
+        Command::Run { paths, ignore_expect, hang } => cmd::seq::run(&g, &paths, ignore_expect, hang),
         Command::Record { file, output } => cmd::seq::record(&g, &file, &output),
         Command::Replay { trace } => cmd::seq::replay(&trace),
         Command::Diff { a, b } => cmd::seq::diff(&a, &b),

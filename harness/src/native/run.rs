@@ -11,6 +11,7 @@ use harness_core::violation::{Kind, Violation};
 use harness_core::Executor;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
 /// What the harness needs of a native executor, whatever its target: the
@@ -206,6 +207,18 @@ pub fn executor(config: Config, record: bool) -> Native {
     Native::new(config, record)
 }
 
+/// Where this process's runs are, for a watchdog on another thread ([`progress`]): runs
+/// started, and the index of the op the latest one is running (`u32::MAX` between runs).
+static RUNS: AtomicU64 = AtomicU64::new(0);
+static OP: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Runs started in this process, and the op the latest one is running, if it is running.
+/// Two relaxed stores a run plus one an op: cheap enough for the fuzz loop.
+pub fn progress() -> (u64, Option<u32>) {
+    let op = OP.load(Ordering::Relaxed);
+    (RUNS.load(Ordering::Relaxed), (op != u32::MAX).then_some(op))
+}
+
 /// Runs `ops` from a fresh state (reusing `exec`'s allocations when the target is the same)
 /// and finishes the sequence.
 pub fn run_ops(exec: &mut Native, config: Config, ops: &[Op]) {
@@ -215,16 +228,43 @@ pub fn run_ops(exec: &mut Native, config: Config, ops: &[Op]) {
         *exec = Native::new(config, record);
     }
     exec.reset(config);
+    RUNS.fetch_add(1, Ordering::Relaxed);
     CAPTURING.with(|c| c.set(true));
-    for op in ops {
+    for (i, op) in ops.iter().enumerate() {
+        OP.store(i as u32, Ordering::Relaxed);
         if let Err(_payload) = panic::catch_unwind(AssertUnwindSafe(|| exec.run(op))) {
             let message = MESSAGE.with(|m| std::mem::take(&mut *m.borrow_mut()));
             exec.record_panic(op, message);
             break;
         }
     }
+    OP.store(u32::MAX, Ordering::Relaxed);
     CAPTURING.with(|c| c.set(false));
     exec.finish();
+}
+
+/// Watches this process's runs from a thread of its own: when one op of a run has been
+/// running for `seconds`, calls `hung` with (runs started, that op's index) and ends the
+/// process with the exit code it returns. A hung op cannot be stopped from outside its
+/// thread, so this is how a native run that does not return becomes a report instead of a
+/// stuck program.
+pub fn watch_for_hangs(seconds: f64, hung: impl Fn(u64, u32) -> i32 + Send + 'static) {
+    std::thread::spawn(move || {
+        let (mut seen, mut since) = (progress(), std::time::Instant::now());
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = progress();
+            if now != seen {
+                (seen, since) = (now, std::time::Instant::now());
+                continue;
+            }
+            if let (Some(op), true) = (now.1, since.elapsed().as_secs_f64() >= seconds) {
+                let code = hung(now.0, op);
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                std::process::exit(code);
+            }
+        }
+    });
 }
 
 /// Runs a sequence once in a fresh executor.

@@ -102,9 +102,9 @@ fn naive_file(seed: u64, execution: u64, finding: &str, seq: &Sequence) -> Strin
 
 /// The naive generator's watchdog: when the sequence `progress` names has run for `hang`
 /// seconds, it is drawn again from the generator's state before it (the same sequence, as
-/// the generator is deterministic), reported with its text (and written to `out`; it expects
-/// no violation, as nothing can be expected of a sequence that does not end), and the
-/// process ends.
+/// the generator is deterministic), reported with its text up to the op that was running
+/// (and written to `out`; it expects no violation, as nothing can be expected of a sequence
+/// that does not end), and the process ends.
 fn watchdog(
     progress: &(AtomicU64, AtomicU64),
     campaign: &crate::fuzz::Campaign,
@@ -127,8 +127,16 @@ fn watchdog(
         }
         let mut gen = crate::fuzz::Naive::resume(progress.1.load(Ordering::Relaxed), max_ops);
         let (config, _) = campaign.decode(&[gen.byte()]);
-        let ops = gen.sequence(&config);
-        let finding = format!("hang: execution #{seen} ({} ops) did not return within {hang} s", ops.len());
+        let mut ops = gen.sequence(&config);
+        // The op running now: the ops after it never ran, and the file ends with it.
+        let running = crate::run::progress().1.map_or(ops.len(), |i| i as usize + 1).min(ops.len());
+        let finding = format!(
+            "hang: execution #{seen} ({} ops) did not return within {hang} s, in op #{} `{}` (the ops after it are left out)",
+            ops.len(),
+            running - 1,
+            text::format_op(&ops[running - 1])
+        );
+        ops.truncate(running);
         let seq = Sequence { config, expect: Expect::default(), inert: Vec::new(), ops };
         let text = naive_file(seed, seen, &finding, &seq);
         let written =

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 /// `stagehand run`: every file through every oracle; exit 1 unless all meet their
 /// expectation.
-pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Failure> {
+pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool, hang: f64) -> Result<(), Failure> {
     let any_dir = paths.iter().any(|p| p.is_dir());
     let files = collect(paths)?;
     // Parse everything first: bad input is reported before any run, with exit 2.
@@ -37,6 +37,23 @@ pub fn run(g: &Global, paths: &[PathBuf], ignore_expect: bool) -> Result<(), Fai
         );
         bar
     });
+    if hang > 0.0 {
+        // Each file is one run: the runs started since now say which file hung.
+        let first = run::progress().0;
+        let files: Vec<(String, Vec<String>)> = seqs
+            .iter()
+            .map(|(p, s)| (p.display().to_string(), s.ops.iter().map(text::format_op).collect()))
+            .collect();
+        run::watch_for_hangs(hang, move |runs, op| {
+            let (file, ops) = &files[(runs - first - 1) as usize];
+            eprintln!(
+                "{file}: op #{op} `{}` did not return within {hang} s: a hang (the run was stopped{})",
+                ops[op as usize],
+                if runs - first < files.len() as u64 { "; the files after it did not run" } else { "" }
+            );
+            1
+        });
+    }
     let start = Instant::now();
     let mut results = Vec::new();
     let mut total_ops = 0;
