@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points. Each command installs what it needs
 //! on a fresh machine, then runs.
 
+mod afl;
 mod bench;
 mod cli;
 mod coverage;
@@ -141,7 +142,7 @@ fn afl(f: &cli::Campaign) -> Result {
         regressions: f.out.clone(),
         snapshots: "snapshots".into(),
     };
-    fuzz::afl(&f.settings(), f.seconds, f.jobs, &dirs).map(|_| ())
+    afl::campaign(&f.settings(), f.seconds, f.jobs, &dirs).map(|_| ())
 }
 
 /// `cargo fuzz cmin` on the campaign corpus: keeps the inputs that cover everything.
@@ -204,7 +205,7 @@ fn test() -> Result {
 fn smoke() -> Result {
     fuzz::smoke(30)?;
     fuzz::clusterfuzzlite_build()?;
-    fuzz::afl_smoke(15)
+    afl::smoke(15)
 }
 
 /// The crates a user depends on pass `cargo package`, verified. The image libraries live in
