@@ -72,17 +72,7 @@ pub fn campaign(s: &Settings, seconds: u64, jobs: usize, dirs: &Dirs) -> Result<
         s.describe(),
         crashes.len()
     );
-    if !hangs.is_empty() {
-        println!(
-            "  hangs         {} input(s) ran for {} s without returning (`stagehand convert FILE -o hang.s2`, \
-             under the campaign's STAGEHAND_* variables, writes one as text without running it):",
-            hangs.len(),
-            hang::CAMPAIGN_SECONDS
-        );
-        for h in &hangs {
-            println!("    {}", h.display());
-        }
-    }
+    hang::list(&hangs);
     let triaged = triage(&stagehand, s, &crashes, &dirs.regressions, &dirs.snapshots)?;
     for t in triaged.iter().filter(|t| t.status == "new" || t.status == "shorter") {
         println!(

@@ -622,17 +622,7 @@ pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
     for (site, file, n) in &groups {
         println!("    {site:<36} {n:>4} artifact(s) -> {file}");
     }
-    if !hangs.is_empty() {
-        println!(
-            "  hangs         {} input(s) ran for {} s without returning (`stagehand convert FILE -o hang.s2`, \
-             under the campaign's STAGEHAND_* variables, writes one as text without running it):",
-            hangs.len(),
-            hang::CAMPAIGN_SECONDS
-        );
-        for h in &hangs {
-            println!("    {}", h.display());
-        }
-    }
+    hang::list(&hangs);
     if let Some(reached) = &st.configurations {
         println!("  configurations the corpus reached ({} inputs):", reached["inputs"]);
         if let Some(m) = reached["configurations"].as_object() {

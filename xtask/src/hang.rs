@@ -24,6 +24,23 @@ pub fn is_hang(artifact: &Path) -> bool {
     artifact.file_name().is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
 }
 
+/// A campaign summary's list of its hangs (libFuzzer's `timeout-` artifacts, AFL++'s
+/// `hangs/`), with how to read one without running it; nothing when there is none.
+pub fn list<P: AsRef<Path>>(hangs: &[P]) {
+    if hangs.is_empty() {
+        return;
+    }
+    println!(
+        "  hangs         {} input(s) ran for {CAMPAIGN_SECONDS} s without returning (`stagehand convert FILE -o \
+         hang.s2`, under the campaign's STAGEHAND_* variables, writes one as text without running it; \
+         `stagehand run` on that names the op):",
+        hangs.len()
+    );
+    for h in hangs {
+        println!("    {}", h.as_ref().display());
+    }
+}
+
 /// The settings that turn every defect off and every workaround on.
 const FIXED: [(&str, &str); 2] = [("STAGEHAND_DEFECTS", "none"), ("STAGEHAND_WORKAROUNDS", "all")];
 
