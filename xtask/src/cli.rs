@@ -188,6 +188,10 @@ pub struct Ttb {
     /// An earlier ttb.json of the same settings.
     #[arg(long)]
     pub keep: Option<String>,
+    /// Let each input's first byte choose the target (the default campaign's two targets),
+    /// instead of pinning each bug's target as a campaign on the crate under test does.
+    #[arg(long)]
+    pub any_target: bool,
 }
 
 /// The options of `mutants`.

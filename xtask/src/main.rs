@@ -132,6 +132,7 @@ fn ttb_cmd(t: cli::Ttb) -> Result {
         max_len: t.max_len,
         rerun: t.rerun,
         keep: t.keep,
+        pin: !t.any_target,
     })
 }
 
