@@ -270,15 +270,17 @@ fn naive_trial(stagehand: &Path, t: &Target, trial: usize, cap: u64) -> Result<T
     })
 }
 
-/// Median with censoring: trials that did not find the bug count as +infinity.
+/// Median time and median executions, each on its own (the trial at the median time need
+/// not be the one at the median executions), with censoring: trials that did not find the
+/// bug count as +infinity in both.
 fn median(trials: &[&Trial]) -> Option<(f64, u64)> {
-    let mut v: Vec<(f64, u64)> = trials
-        .iter()
-        .map(|t| if t.found { (t.seconds, t.execs) } else { (f64::INFINITY, t.execs) })
-        .collect();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let m = v.get(v.len() / 2)?;
-    m.0.is_finite().then_some(*m)
+    let mut times: Vec<f64> =
+        trials.iter().map(|t| if t.found { t.seconds } else { f64::INFINITY }).collect();
+    let mut execs: Vec<u64> = trials.iter().map(|t| if t.found { t.execs } else { u64::MAX }).collect();
+    times.sort_by(f64::total_cmp);
+    execs.sort_unstable();
+    let (t, e) = (*times.get(times.len() / 2)?, *execs.get(execs.len() / 2)?);
+    (t.is_finite() && e != u64::MAX).then_some((t, e))
 }
 
 /// The benchmark's options.
@@ -665,4 +667,35 @@ fn plot(targets: &[Target], results: &[Trial], cap: u64, out: &Path) -> Result {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(found: bool, seconds: f64, execs: u64) -> Trial {
+        Trial {
+            bug: "b".into(),
+            mode: "naive".into(),
+            seeds: false,
+            trial: 0,
+            found,
+            hang: false,
+            seconds,
+            execs,
+        }
+    }
+
+    #[test]
+    fn medians_of_time_and_executions_are_taken_apart_and_misses_count_as_infinite() {
+        // The fastest trial ran the most executions: the median of each is its own.
+        let v = [trial(true, 0.01, 98), trial(true, 0.02, 5), trial(true, 0.03, 7)];
+        assert_eq!(median(&v.iter().collect::<Vec<_>>()), Some((0.02, 7)));
+        // Two misses of three: the median is a miss.
+        let v = [trial(true, 0.01, 5), trial(false, 60.0, 10), trial(false, 60.0, 11)];
+        assert_eq!(median(&v.iter().collect::<Vec<_>>()), None);
+        // One miss of three: it sorts last in both.
+        let v = [trial(false, 60.0, 1), trial(true, 0.5, 40), trial(true, 0.2, 90)];
+        assert_eq!(median(&v.iter().collect::<Vec<_>>()), Some((0.5, 90)));
+    }
 }

@@ -9,7 +9,8 @@
 //! - generate one op or a run of ops, half of them *related*: on the VM and address of an
 //!   op already there (a read after a map, an unmap over a mapped page), or on a memslot
 //!   already added (its first or last page, its removal, the notifier over all of it, a
-//!   neighbour right after it);
+//!   neighbour right after it); one in 16 with an output address at the edge of what a
+//!   descriptor holds (where a crate that does not check output addresses wraps);
 //! - delete ops or runs, copy a run elsewhere (a splice at op boundaries), swap ops;
 //! - move one operand toward an interesting address: another op's address, the next or
 //!   previous page, the enclosing 2 MiB or 1 GiB boundary, or one of the codec's bases; an
@@ -208,7 +209,28 @@ fn generated(first: u8, pins: &Pins, context: &[Op], rng: &mut Rng) -> Op {
     if rng.below(2) == 0 && !context.is_empty() {
         relate(&mut op, &context[rng.below(context.len())]);
     }
+    // Now and then an output address at the edge of what a descriptor holds, where a
+    // crate that does not check output addresses maps the wrong frame; the decoder's
+    // distribution reaches there only through a raw 64-bit value that happens to align.
+    if rng.below(EDGE_ONE_IN) == 0 {
+        if let Some(pa) = pa_mut(&mut op) {
+            let (h, _) = codec().decode(&[first], pins, &Layout::default());
+            *pa = edge_pa(crate::targets::info(h.target).geometry.pa_limit(), rng);
+        }
+    }
     op
+}
+
+/// One generated op in this many gets an output address at a descriptor's edge.
+const EDGE_ONE_IN: usize = 16;
+
+/// The end of the output-address space `top`, the page below it, or the 2 MiB below it.
+fn edge_pa(top: u64, rng: &mut Rng) -> u64 {
+    match rng.below(3) {
+        0 => top,
+        1 => top - PAGE_SIZE,
+        _ => top - (2 << 20),
+    }
 }
 
 /// The fuzz target's crossover: [`crossover`] with the structure-aware mutator on, else one
@@ -321,13 +343,10 @@ fn tweak(op: &mut Op, other: &Op, target: u8, rng: &mut Rng) {
         let mut o = *other;
         let from_other = pa_mut(&mut o).map(|v| *v);
         if let Some(pa) = pa_mut(op) {
-            let top = geometry.pa_limit();
             *pa = match rng.below(5) {
                 0 => from_other.unwrap_or(*pa),
                 1 => (*pa & !(PAGE_SIZE - 1)).wrapping_add(PAGE_SIZE),
-                2 => top,
-                3 => top - PAGE_SIZE,
-                _ => top - (2 << 20),
+                _ => edge_pa(geometry.pa_limit(), rng),
             };
             return;
         }
