@@ -72,7 +72,7 @@ pub fn campaign(s: &Settings, seconds: u64, jobs: usize, dirs: &Dirs) -> Result<
         s.describe(),
         crashes.len()
     );
-    hang::list(&hangs);
+    hang::list(&stagehand, s, &hangs);
     let triaged = triage(&stagehand, s, &crashes, &dirs.regressions, &dirs.snapshots)?;
     for t in triaged.iter().filter(|t| t.status == "new" || t.status == "shorter") {
         println!(

@@ -173,7 +173,7 @@ pub struct Ttb {
     /// `empty`, `seeds` or `both`.
     #[arg(long, default_value = "both")]
     pub from: String,
-    /// Modes: libfuzzer, naive, bytes, ops, no-features, no-<family>, len<N>.
+    /// Modes: libfuzzer, naive, bytes, ops, no-edges, no-features, no-<family>, len<N>.
     #[arg(long, default_value = "libfuzzer,naive")]
     pub modes: String,
     /// Output path without extension.

@@ -579,7 +579,7 @@ pub fn triage(
 }
 
 /// Prints the campaign summary.
-pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
+pub fn summary(stagehand: &Path, s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
     println!("\ncampaign summary ({})", s.describe());
     println!("  time          {:.1} s", st.seconds);
     println!(
@@ -622,7 +622,7 @@ pub fn summary(s: &Settings, st: &Stats, seeds: usize, triaged: &[Triaged]) {
     for (site, file, n) in &groups {
         println!("    {site:<36} {n:>4} artifact(s) -> {file}");
     }
-    hang::list(&hangs);
+    hang::list(stagehand, s, &hangs);
     if let Some(reached) = &st.configurations {
         println!("  configurations the corpus reached ({} inputs):", reached["inputs"]);
         if let Some(m) = reached["configurations"].as_object() {
@@ -677,7 +677,7 @@ pub fn fuzz(
     let arts: Vec<PathBuf> =
         st.artifacts.iter().map(|(p, _)| p.clone()).filter(|p| !hang::is_hang(p)).collect();
     let triaged = triage(&stagehand, s, &arts, &dirs.regressions, &dirs.snapshots)?;
-    summary(s, &st, nseeds, &triaged);
+    summary(&stagehand, s, &st, nseeds, &triaged);
     Ok((st, triaged))
 }
 

@@ -1,13 +1,14 @@
 //! Hangs: inputs that do not return. A campaign gives libFuzzer a `-timeout`, lists the
-//! `timeout-` artifacts in its summary and leaves them out of triage (which would run them
-//! to their end). A time-to-bug trial (libFuzzer's `-timeout`, `stagehand naive --hang`)
+//! `timeout-` artifacts in its summary, each of the first few with the op that does not
+//! return, and leaves them out of triage (which would run them to their end). A time-to-bug trial (libFuzzer's `-timeout`, `stagehand naive --hang`)
 //! counts a hang for its bug only when the hang is that bug's: the input, run again, still does not return
 //! with the trial's settings, and returns with every defect switch off and every workaround
 //! on. (`page-table-generic`'s unchecked `protect_range` walks a range reaching 2^62 a page
 //! at a time: with its workaround off, a random sequence hangs about as often as it shows
 //! the defect's violation.)
 
-use crate::{fuzz, Result};
+use crate::fuzz::{self, Settings};
+use crate::Result;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -24,21 +25,54 @@ pub fn is_hang(artifact: &Path) -> bool {
     artifact.file_name().is_some_and(|n| n.to_string_lossy().starts_with("timeout-"))
 }
 
+/// Hangs whose op a summary names by running them ([`NAMED`] at most, [`NAME_SECONDS`] each).
+const NAMED: usize = 3;
+
+/// Seconds an op of a listed hang runs before `stagehand run` names it: a campaign's hang
+/// ran for [`CAMPAIGN_SECONDS`], so an op that still runs after this is the one.
+const NAME_SECONDS: u64 = 2;
+
 /// A campaign summary's list of its hangs (libFuzzer's `timeout-` artifacts, AFL++'s
-/// `hangs/`), with how to read one without running it; nothing when there is none.
-pub fn list<P: AsRef<Path>>(hangs: &[P]) {
+/// `hangs/`): the first few run again under the campaign's settings with `stagehand run
+/// --hang`, which names the op that does not return; nothing when there is none.
+pub fn list<P: AsRef<Path>>(stagehand: &Path, settings: &Settings, hangs: &[P]) {
     if hangs.is_empty() {
         return;
     }
     println!(
-        "  hangs         {} input(s) ran for {CAMPAIGN_SECONDS} s without returning (`stagehand convert FILE -o \
-         hang.s2`, under the campaign's STAGEHAND_* variables, writes one as text without running it; \
-         `stagehand run` on that names the op):",
+        "  hangs         {} input(s) ran for {CAMPAIGN_SECONDS} s without returning (`stagehand run --hang \
+         {NAME_SECONDS} FILE`, under the campaign's STAGEHAND_* variables, names the op; `stagehand convert FILE -o \
+         hang.s2` writes one as text):",
         hangs.len()
     );
-    for h in hangs {
-        println!("    {}", h.as_ref().display());
+    for (i, h) in hangs.iter().enumerate() {
+        let h = h.as_ref();
+        let op = if i < NAMED { name(stagehand, settings, h) } else { None };
+        match op {
+            Some(op) => println!("    {}: {op}", h.display()),
+            None => println!("    {}", h.display()),
+        }
     }
+}
+
+/// The op of hang `file` that does not return, as `stagehand run --hang` reports it: `op #2
+/// `protect_range ...` did not return within 2 s`; `None` when the input returned this time
+/// (a hang that needs the campaign's earlier inputs, or a slow machine) or the run failed.
+pub fn name(stagehand: &Path, settings: &Settings, file: &Path) -> Option<String> {
+    // `timeout` is a backstop: `--hang` stops the run itself.
+    let out = Command::new("timeout")
+        .arg((4 * NAME_SECONDS + 30).to_string())
+        .arg(stagehand)
+        .args(["run", "--hang", &NAME_SECONDS.to_string()])
+        .arg(file)
+        .envs(settings.env())
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.contains("did not return within"))?;
+    let at = line.find("op #")?;
+    Some(line[at..].split(": a hang").next().unwrap_or(&line[at..]).to_string())
 }
 
 /// The settings that turn every defect off and every workaround on.

@@ -156,7 +156,26 @@ fn hang_is_reported(emu: &Path) -> Result {
         return Err(format!("`stagehand run --hang 2 {file}`: {}, stderr:\n{stderr}", out.status).into());
     }
     run(emulated(emu).args(["--workarounds", "all", "run", "--hang", "2", file]))?;
-    println!("qemu-user: a hanging protect is reported as a hang in its op, and returns with its workaround");
+    // As a campaign summary names it: the input as libFuzzer's bytes, under the campaign's
+    // settings, through this host's `stagehand` (which re-runs itself under qemu-aarch64).
+    let stagehand = fuzz::stagehand()?;
+    let bytes = std::env::temp_dir().join(format!("stagehand-hang-{}", std::process::id()));
+    run(Command::new(&stagehand).arg("convert").arg(file).arg("-o").arg(&bytes))?;
+    let campaign = fuzz::Settings {
+        defects: "none".into(),
+        workarounds: Some(
+            "defer-table-frees,remap-with-bbm,split-unmaps,check-output-address,change-memory-type-with-bbm"
+                .into(),
+        ),
+        target: Some("page-table-generic".into()),
+        ..fuzz::Settings::default()
+    };
+    let named = crate::hang::name(&stagehand, &campaign, &bytes);
+    let _ = std::fs::remove_file(&bytes);
+    if !named.as_deref().is_some_and(|n| n.starts_with("op #2 `protect_range 0 0x1_0000_0000")) {
+        return Err(format!("a campaign summary would name the hang of {file} as {named:?}").into());
+    }
+    println!("qemu-user: a hanging protect is reported as a hang in its op, and returns with its workaround; a campaign summary names it: {}", named.unwrap_or_default());
     Ok(())
 }
 

@@ -10,7 +10,8 @@
 //! bug's own trigger or regression files). Modes: `libfuzzer` (what campaigns run),
 //! `naive` (random sequences from the decoder's distribution, no feedback), and for the
 //! ablation `no-features`, `no-<family>` (one state-feedback family off), `bytes` (byte
-//! mutation only) and `ops` (the op-level mutator on). Writes `bench/ttb.md`,
+//! mutation only), `ops` (the op-level mutator on) and `no-edges` (generation without
+//! output addresses at a descriptor's edge). Writes `bench/ttb.md`,
 //! `bench/ttb.json` and a survival plot.
 
 use crate::fuzz::{self, Build, Settings, LIBFUZZER_OPTIONS};
@@ -40,17 +41,26 @@ impl Mode {
         if let Some(n) = name.strip_prefix("len").and_then(|n| n.parse().ok()) {
             return Ok(Mode { name: name.to_string(), env: Vec::new(), naive: false, max_len: Some(n) });
         }
+        if let Some(n) = name.strip_prefix("edges").filter(|n| n.parse::<usize>().is_ok()) {
+            return Ok(Mode {
+                name: name.to_string(),
+                env: env("STAGEHAND_EDGES", n),
+                naive: false,
+                max_len: None,
+            });
+        }
         let (env, naive) = match name {
             "libfuzzer" => (Vec::new(), false),
             "naive" => (Vec::new(), true),
             "bytes" => (env("STAGEHAND_MUTATOR", "bytes"), false),
             "ops" => (env("STAGEHAND_MUTATOR", "ops"), false),
+            "no-edges" => (env("STAGEHAND_EDGES", "0"), false),
             "no-features" => (env("STAGEHAND_FEATURES", "none"), false),
             n => match n.strip_prefix("no-").filter(|f| FAMILIES.contains(f)) {
                 Some(f) => (env("STAGEHAND_FEATURES", &format!("all,-{f}")), false),
                 None => {
                     return Err(format!(
-                        "unknown mode `{n}` (libfuzzer, naive, bytes, ops, no-features, no-<{}>, len<N>)",
+                        "unknown mode `{n}` (libfuzzer, naive, bytes, ops, no-edges, edges<N>, no-features, no-<{}>, len<N>)",
                         FAMILIES.join("|")
                     )
                     .into())

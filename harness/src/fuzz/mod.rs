@@ -16,7 +16,9 @@
 //! | `STAGEHAND_WORKAROUNDS` | workarounds of filed findings: `all`, `none`, or names | `all`: a campaign looks past what is filed |
 //! | `STAGEHAND_EXPECT` | crash only on these violation kinds (comma-separated), or `target:kinds` (time-to-bug trials) | any kind |
 //! | `STAGEHAND_KNOWN` | a list of known findings that are not crashes ([`crate::known`]), or `none` | none, or the list the fuzz target carries ([`set_builtin_known`]: ClusterFuzzLite builds, which cannot set the environment) |
-//! | `STAGEHAND_MUTATOR` | `ops`: the op-level mutator ([`crate::mutate`]) | byte mutation |
+//! | `STAGEHAND_MUTATOR` | `bytes`: libFuzzer's byte mutation only | the op-level mutator ([`crate::mutate`]) |
+//! | `STAGEHAND_GENERATE` | sixteenths of the mutator's steps that generate a whole input, after the first 4,096 | `8` |
+//! | `STAGEHAND_EDGES` | `0`: no generated op gets an output address at a descriptor's edge | one in 16 does |
 //! | `STAGEHAND_FEATURES` | state feedback families ([`harness_core::feedback`]): `all`, `none`, names, or `all,-name` | `all` |
 
 pub mod minimize;
