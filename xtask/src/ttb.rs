@@ -506,8 +506,8 @@ fn markdown(targets: &[Target], results: &[Trial], o: &Options) -> String {
          its corpus in memory, as a trial's corpus is thrown away: `-seed_inputs` for the seeds, no corpus directory) \
          and median executions; a trial that misses counts as infinite. An input that runs for {} s is a hang (libFuzzer's \
          `-timeout`, the naive generator's `--hang`); it counts, marked \"by a hang\", only if it is the bug's: run \
-         again alone, it still hangs with the trial's settings and returns with every switch off and every workaround \
-         on.\n\n",
+         again alone, it still hangs with the trial's settings or ends with a violation, and returns cleanly with every \
+         switch off and every workaround on.\n\n",
         o.trials,
         modes.join(","),
         o.max_len,

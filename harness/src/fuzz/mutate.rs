@@ -34,11 +34,8 @@ pub fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("STAGEHAND_MUTATOR").map_or(true, |v| v != "bytes"))
 }
 
-/// A small deterministic generator seeded by libFuzzer: splitmix64, whose every output bit
-/// is a full mix of a counter. xorshift64*, used here before, leaves its low bits linear,
-/// and `below` and the operand bytes read low bits: with it, one more draw per generated op
-/// (the edge below) moved `page-table-generic/split-unmaps` from 412 to 1,258 median
-/// executions (20 trials each); with splitmix64, 878 without the edge and 654 with it.
+/// A small deterministic generator seeded by libFuzzer ([`crate::fuzz::splitmix64`], as the
+/// naive generator draws).
 struct Rng(u64);
 
 impl Rng {
@@ -47,11 +44,7 @@ impl Rng {
         Rng(u64::from(seed))
     }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::fuzz::splitmix64(&mut self.0)
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
