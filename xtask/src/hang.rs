@@ -1,11 +1,12 @@
 //! Hangs: inputs that do not return. A campaign gives libFuzzer a `-timeout`, lists the
 //! `timeout-` artifacts in its summary, each of the first few with the op that does not
-//! return, and leaves them out of triage (which would run them to their end). A time-to-bug trial (libFuzzer's `-timeout`, `stagehand naive --hang`)
-//! counts a hang for its bug only when the hang is that bug's: the input, run again alone,
-//! still does not return with the trial's settings or ends with a violation, and returns
-//! cleanly with every defect switch off and every workaround on. (`page-table-generic`'s unchecked `protect_range` walks a range reaching 2^62 a page
-//! at a time: with its workaround off, a random sequence hangs about as often as it shows
-//! the defect's violation.)
+//! return, and leaves them out of triage (which would run them to their end). A
+//! time-to-bug trial (libFuzzer's `-timeout`, `stagehand naive --hang`) counts a hang for
+//! its bug only when the hang is that bug's: the input, run again alone, still does not
+//! return with the trial's settings or ends with a violation, and returns cleanly with every
+//! defect switch off and every workaround on. (`page-table-generic`'s unchecked
+//! `protect_range` walks a range reaching 2^62 a page at a time: with its workaround off, a
+//! random sequence hangs about as often as it shows the defect's violation.)
 
 use crate::fuzz::{self, Settings};
 use crate::Result;
