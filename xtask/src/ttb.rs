@@ -87,8 +87,9 @@ pub struct Target {
 const OVERFLOW_CHECKS_ONLY: &[&str] = &["aarch64-paging/empty-range-at-zero"];
 
 /// The kvm-arm-2012 switches (`corpus/defects/*.s2`, each its trigger) and the workarounds
-/// of every target that has some (`stagehand targets --json`), but [`OVERFLOW_CHECKS_ONLY`].
-fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
+/// of every target that has some (`stagehand targets --json`), but [`OVERFLOW_CHECKS_ONLY`];
+/// with `pin`, each bug's trials pin its target.
+fn targets(stagehand: &Path, only: Option<&str>, pin: bool) -> Result<Vec<Target>> {
     let mut out = Vec::new();
     let mut switches: Vec<String> = std::fs::read_dir("corpus/defects")?
         .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
@@ -98,7 +99,7 @@ fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
         out.push(Target {
             settings: Settings {
                 defects: d.clone(),
-                target: None,
+                target: pin.then(|| "kvm-arm-2012".to_string()),
                 expect: Some("kvm-arm-2012:".into()),
                 known: Some(fuzz::KNOWN_FINDINGS.into()),
                 ..Settings::default()
@@ -119,9 +120,9 @@ fn targets(stagehand: &Path, only: Option<&str>) -> Result<Vec<Target>> {
             .filter(|f| f.starts_with(&format!("{name}-")))
             .map(|f| PathBuf::from("regressions").join(f))
             .collect();
-        // A target that builds for AArch64 only runs pinned, under qemu-aarch64: this host's
-        // decoder cannot choose it.
-        let pinned = fuzz::AARCH64_ONLY.contains(&name).then(|| name.to_string());
+        // A target that builds for AArch64 only runs pinned in either case, under
+        // qemu-aarch64: this host's decoder cannot choose it.
+        let pinned = (pin || fuzz::AARCH64_ONLY.contains(&name)).then(|| name.to_string());
         for w in all.iter().filter(|w| !OVERFLOW_CHECKS_ONLY.contains(&format!("{name}/{w}").as_str())) {
             let others: Vec<&str> = all.iter().copied().filter(|x| x != w).collect();
             out.push(Target {
@@ -343,13 +344,7 @@ pub fn ttb(o: &Options) -> Result {
     setup::plot_font()?;
     let bin = fuzz::build_target("ops", Build::Plain)?;
     let stagehand = fuzz::stagehand()?;
-    let mut targets = targets(&stagehand, o.bugs.as_deref())?;
-    if o.pin {
-        for t in &mut targets {
-            let name = t.name.split_once('/').map_or("kvm-arm-2012", |(target, _)| target);
-            t.settings.target = Some(name.to_string());
-        }
-    }
+    let targets = targets(&stagehand, o.bugs.as_deref(), o.pin)?;
     let pinned = |t: &Target| t.settings.aarch64_only();
     // The AArch64 builds, for a target that builds there only.
     let bin_aarch64 = if targets.iter().any(pinned) {
